@@ -1,0 +1,44 @@
+# workspace-bench: every entry point. `make` alone lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SCALE ?= plan
+export SCALE
+
+.PHONY: help install test test-quick lint typecheck bench data serve load load-ui gate clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install everything (re-run only when pyproject.toml changes)
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP) ## mypy --strict
+	$(VENV)/bin/mypy
+
+test: $(STAMP) lint typecheck ## lint, type-check, run every test and every benchmark once (timing off)
+	$(VENV)/bin/pytest --benchmark-disable $(PYTEST_ARGS)
+
+test-quick: $(STAMP) ## tests only, skipping slow ones and benchmarks
+	$(VENV)/bin/pytest tests -m 'not slow' $(PYTEST_ARGS)
+
+data: $(STAMP) ## bring up a database (provider chain), migrate, load the SCALE dataset, report, tear down
+	$(PY) -m fixtures up --scale $(SCALE)
+
+bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report in reports/out/
+	$(PY) -m fixtures up --scale $(SCALE)
+
+clean: ## remove generated output (keeps .venv)
+	rm -rf reports/out .benchmarks .pytest_cache .mypy_cache .ruff_cache .data

@@ -1,0 +1,1 @@
+"""The reference service that workspace-bench measures."""
