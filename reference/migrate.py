@@ -130,7 +130,7 @@ async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
 async def _take_lock(conn: asyncpg.Connection) -> None:
     # Polled, not a blocking pg_advisory_lock: a session blocked inside a statement holds a
     # snapshot, and CREATE INDEX CONCURRENTLY in the lock holder would wait for it forever.
-    while not await conn.fetchval("select pg_try_advisory_lock($1)", LOCK_KEY):
+    while not await conn.fetchval("select pg_try_advisory_lock($1)", LOCK_KEY):  # noqa: ASYNC110
         await asyncio.sleep(LOCK_POLL_SECONDS)
 
 

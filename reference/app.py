@@ -1,0 +1,42 @@
+"""The application factory: no I/O here; resources open in cleanup contexts."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import web
+
+from reference import system
+from reference.auth import make_auth_middleware
+from reference.db import pool_context
+from reference.errors import error_middleware
+from reference.feature import Feature
+from reference.metrics import METRICS, Metrics, make_metrics_middleware
+from reference.openapi import build_document, public_routes
+from reference.settings import Settings
+from reference.typedefs import SETTINGS
+
+VERSION: Final = "0.1.0"
+#: Every feature of the service, in registration order. Add a module's FEATURE here.
+FEATURES: Final[tuple[Feature, ...]] = (system.FEATURE,)
+
+
+def create_app(settings: Settings, features: tuple[Feature, ...] = FEATURES) -> web.Application:
+    tables = [feature.routes for feature in features]
+    metrics = Metrics()
+    app = web.Application(
+        middlewares=[
+            make_metrics_middleware(metrics),
+            error_middleware,
+            make_auth_middleware(settings.jwt_secret, public_routes(tables)),
+        ],
+        client_max_size=8 * 1024 * 1024,
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[system.OPENAPI] = build_document(tables, VERSION)
+    app.cleanup_ctx.append(pool_context)
+    for feature in features:
+        app.cleanup_ctx.extend(feature.contexts)
+        app.add_routes(feature.routes)
+    return app

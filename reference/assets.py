@@ -1,0 +1,103 @@
+"""The unified asset: closed vocabularies, the row shape every feature reads, and its JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+from uuid import UUID
+
+import asyncpg
+
+
+class ContentType(StrEnum):
+    IMAGE = "image"
+    VIDEO = "video"
+
+
+class Quality(StrEnum):
+    FAST = "fast"
+    HIGH = "high"
+
+
+class ModelType(StrEnum):
+    """Stored values of ``model_type``; NULL is the plain model."""
+
+    SDXL = "SDXL"
+    WAN = "WAN"
+    ENHANCED = "Enhanced"
+
+
+class Status(StrEnum):
+    COMPLETED = "completed"
+    GENERATING = "generating"
+    FAILED = "failed"
+
+
+#: The select list every feature uses for an asset of the ``assets`` view (alias ``a``).
+ASSET_COLUMNS: Final = (
+    "a.type, a.id, a.user_id, a.project_id, a.prompt, a.status, a.quality, a.model_type, "
+    "a.storage_path, a.thumbnail_path, a.duration_s, a.metadata, a.created_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    type: ContentType
+    id: UUID
+    user_id: UUID
+    project_id: UUID | None
+    prompt: str
+    status: str
+    quality: str
+    model_type: str | None
+    storage_path: str
+    thumbnail_path: str
+    duration_s: float | None
+    metadata: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def from_record(cls, record: asyncpg.Record) -> Asset:
+        return cls(
+            ContentType(record["type"]),
+            record["id"],
+            record["user_id"],
+            record["project_id"],
+            record["prompt"],
+            record["status"],
+            record["quality"],
+            record["model_type"],
+            record["storage_path"],
+            record["thumbnail_path"],
+            record["duration_s"],
+            record["metadata"] or {},
+            record["created_at"],
+        )
+
+    @property
+    def dismissed(self) -> bool:
+        """A missing key means not dismissed (the plan's partial index got this wrong)."""
+        return str(self.metadata.get("workspace_dismissed")).lower() == "true"
+
+    @property
+    def job_id(self) -> str | None:
+        value = self.metadata.get("job_id")
+        return None if value is None else str(value)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "type": self.type.value,
+            "prompt": self.prompt,
+            "status": self.status,
+            "quality": self.quality,
+            "model_type": self.model_type,
+            "project_id": None if self.project_id is None else str(self.project_id),
+            "job_id": self.job_id,
+            "dismissed": self.dismissed,
+            "duration_s": self.duration_s,
+            "metadata": self.metadata,
+            "created_at": self.created_at.isoformat(),
+        }

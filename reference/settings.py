@@ -1,0 +1,99 @@
+"""Service settings, read from the environment once, with safe local defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Final
+
+#: Development defaults. They are public on purpose: a deployment sets its own through the
+#: environment, and the service says so at start when it runs on a default.
+DEV_JWT_SECRET: Final = "workspace-bench-dev-jwt-secret-not-for-production"  # noqa: S105
+DEV_STORAGE_KEY: Final = "workspace-bench-dev-storage-key-not-for-production"
+
+
+class UrlMode(StrEnum):
+    UNIFIED = "unified"
+    LEGACY = "legacy"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value}: must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    jwt_secret: str = DEV_JWT_SECRET
+    storage_key: str = DEV_STORAGE_KEY
+    storage_dir: Path = Path(".data/storage")
+    public_url: str = "http://127.0.0.1:8080"
+    url_mode: UrlMode = UrlMode.UNIFIED
+    #: Signed URLs expire at the end of a fixed window, so the same object has the same URL
+    #: for the whole window and browser and CDN caches hit.
+    url_window_s: int = 3600
+    url_cache_size: int = 50_000
+    #: Re-sign when less than this much of a URL's life is left.
+    url_resign_margin_s: int = 300
+    #: Remote Supabase Storage to sign with instead of in-process (empty: sign here).
+    storage_remote_url: str = ""
+    storage_remote_key: str = ""
+    page_size_default: int = 50
+    page_size_max: int = 200
+    pool_min_size: int = 2
+    pool_max_size: int = 20
+    batch_max_ids: int = 10_000
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def jwt_secret_is_default(self) -> bool:
+        return self.jwt_secret == DEV_JWT_SECRET
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        defaults = cls()
+        port = _int(env, "PORT", defaults.port, 0)
+        host = env.get("HOST", defaults.host)
+        mode_raw = env.get("URL_MODE", defaults.url_mode.value)
+        try:
+            url_mode = UrlMode(mode_raw)
+        except ValueError:
+            raise SettingsError(f"URL_MODE={mode_raw!r}: expected unified or legacy") from None
+        return cls(
+            database_url=env.get("DATABASE_URL", defaults.database_url),
+            host=host,
+            port=port,
+            jwt_secret=env.get("JWT_SECRET") or defaults.jwt_secret,
+            storage_key=env.get("STORAGE_KEY") or defaults.storage_key,
+            storage_dir=Path(env.get("STORAGE_DIR", str(defaults.storage_dir))),
+            public_url=env.get("PUBLIC_URL", f"http://{host}:{port}"),
+            url_mode=url_mode,
+            url_window_s=_int(env, "URL_WINDOW_S", defaults.url_window_s, 60),
+            url_cache_size=_int(env, "URL_CACHE_SIZE", defaults.url_cache_size, 1),
+            url_resign_margin_s=_int(env, "URL_RESIGN_MARGIN_S", defaults.url_resign_margin_s),
+            storage_remote_url=env.get("STORAGE_REMOTE_URL", ""),
+            storage_remote_key=env.get("STORAGE_REMOTE_KEY", ""),
+            page_size_default=_int(env, "PAGE_SIZE_DEFAULT", defaults.page_size_default, 1),
+            page_size_max=_int(env, "PAGE_SIZE_MAX", defaults.page_size_max, 1),
+            pool_min_size=_int(env, "POOL_MIN_SIZE", defaults.pool_min_size, 1),
+            pool_max_size=_int(env, "POOL_MAX_SIZE", defaults.pool_max_size, 1),
+            batch_max_ids=_int(env, "BATCH_MAX_IDS", defaults.batch_max_ids, 1),
+        )

@@ -1,0 +1,163 @@
+"""The provider chain's choice, and the throwaway cluster's life cycle."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from fixtures.database import (
+    CLUSTER_PREFIX,
+    DatabaseInfo,
+    Environment,
+    NoDatabaseAvailable,
+    ProviderName,
+    choose_provider,
+    find_bindir,
+    probe_environment,
+    provide_database,
+    run_async,
+)
+
+BINDIR = Path("/usr/lib/postgresql/15/bin")
+
+
+def env(**kw: object) -> Environment:
+    base: dict[str, object] = {
+        "database_url": None,
+        "forced": None,
+        "docker_available": False,
+        "bindir": None,
+        "pgserver_available": False,
+    }
+    base.update(kw)
+    return Environment(**base)  # type: ignore[arg-type]
+
+
+def test_database_url_wins_over_everything() -> None:
+    e = env(database_url="postgresql://x@h/db", docker_available=True, bindir=BINDIR,
+            pgserver_available=True)
+    assert choose_provider(e) is ProviderName.ENV
+
+
+def test_docker_comes_before_local_binaries() -> None:
+    e = env(docker_available=True, bindir=BINDIR, pgserver_available=True)
+    assert choose_provider(e) is ProviderName.DOCKER
+
+
+def test_docker_absent_falls_to_local_binaries() -> None:
+    e = env(docker_available=False, bindir=BINDIR, pgserver_available=True)
+    assert choose_provider(e) is ProviderName.LOCAL
+
+
+def test_binaries_absent_falls_to_pgserver() -> None:
+    assert choose_provider(env(pgserver_available=True)) is ProviderName.PGSERVER
+
+
+def test_nothing_available_says_what_to_do() -> None:
+    with pytest.raises(NoDatabaseAvailable, match="DATABASE_URL"):
+        choose_provider(env())
+
+
+def test_forced_provider_is_honoured_and_checked() -> None:
+    e = env(docker_available=True, bindir=BINDIR, forced=ProviderName.LOCAL)
+    assert choose_provider(e) is ProviderName.LOCAL
+    with pytest.raises(NoDatabaseAvailable, match="pgserver"):
+        choose_provider(env(bindir=BINDIR, forced=ProviderName.PGSERVER))
+
+
+def test_probe_reads_database_url_without_probing_the_rest() -> None:
+    probed = probe_environment({"DATABASE_URL": "postgresql://u@h/d", "PATH": ""})
+    assert probed.database_url == "postgresql://u@h/d"
+    assert probed.bindir is None and not probed.docker_available
+
+
+def test_probe_rejects_unknown_forced_provider() -> None:
+    with pytest.raises(NoDatabaseAvailable, match="DB_PROVIDER"):
+        probe_environment({"DB_PROVIDER": "oracle"})
+
+
+def test_docker_is_absent_without_socket_or_host(tmp_path: Path) -> None:
+    probed = probe_environment({"PATH": "", "DOCKER_HOST": ""})
+    assert probed.docker_available is Path("/var/run/docker.sock").exists()
+
+
+def test_bindir_absent_when_no_binaries(tmp_path: Path) -> None:
+    found = find_bindir({"PATH": str(tmp_path), "PG_BINDIR": str(tmp_path)})
+    assert found is None or found != tmp_path
+
+
+def test_session_database_reports_its_facts(database: DatabaseInfo) -> None:
+    assert database.server_version[:2].isdigit()
+    assert database.provider in set(ProviderName)
+    described = database.describe()
+    assert database.provider.label in described and "PostgreSQL" in described
+
+
+async def _count_rows(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("select 1"))
+    finally:
+        await conn.close()
+
+
+def _own_clusters() -> set[str]:
+    return {p.name for p in Path("/tmp").glob(f"{CLUSTER_PREFIX}*")}
+
+
+@pytest.mark.skipif(find_bindir() is None, reason="needs the PostgreSQL server binaries")
+def test_local_cluster_is_removed_on_exception() -> None:
+    before = _own_clusters()
+    with pytest.raises(RuntimeError, match="boom"):  # noqa: PT012
+        with provide_database({"DB_PROVIDER": "local", "PATH": os.environ["PATH"]}) as info:
+            assert run_async(_count_rows(info.dsn)) == 1
+            raise RuntimeError("boom")
+    assert _own_clusters() == before
+    with pytest.raises(OSError):  # noqa: PT011
+        run_async(_count_rows(info.dsn))
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from fixtures.database import provide_database
+    with provide_database({"DB_PROVIDER": "local", "PATH": %r}) as info:
+        print(info.dsn.rsplit(":", 1)[1].split("/")[0], flush=True)
+        time.sleep(60)
+    """
+)
+
+
+@pytest.mark.skipif(find_bindir() is None, reason="needs the PostgreSQL server binaries")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_local_cluster_stops_when_its_owner_is_interrupted(sig: signal.Signals) -> None:
+    before = _own_clusters()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT % os.environ["PATH"]], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    port = proc.stdout.readline().strip()
+    assert port.isdigit()
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    isready = str(find_bindir() / "pg_isready")  # type: ignore[operator]
+    deadline_ok = False
+    for _ in range(100):
+        if subprocess.run([isready, "-q", "-h", "127.0.0.1", "-p", port], check=False).returncode == 2:
+            deadline_ok = True
+            break
+        time.sleep(0.1)
+    assert deadline_ok, "postgres still accepting connections after its owner died"
+    if sig is signal.SIGKILL:
+        from fixtures.database import reap_stale_clusters
+
+        reap_stale_clusters()
+    assert _own_clusters() == before
