@@ -65,12 +65,12 @@ class Pair:
 def benchmark_key(bench: Mapping[str, Any]) -> str:
     """``<group>.<name>``: the test name without ``test_``, parameters joined with dots, less the
     parts that repeat the group (``queries.by_job`` + ``test_after[by_job]`` ->
-    ``queries.by_job.after``)."""
+    ``queries.by_job.after``; ``fixture_load`` + ``test_fixture_load`` -> ``fixture_load``)."""
     group = str(bench.get("group") or "ungrouped")
     name = _NON_KEY.sub(".", str(bench["name"]).removeprefix("test_")).strip(".")
     in_group = set(group.split("."))
     parts = [part for part in name.split(".") if part not in in_group]
-    return f"{group}.{'.'.join(parts or [name])}"
+    return ".".join([group, *parts])
 
 
 def _median(bench: Mapping[str, Any]) -> float | None:
