@@ -404,6 +404,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="judge this pytest-benchmark JSON, run nothing")
     parser.add_argument("--baseline-dir", type=Path, default=BASELINE_DIR)
     parser.add_argument("--out", type=Path, default=RUN_JSON, help="where the run's JSON goes")
+    parser.add_argument("--figures-dir", type=Path, default=FIGURES_DIR)
     parser.add_argument("--update-baseline", action="store_true", help="save this run as baseline")
     parser.add_argument(
         "--strict", action="store_true", default=os.environ.get("STRICT") == "1",
@@ -432,8 +433,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     )
     if result.exit is not Exit.NOT_MEASURED:
         figures, meta = figures_from_json(bench_json)
-        write_figures(FIGURES_DIR / "bench.json", figures, meta)
-        (FIGURES_DIR / "gate.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+        write_figures(args.figures_dir / "bench.json", figures, meta)
+        (args.figures_dir / "gate.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     print(report(result, bench_json))
     return int(result.exit)
 
