@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,6 +57,18 @@ class BenchLoop:
             return await factory()
 
         return lambda: self.loop.run_until_complete(once())
+
+    @contextlib.contextmanager
+    def enter(self, context: contextlib.AbstractAsyncContextManager[T]) -> Iterator[T]:
+        """An async context manager (``open_pool``, ``serve_app``) used from sync test code."""
+        value = self.run(context.__aenter__())
+        try:
+            yield value
+        except BaseException as exc:
+            if not self.run(context.__aexit__(type(exc), exc, exc.__traceback__)):
+                raise
+        else:
+            self.run(context.__aexit__(None, None, None))
 
     def close(self) -> None:
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
