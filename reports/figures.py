@@ -5,7 +5,9 @@ Keys:
     ``saving.<claim>``, ``speedup.<claim>``  for every pair of benchmarks whose ``extra_info``
         names the same ``claim`` with ``side`` ``before`` and ``after``: ``1 - after/before`` and
         ``before/after`` of their medians (same run, same data);
-    ``extra_info["figures"]``  any figures a benchmark computed itself, merged as they are;
+    ``extra_info["figures"]``  any figures a benchmark computed itself, merged as they are (so
+        are ``extra_info`` keys that start like a figure key, ``bench.search.http_p95_ms``);
+        a pair's own ratios win over figures of the same name;
     ``extra_info["rate_figure"]``  ``extra_info["units"] / median`` under that key;
     ``dataset.heavy_assets``  the heavy user's assets in the measured dataset.
 
@@ -26,6 +28,8 @@ from typing import Any, Final
 ROOT: Final = Path(__file__).resolve().parent.parent
 FIGURES_DIR: Final = ROOT / "reports" / "out" / "figures"
 BENCH_FIGURES: Final = FIGURES_DIR / "bench.json"
+
+FIGURE_PREFIXES: Final = ("bench.", "saving.", "speedup.", "dataset.")
 
 _NON_KEY = re.compile(r"[^A-Za-z0-9_]+")
 
@@ -132,7 +136,8 @@ def figures_from_json(bench_json: Mapping[str, Any]) -> tuple[dict[str, float], 
             rate_key, units = extra.get("rate_figure"), extra.get("units")
             if rate_key and isinstance(units, int | float) and median > 0:
                 figures[str(rate_key)] = float(units) / median
-        for key, value in (extra.get("figures") or {}).items():
+        own = {k: v for k, v in extra.items() if str(k).startswith(FIGURE_PREFIXES)}
+        for key, value in {**own, **(extra.get("figures") or {})}.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 figures[str(key)] = float(value)
         heavy = extra.get("heavy_assets")

@@ -105,6 +105,28 @@ def test_significant_but_within_tolerance_is_not_a_regression() -> None:
     assert verdict is Change.OK
 
 
+def test_contention_on_some_rounds_is_not_a_regression_on_the_low_quantile() -> None:
+    base = samples(1e-3, n=1000, seed=11)
+    rng = np.random.default_rng(12)
+    now = [v * (rng.uniform(1.5, 4.0) if rng.random() < 0.6 else 1.0) for v in samples(1e-3, 1000)]
+    median_change, _, median_verdict = compare_samples(base, now, TOLERANCE, ALPHA, MIN_ROUNDS)
+    change, p, verdict = compare_samples(base, now, TOLERANCE, ALPHA, MIN_ROUNDS, quantile=0.1)
+    assert median_change > 0.5
+    assert median_verdict is Change.REGRESSION
+    assert p is not None
+    assert p < ALPHA
+    assert change < TOLERANCE
+    assert verdict is Change.OK
+
+
+def test_a_shift_of_every_round_is_a_regression_on_the_low_quantile() -> None:
+    base = samples(1e-3, n=1000, seed=13)
+    now = [v * 1.4 for v in samples(1e-3, n=1000, seed=14)]
+    change, _, verdict = compare_samples(base, now, TOLERANCE, ALPHA, MIN_ROUNDS, quantile=0.1)
+    assert change > TOLERANCE
+    assert verdict is Change.REGRESSION
+
+
 def test_clearly_faster_sample_is_an_improvement() -> None:
     _, _, verdict = compare_samples(
         samples(2e-3, seed=5), samples(1e-3, seed=6), TOLERANCE, ALPHA, MIN_ROUNDS
