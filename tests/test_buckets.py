@@ -87,8 +87,7 @@ def test_sdxl_wins_over_enhanced_for_images_only():
 
 def test_every_bucket_is_reachable():
     reached = {
-        determine_bucket(t, q, m, metadata_for(s, e, mm))
-        for t, q, m, s, e, mm in COMBINATIONS
+        determine_bucket(t, q, m, metadata_for(s, e, mm)) for t, q, m, s, e, mm in COMBINATIONS
     }
     assert reached == BUCKETS
 

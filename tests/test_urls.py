@@ -103,10 +103,9 @@ async def test_token_tamper_expiry_and_wrong_path_are_refused():
     with pytest.raises(StorageError) as other_bucket:
         verify_object_token(settings.storage_key, token, "image_high", "u/j/0.thumb.webp")
     assert other_bucket.value.code == "InvalidSignature"
-    header, payload, signature = token.split(".")
-    forged = jwt.encode(
-        {**claims, "url": "image_fast/v/j/0.thumb.webp"}, "not-the-storage-key-but-long-enough-for-hs256", algorithm="HS256"
-    )
+    header, _payload, signature = token.split(".")
+    wrong_key = "not-the-storage-key-but-long-enough-for-hs256"
+    forged = jwt.encode({**claims, "url": "image_fast/v/j/0.thumb.webp"}, wrong_key, "HS256")
     for bad in (f"{header}.{forged.split('.')[1]}.{signature}", token[:-2] + "xx", "garbage"):
         with pytest.raises(StorageError) as tampered:
             verify_object_token(settings.storage_key, bad, "image_fast", "u/j/0.thumb.webp")
