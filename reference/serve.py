@@ -28,9 +28,8 @@ from reference.auth import issue_token
 from reference.migrate import migrate
 from reference.settings import Settings
 
-HAS_ASSETS: Final = (
-    "select to_regclass('images') is not null and exists (select 1 from images limit 1)"
-)
+HAS_IMAGES_TABLE: Final = "select to_regclass('images') is not null"
+HAS_ASSETS: Final = "select exists (select 1 from images)"
 USER_EXISTS: Final = "select exists (select 1 from images where user_id = $1)"
 LARGEST_USERS: Final = """
 select user_id from images group by user_id order by count(*) desc limit 2
@@ -42,7 +41,7 @@ async def prepare(settings: Settings, spec: DatasetSpec) -> tuple[UUID, UUID]:
     """Load when empty, migrate, write storage objects; return (sample user, heavy user)."""
     conn = await asyncpg.connect(settings.database_url)
     try:
-        loaded = await conn.fetchval(HAS_ASSETS)
+        loaded = await conn.fetchval(HAS_IMAGES_TABLE) and await conn.fetchval(HAS_ASSETS)
     finally:
         await conn.close()
     if loaded:
@@ -83,9 +82,7 @@ def main() -> int:
         settings = dataclasses.replace(Settings.from_env(), database_url=info.dsn)
         sample, heavy = asyncio.run(prepare(settings, spec))
         announce(settings, sample, heavy)
-        web.run_app(
-            create_app(settings), host=settings.host, port=settings.port, access_log=None
-        )
+        web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None)
     say("stopped")
     return 0
 

@@ -37,6 +37,8 @@ NOT_FOUND_MESSAGE: Final = "Object not found"
 BATCH_NOT_FOUND: Final = "Either the object does not exist or you do not have access to it"
 MAX_EXPIRES_IN: Final = 10 * 365 * 86_400
 MAX_BATCH_PATHS: Final = 1_000
+#: Not every Python's mimetypes table knows WebP.
+CONTENT_TYPES: Final = {".png": "image/png", ".webp": "image/webp", ".mp4": "video/mp4"}
 
 
 class StorageError(ApiError):
@@ -240,7 +242,11 @@ async def read_signed_object(request: web.Request) -> web.StreamResponse:
     max_age = max(0, int(claims["exp"]) - int(time.time()))
     # FileResponse sends the ETag (mtime and size), answers If-None-Match with 304 and uses
     # sendfile; the token's remaining life bounds how long a browser may keep the bytes.
-    return web.FileResponse(file, headers={"Cache-Control": f"private, max-age={max_age}"})
+    headers = {"Cache-Control": f"private, max-age={max_age}"}
+    content_type = CONTENT_TYPES.get(file.suffix)
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    return web.FileResponse(file, headers=headers)
 
 
 async def url_service_context(app: web.Application) -> AsyncIterator[None]:

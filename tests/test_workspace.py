@@ -137,6 +137,11 @@ async def test_high_res_only_on_request_and_urls_serve(client, seeded_template):
             resp = await fetch_signed(client, asset[key])
             assert resp.status == 200, (key, await resp.text())
             assert await resp.read()
+            suffix = URL(asset[key]).path.rsplit(".", 1)[1]
+            assert (
+                resp.headers["Content-Type"]
+                == {"png": "image/png", "webp": "image/webp", "mp4": "video/mp4"}[suffix]
+            )
 
 
 async def test_single_asset_and_cross_user(client, seeded_template):
