@@ -11,7 +11,7 @@ from typing import Final
 
 #: Development defaults. They are public on purpose: a deployment sets its own through the
 #: environment, and the service says so at start when it runs on a default.
-DEV_JWT_SECRET: Final = "workspace-bench-dev-jwt-secret-not-for-production"  # noqa: S105
+DEV_JWT_SECRET: Final = "workspace-bench-dev-jwt-secret-not-for-production"
 DEV_STORAGE_KEY: Final = "workspace-bench-dev-storage-key-not-for-production"
 
 
