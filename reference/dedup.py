@@ -18,6 +18,7 @@ costs only recall, never precision, and its parameters are chosen for recall at 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import unicodedata
 from collections import defaultdict
@@ -52,7 +53,7 @@ def shingles(prompt: str) -> frozenset[str]:
     words = normalize(prompt)
     if len(words) < 2:
         return frozenset(words)
-    return frozenset(f"{a} {b}" for a, b in zip(words, words[1:], strict=False))
+    return frozenset(f"{a} {b}" for a, b in itertools.pairwise(words))
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
@@ -152,8 +153,9 @@ class BandedIndex:
             boundary = np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True] if n else np.r_[True]
             edges = np.flatnonzero(boundary)
             sizes = np.diff(edges)
-            for first, size in zip(edges[:-1][sizes > 1].tolist(), sizes[sizes > 1].tolist(),
-                                   strict=True):
+            for first, size in zip(
+                edges[:-1][sizes > 1].tolist(), sizes[sizes > 1].tolist(), strict=True
+            ):
                 groups.append(order[first : first + size].astype(np.int64))
         return cls(n, tuple(groups))
 

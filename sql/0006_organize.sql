@@ -79,3 +79,18 @@ create trigger videos_organize_delete after delete on videos
 create trigger videos_organize_update after update on videos
     referencing old table as old_rows new table as new_rows
     for each statement execute function organize_assets_updated();
+
+-- The fixtures reload with TRUNCATE, which fires no row or DELETE triggers.
+create function organize_assets_truncated() returns trigger
+language plpgsql as $$
+begin
+    truncate asset_signatures;
+    update organize_versions set version = version + 1;
+    return null;
+end
+$$;
+
+create trigger images_organize_truncate after truncate on images
+    for each statement execute function organize_assets_truncated();
+create trigger videos_organize_truncate after truncate on videos
+    for each statement execute function organize_assets_truncated();
