@@ -159,9 +159,7 @@ def _exact_pairs(sets: list[frozenset[str]], threshold: float) -> set[tuple[int,
             b = distinct[y]
             inter = len(a & b)
             if inter and inter / (len(a) + len(b) - inter) >= threshold:
-                pairs.update(
-                    (min(i, j), max(i, j)) for i in items[a] for j in items[b]
-                )
+                pairs.update((min(i, j), max(i, j)) for i in items[a] for j in items[b])
     return pairs
 
 
@@ -185,11 +183,7 @@ def test_accuracy_against_exact_all_pairs_and_ground_truth_on_10000_prompts() ->
     assert precision >= 0.99
     assert recall >= 0.95
 
-    same_family = {
-        (i, j)
-        for i, j in reported
-        if family[rows[i][0]] == family[rows[j][0]]
-    }
+    same_family = {(i, j) for i, j in reported if family[rows[i][0]] == family[rows[j][0]]}
     truth_precision = len(same_family) / len(reported)
     families: dict[int, list[int]] = defaultdict(list)
     for i, (asset_id, _) in enumerate(rows):
