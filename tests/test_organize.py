@@ -184,7 +184,8 @@ async def test_two_instances_agree_through_changes(
     second = await make_client(seeded_dsn)
     a = await _all_sets(first, user)
     b = await _all_sets(second, user)
-    assert a == b and a
+    assert a == b
+    assert a
     resp = await first.post(
         "/v1/organize/apply", json={"action": "dismiss_duplicates"}, headers=auth_headers(user)
     )
@@ -273,7 +274,8 @@ async def test_groups_tags_and_suggestions(
     )
     resp = await client.get("/v1/organize/tags", params={"limit": "5"}, headers=auth_headers(user))
     page = await resp.json()
-    assert len(page["assets"]) == 5 and page["next_cursor"]
+    assert len(page["assets"]) == 5
+    assert page["next_cursor"]
     assert page["counts"]["fast"] + page["counts"].get("high", 0) == len(rows)
     assert set(page["counts"]) <= {
         "portrait",
