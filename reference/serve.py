@@ -47,13 +47,16 @@ async def prepare(settings: Settings, spec: DatasetSpec) -> tuple[UUID, UUID]:
     if loaded:
         say("database already holds assets: not loading; applying pending migrations")
         await migrate(settings.database_url)
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            say((await write_storage_objects(conn, settings.storage_dir, progress=True)).summary())
+        finally:
+            await conn.close()
     else:
         say(f"empty database: loading the {spec.name!r} dataset")
-        await prepare_dataset(settings.database_url, spec)
+        await prepare_dataset(settings.database_url, spec, storage_dir=settings.storage_dir)
     conn = await asyncpg.connect(settings.database_url)
     try:
-        report = await write_storage_objects(conn, settings.storage_dir, progress=True)
-        say(report.summary())
         heavy, sample = heavy_user_id(spec), user_ids(spec)[1]
         if not await conn.fetchval(USER_EXISTS, heavy):
             heavy, sample = [r["user_id"] for r in await conn.fetch(LARGEST_USERS)]
