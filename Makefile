@@ -40,6 +40,9 @@ data: $(STAMP) ## bring up a database (provider chain), migrate, load the SCALE 
 bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report in reports/out/
 	$(PY) -m fixtures up --scale $(SCALE)
 
+serve: $(STAMP) ## database + SCALE data (if empty) + storage files, then the service on 127.0.0.1:PORT (8080)
+	$(PY) -m reference.serve
+
 bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench-micro.json + figures/bench.json
 	@mkdir -p reports/out
 	$(VENV)/bin/pytest benchmarks --benchmark-json=reports/out/bench-micro.json $(PYTEST_ARGS)
