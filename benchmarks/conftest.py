@@ -21,6 +21,7 @@ Other figures: ``extra_info["figures"]`` (a mapping of figure keys to numbers) i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,14 +63,26 @@ def bench_spec(scale: str) -> DatasetSpec:
 
 @pytest.fixture(scope="session")
 def bench_template(
-    database: DatabaseInfo, bench_loop: BenchLoop, bench_spec: DatasetSpec
+    database: DatabaseInfo,
+    bench_loop: BenchLoop,
+    bench_spec: DatasetSpec,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[BenchDataset]:
-    """The dataset of the chosen scale, fully migrated; a template only (never connect to it)."""
+    """The dataset of the chosen scale, fully migrated, with signatures and stored files; a
+    template only (never connect to it)."""
+    storage_dir = tmp_path_factory.mktemp("bench_storage")
     dsn = bench_loop.run(create_database(database.dsn, prefix="wsb_bench_tpl"))
     try:
-        prepared = bench_loop.run(prepare_dataset(dsn, bench_spec, progress=False))
+        prepared = bench_loop.run(
+            prepare_dataset(dsn, bench_spec, progress=False, storage_dir=storage_dir)
+        )
         yield BenchDataset(
-            dsn, bench_spec, prepared, heavy_user_id(bench_spec), tuple(user_ids(bench_spec))
+            dsn,
+            bench_spec,
+            prepared,
+            heavy_user_id(bench_spec),
+            tuple(user_ids(bench_spec)),
+            storage_dir,
         )
     finally:
         bench_loop.run(drop_database(database.dsn, dsn))
@@ -81,9 +94,7 @@ def _copy_of(
 ) -> Iterator[BenchDataset]:
     dsn = bench_loop.run(copy_database(database.dsn, template.dsn))
     try:
-        yield BenchDataset(
-            dsn, template.spec, template.prepared, template.heavy_user, template.users
-        )
+        yield dataclasses.replace(template, dsn=dsn)
     finally:
         bench_loop.run(drop_database(database.dsn, dsn))
 

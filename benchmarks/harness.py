@@ -83,6 +83,7 @@ class BenchDataset:
     prepared: PreparedDataset
     heavy_user: UUID
     users: tuple[UUID, ...]
+    storage_dir: Path
 
     @property
     def scale(self) -> str:
