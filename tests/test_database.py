@@ -150,6 +150,7 @@ def test_local_cluster_stops_when_its_owner_is_interrupted(sig: signal.Signals) 
     assert Path(directory).is_dir()
     proc.send_signal(sig)
     proc.wait(timeout=30)
+    proc.stdout.close()
     isready = str(find_bindir() / "pg_isready")  # type: ignore[operator]
     deadline_ok = False
     for _ in range(100):
