@@ -15,10 +15,14 @@ test oracle):
   by ``id`` in the same direction, so the order is total and keyset cursors are exact.
 * Dismissed (``metadata->>'workspace_dismissed' = 'true'``; a missing key is not dismissed) assets
   are left out unless ``include_dismissed=true``.
+* ``total`` is exact for filters (an index-only count). With a prompt query each candidate row
+  must be tested, so it is exact up to ``search_count_cap`` (10,000) matches; beyond, ``total`` is
+  the cap and ``total_is_exact`` is false ("10,000+").
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -304,7 +308,14 @@ where a.user_id = $1
   and ($10::boolean or (a.metadata->>'workspace_dismissed') is distinct from 'true')
 """
 
+#: Filters only: exact, from the covering partial index (an index-only scan of the user's rows).
 COUNT_SQL: Final = "select count(*) from assets a" + SEARCH_WHERE  # noqa: S608 (literals only)
+#: With a prompt query every candidate row is tested: count at most $11 of them.
+COUNT_CAPPED_SQL: Final = (
+    "select count(*) from (select 1 from assets a"  # noqa: S608 (literals only)
+    + SEARCH_WHERE
+    + "limit $11) capped"
+)
 
 #: Sort expressions match the 0004 b-tree indexes exactly, so an ordered page is an index range.
 SORT_EXPRESSIONS: Final[Mapping[SortKey, tuple[str, str]]] = {
@@ -415,25 +426,43 @@ class SearchResult:
     assets: list[Asset]
     next_cursor: str | None
     total: int
+    total_is_exact: bool
     mode: TextMode | None
 
 
+async def _fetch_page(pool: asyncpg.Pool, page: Page, args: list[Any]) -> list[asyncpg.Record]:
+    cursor_value, cursor_id = page.cursor if page.cursor is not None else (None, None)
+    sql = PAGE_SQL[page.query.sort, page.query.order]
+    async with pool.acquire() as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(
+            sql, *args, cursor_value, cursor_id, page.limit + 1
+        )
+    return rows
+
+
+async def _count(pool: asyncpg.Pool, args: list[Any], cap: int | None) -> int:
+    async with pool.acquire() as conn:
+        if cap is None:
+            total = await conn.fetchval(COUNT_SQL, *args)
+        else:
+            total = await conn.fetchval(COUNT_CAPPED_SQL, *args, cap + 1)
+    return int(total)
+
+
 async def search_assets(
-    pool: asyncpg.Pool, caps: SearchCapabilities, user_id: UUID, page: Page
+    pool: asyncpg.Pool, caps: SearchCapabilities, user_id: UUID, page: Page, count_cap: int
 ) -> SearchResult:
+    """One page and the total, on two connections at once (the total is the slower half)."""
     query = page.query
     mode = caps.mode_for(query.q)
     args = search_args(user_id, query, mode)
-    cursor_value, cursor_id = page.cursor if page.cursor is not None else (None, None)
-    async with pool.acquire() as conn:
-        rows = await conn.fetch(
-            PAGE_SQL[query.sort, query.order], *args, cursor_value, cursor_id, page.limit + 1
-        )
-        total = await conn.fetchval(COUNT_SQL, *args)
+    cap = count_cap if mode is not None else None
+    rows, total = await asyncio.gather(_fetch_page(pool, page, args), _count(pool, args, cap))
     assets = [Asset.from_record(r) for r in rows[: page.limit]]
     more = len(rows) > page.limit
     next_cursor = encode_cursor(query, assets[-1]) if more else None
-    return SearchResult(assets, next_cursor, int(total), mode)
+    exact = cap is None or total <= cap
+    return SearchResult(assets, next_cursor, total if exact else count_cap, exact, mode)
 
 
 # --- persisted state ----------------------------------------------------------------------------
@@ -580,7 +609,10 @@ SEARCH_PARAM_DOCS: Final = (
     "/v1/search",
     summary="Search, filter and sort the caller's images and videos (keyset pages)",
     params=SEARCH_PARAM_DOCS,
-    responses={200: "a page of assets, the next cursor and the exact total"},
+    responses={
+        200: "a page of assets, the next cursor, the total (exact, or at least the count cap "
+        "when total_is_exact is false), and how the prompt query was answered"
+    },
 )
 async def search(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
@@ -589,13 +621,15 @@ async def search(request: web.Request) -> web.Response:
         dict(request.query), repeated, settings.page_size_default, settings.page_size_max
     )
     caps = request.app[CAPABILITIES]
-    result = await search_assets(request.app[POOL], caps, current_user(request), page)
+    result = await search_assets(
+        request.app[POOL], caps, current_user(request), page, settings.search_count_cap
+    )
     return json_response(
         {
             "assets": [asset.to_json() for asset in result.assets],
             "next_cursor": result.next_cursor,
             "total": result.total,
-            "total_is_exact": True,
+            "total_is_exact": result.total_is_exact,
             "text_search": None if result.mode is None else result.mode.value,
             "text_index": caps.text_index,
         }

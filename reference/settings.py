@@ -61,6 +61,8 @@ class Settings:
     pool_min_size: int = 2
     pool_max_size: int = 20
     batch_max_ids: int = 10_000
+    #: Text searches count their matches exactly up to this many, then report "at least".
+    search_count_cap: int = 10_000
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -96,4 +98,5 @@ class Settings:
             pool_min_size=_int(env, "POOL_MIN_SIZE", defaults.pool_min_size, 1),
             pool_max_size=_int(env, "POOL_MAX_SIZE", defaults.pool_max_size, 1),
             batch_max_ids=_int(env, "BATCH_MAX_IDS", defaults.batch_max_ids, 1),
+            search_count_cap=_int(env, "SEARCH_COUNT_CAP", defaults.search_count_cap, 1),
         )

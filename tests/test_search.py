@@ -198,9 +198,7 @@ async def test_date_bounds_are_inclusive(make_client: Any, seeded_template: Any)
     assert str(pivot.id) not in ids
 
 
-async def test_cursor_of_another_search_is_rejected(
-    make_client: Any, seeded_template: Any
-) -> None:
+async def test_cursor_of_another_search_is_rejected(make_client: Any, seeded_template: Any) -> None:
     client = await make_client(seeded_template.dsn)
     headers = auth_headers(seeded_template.heavy_user)
     first = await (await client.get("/v1/search?limit=5", headers=headers)).json()
@@ -332,9 +330,7 @@ async def test_state_body_must_be_json(make_client: Any, seeded_dsn: str) -> Non
     assert (await resp.json())["field"] == "body"
 
 
-async def test_every_search_parameter_is_documented(
-    make_client: Any, seeded_template: Any
-) -> None:
+async def test_every_search_parameter_is_documented(make_client: Any, seeded_template: Any) -> None:
     client = await make_client(seeded_template.dsn)
     doc = await (await client.get("/openapi.json")).json()
     names = {p["name"] for p in doc["paths"]["/v1/search"]["get"]["parameters"]}
@@ -344,3 +340,20 @@ async def test_every_search_parameter_is_documented(
     }  # fmt: skip
     assert "put" in doc["paths"]["/v1/search/state"]
     assert "get" in doc["paths"]["/v1/search/capabilities"]
+
+
+async def test_text_counts_are_capped_and_say_so(make_client: Any, seeded_template: Any) -> None:
+    user = seeded_template.heavy_user
+    client = await make_client(seeded_template.dsn, search_count_cap=5)
+    headers = auth_headers(user)
+    for q in ("a", "the"):
+        body = await (await client.get("/v1/search", params={"q": q}, headers=headers)).json()
+        assert body["total"] == 5
+        assert body["total_is_exact"] is False
+        assert len(body["assets"]) > 5
+    body = await (await client.get("/v1/search?q=zzzz-nowhere", headers=headers)).json()
+    assert (body["total"], body["total_is_exact"]) == (0, True)
+    assets = await user_assets(seeded_template.dsn, user)
+    body = await (await client.get("/v1/search?quality=high", headers=headers)).json()
+    assert body["total_is_exact"] is True
+    assert body["total"] == len(oracle_ids(assets, quality="high")) > 5
