@@ -31,7 +31,9 @@ def make_client(aiohttp_client: Any) -> ClientFactory:
     """``await make_client(dsn, **settings_overrides)``: the app on a real test server."""
 
     async def factory(dsn: str, **overrides: Any) -> TestClient[Any, Any]:
-        client: TestClient[Any, Any] = await aiohttp_client(create_app(test_settings(dsn, **overrides)))
+        client: TestClient[Any, Any] = await aiohttp_client(
+            create_app(test_settings(dsn, **overrides))
+        )
         return client
 
     return factory

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -42,8 +43,12 @@ def env(**kw: object) -> Environment:
 
 
 def test_database_url_wins_over_everything() -> None:
-    e = env(database_url="postgresql://x@h/db", docker_available=True, bindir=BINDIR,
-            pgserver_available=True)
+    e = env(
+        database_url="postgresql://x@h/db",
+        docker_available=True,
+        bindir=BINDIR,
+        pgserver_available=True,
+    )
     assert choose_provider(e) is ProviderName.ENV
 
 
@@ -76,7 +81,8 @@ def test_forced_provider_is_honoured_and_checked() -> None:
 def test_probe_reads_database_url_without_probing_the_rest() -> None:
     probed = probe_environment({"DATABASE_URL": "postgresql://u@h/d", "PATH": ""})
     assert probed.database_url == "postgresql://u@h/d"
-    assert probed.bindir is None and not probed.docker_available
+    assert probed.bindir is None
+    assert not probed.docker_available
 
 
 def test_probe_rejects_unknown_forced_provider() -> None:
@@ -98,7 +104,8 @@ def test_session_database_reports_its_facts(database: DatabaseInfo) -> None:
     assert database.server_version[:2].isdigit()
     assert database.provider in set(ProviderName)
     described = database.describe()
-    assert database.provider.label in described and "PostgreSQL" in described
+    assert database.provider.label in described
+    assert "PostgreSQL" in described
 
 
 async def _count_rows(dsn: str) -> int:
@@ -110,16 +117,16 @@ async def _count_rows(dsn: str) -> int:
 
 
 def _own_clusters() -> set[str]:
-    return {p.name for p in Path("/tmp").glob(f"{CLUSTER_PREFIX}*")}
+    return {p.name for p in Path(tempfile.gettempdir()).glob(f"{CLUSTER_PREFIX}*")}
 
 
 @pytest.mark.skipif(find_bindir() is None, reason="needs the PostgreSQL server binaries")
 def test_local_cluster_is_removed_on_exception() -> None:
     before = _own_clusters()
-    with pytest.raises(RuntimeError, match="boom"):  # noqa: PT012
-        with provide_database({"DB_PROVIDER": "local", "PATH": os.environ["PATH"]}) as info:
-            assert run_async(_count_rows(info.dsn)) == 1
-            raise RuntimeError("boom")
+    local = {"DB_PROVIDER": "local", "PATH": os.environ["PATH"]}
+    with pytest.raises(RuntimeError, match="boom"), provide_database(local) as info:  # noqa: PT012
+        assert run_async(_count_rows(info.dsn)) == 1
+        raise RuntimeError("boom")
     assert _own_clusters() == before
     with pytest.raises(OSError):  # noqa: PT011
         run_async(_count_rows(info.dsn))
@@ -151,7 +158,10 @@ def test_local_cluster_stops_when_its_owner_is_interrupted(sig: signal.Signals) 
     isready = str(find_bindir() / "pg_isready")  # type: ignore[operator]
     deadline_ok = False
     for _ in range(100):
-        if subprocess.run([isready, "-q", "-h", "127.0.0.1", "-p", port], check=False).returncode == 2:
+        if (
+            subprocess.run([isready, "-q", "-h", "127.0.0.1", "-p", port], check=False).returncode
+            == 2
+        ):
             deadline_ok = True
             break
         time.sleep(0.1)

@@ -1,0 +1,1 @@
+"""Targets, the regression gate, history and the HTML report."""
