@@ -474,6 +474,11 @@ async def download(request: web.Request) -> web.StreamResponse:
             list(selection.asset_ids),
             list(selection.job_ids),
         )
+    if len(rows) > settings.batch_max_ids:
+        raise PayloadTooLarge(
+            f"the selection names {len(rows)} assets; at most {settings.batch_max_ids}",
+            field="job_ids" if selection.job_ids else "asset_ids",
+        )
     found = {r["id"] for r in rows}
     not_found = sum(1 for i in set(selection.asset_ids) if i not in found)
     members, missing = await asyncio.to_thread(_members, settings.storage_dir, rows)

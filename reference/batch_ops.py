@@ -254,8 +254,8 @@ async def _act(
         await conn.execute(q.TRASH_IMAGES, op_id, user_id, images)
         await conn.execute(q.TRASH_VIDEOS, op_id, user_id, videos)
     else:
-        await conn.execute(q.UNTRASH_IMAGES, op_id, user_id, images)
-        await conn.execute(q.UNTRASH_VIDEOS, op_id, user_id, videos)
+        await conn.execute(q.UNTRASH_IMAGES, user_id, images)
+        await conn.execute(q.UNTRASH_VIDEOS, user_id, videos)
 
 
 async def run_chunk(conn: asyncpg.Connection, op_id: UUID, chunk_size: int) -> list[UUID] | None:

@@ -34,7 +34,7 @@ order by created_at, id
 
 # Serialises a user's undo stack: creating an operation clears the redo stack, and undo/redo
 # pick the operation at the top; two requests of one user must not interleave there.
-LOCK_USER_STACK: Final = "select pg_advisory_xact_lock(hashtextextended('batch:' || $1::text, 0))"
+LOCK_USER_STACK: Final = "select pg_advisory_xact_lock(hashtextextended('batch:' || $1::uuid, 0))"
 
 FIND_BY_KEY: Final = """
 select * from batch_operations where user_id = $1 and idempotency_key = $2
@@ -183,7 +183,7 @@ from moved m left join links l on l.asset_id = m.id
 # where nothing else took the slot.
 _UNTRASH: Final = """
 with moved as (
-    delete from trashed_{table} t where t.user_id = $2 and t.id = any($3::uuid[])
+    delete from trashed_{table} t where t.user_id = $1 and t.id = any($2::uuid[])
     returning {returning}, t.job_ids
 ), inserted as (
     insert into {table} ({columns})
