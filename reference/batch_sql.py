@@ -93,9 +93,11 @@ limit $3
 for update
 """
 
+# Items a forward dismiss already marked (with their prior state) are skipped: one row version
+# per item, not two.
 MARK_ITEMS: Final = """
 update batch_operation_items set applied = $3
-where operation_id = $1 and asset_id = any($2::uuid[])
+where operation_id = $1 and asset_id = any($2::uuid[]) and applied <> $3
 """
 
 ADVANCE: Final = """
@@ -117,7 +119,8 @@ with locked as (
     for update
 ), recorded as (
     update batch_operation_items it
-    set prior = jsonb_build_object(
+    set applied = true,
+        prior = jsonb_build_object(
         'null', l.metadata is null,
         'had', coalesce(l.metadata ? 'workspace_dismissed', false),
         'value', l.metadata -> 'workspace_dismissed')

@@ -64,7 +64,7 @@ class Settings:
     # batch operations (issue 5)
     #: Operations on more assets than this run in the background, in chunks, with progress.
     batch_inline_max: int = 1_000
-    batch_chunk_size: int = 500
+    batch_chunk_size: int = 1_000
     trash_retention_s: int = 30 * 86_400
     purge_interval_s: int = 60
     purge_retry_base_s: int = 30

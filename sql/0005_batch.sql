@@ -89,14 +89,20 @@ create index idx_batch_operations_running on batch_operations (seq) where status
 -- The assets of an operation. `prior` is the state before the forward action (for dismiss:
 -- whether metadata was NULL, whether the key was there and its value); `applied` says which
 -- side of the operation the asset is on. A chunk changes assets and items in one transaction.
+-- No foreign key to batch_operations: items are written only with their operation, and the
+-- per-row RI check made recording 10,000 items cost 0.3 s.
 create table batch_operation_items (
-    operation_id  uuid not null references batch_operations (id) on delete cascade,
+    operation_id  uuid not null,
     asset_id      uuid not null,
     type          text not null check (type in ('image', 'video')),
     prior         jsonb,
     applied       boolean not null default false,
     primary key (operation_id, asset_id)
 );
+
+-- A chunk is the next items not yet at the target, by asset id: one index range.
+create index idx_batch_operation_items_pending
+    on batch_operation_items (operation_id, applied, asset_id);
 
 -- Files of purged assets still to remove. The asset's rows are gone when a file lands here
 -- (in the same transaction), so no row points at a file that is being removed; a failed
