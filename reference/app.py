@@ -6,7 +6,7 @@ from typing import Final
 
 from aiohttp import web
 
-from reference import search, system
+from reference import batch, organize, search, storage, system, workspace
 from reference.auth import make_auth_middleware
 from reference.db import pool_context
 from reference.errors import error_middleware
@@ -20,7 +20,11 @@ VERSION: Final = "0.1.0"
 #: Every feature of the service, in registration order. Add a module's FEATURE here.
 FEATURES: Final[tuple[Feature, ...]] = (
     system.FEATURE,
+    storage.FEATURE,
+    workspace.FEATURE,
     search.FEATURE,
+    organize.FEATURE,
+    batch.FEATURE,
 )
 
 

@@ -44,6 +44,7 @@ from reference.errors import BadRequest, json_response
 from reference.feature import Feature
 from reference.openapi import ApiRoutes, Param
 from reference.typedefs import POOL, SETTINGS
+from reference.urls import URLS
 
 MAX_QUERY_CHARS: Final = 200
 #: pg_trgm indexes runs of letters and digits; a pattern without three in a row has no trigram.
@@ -624,9 +625,15 @@ async def search(request: web.Request) -> web.Response:
     result = await search_assets(
         request.app[POOL], caps, current_user(request), page, settings.search_count_cap
     )
+    thumbnails = await request.app[URLS].thumbnail_urls(result.assets)
+    items = []
+    for asset, thumbnail_url in zip(result.assets, thumbnails, strict=True):
+        item = asset.to_json()
+        item["thumbnail_url"] = thumbnail_url
+        items.append(item)
     return json_response(
         {
-            "assets": [asset.to_json() for asset in result.assets],
+            "assets": items,
             "next_cursor": result.next_cursor,
             "total": result.total,
             "total_is_exact": result.total_is_exact,

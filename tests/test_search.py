@@ -357,3 +357,14 @@ async def test_text_counts_are_capped_and_say_so(make_client: Any, seeded_templa
     body = await (await client.get("/v1/search?quality=high", headers=headers)).json()
     assert body["total_is_exact"] is True
     assert body["total"] == len(oracle_ids(assets, quality="high")) > 5
+
+
+async def test_results_carry_signed_thumbnail_urls(make_client: Any, seeded_template: Any) -> None:
+    client = await make_client(seeded_template.dsn)
+    headers = auth_headers(seeded_template.heavy_user)
+    body = await (await client.get("/v1/search?q=portrait&limit=5", headers=headers)).json()
+    assert body["assets"]
+    for item in body["assets"]:
+        url = item["thumbnail_url"]
+        assert "/storage/v1/object/sign/" in url
+        assert "token=" in url
