@@ -25,7 +25,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 from aiohttp import web
-from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]  # no stubs in deps
+from tqdm import tqdm
 
 from reference import dedup
 from reference.auth import current_user
