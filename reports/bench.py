@@ -290,7 +290,7 @@ class Bench:
     dsn: str = ""
     service: Service | None = None
     interrupted: bool = False
-    _total: int = 9
+    _total: int = 8
 
     def __post_init__(self) -> None:
         self.run = RunData(scale=self.scale, targets=self.targets, strict=self.strict)

@@ -111,7 +111,14 @@ def outcome(run: RunData) -> Outcome:
     results = run.results
     for r in results:
         if r.verdict in (Verdict.FAIL, Verdict.NOT_MEASURED):
-            failures.append(f"plan target {r.target.id}: {r.verdict.value} ({_measured(r)})")
+            failures.append(
+                f"plan target {r.target.id}: {r.verdict.value}"
+                + (
+                    f" ({_measured(r)}, plan {_bound(r.target, r.target.plan)})"
+                    if r.measured is not None
+                    else ""
+                )
+            )
     goals_met = all(r.goal_verdict in (Verdict.PASS, Verdict.NO_FIGURE) for r in results)
     if run.strict:
         for r in results:
@@ -142,7 +149,7 @@ def fmt_value(value: float | None, unit: str) -> str:
 
 
 def _bound(target: Target, bound: float | None) -> str:
-    return "—" if bound is None else f"{escape(target.op)} {fmt_value(bound, target.unit)}"
+    return "—" if bound is None else f"{target.op} {fmt_value(bound, target.unit)}"
 
 
 def _margin(margin: float | None) -> str:
@@ -187,9 +194,9 @@ def summary_table(run: RunData) -> str:
             (
                 t.id,
                 _measured(r),
-                _bound(t, t.plan).replace("&lt;", "<").replace("&gt;", ">"),
+                _bound(t, t.plan),
                 r.verdict.value,
-                _bound(t, t.goal).replace("&lt;", "<").replace("&gt;", ">"),
+                _bound(t, t.goal),
                 _goal_word(r.goal_verdict),
             )
         )
@@ -217,7 +224,7 @@ main{max-width:1180px;margin:0 auto;padding:16px 24px 48px}
 h1{font-size:22px;margin:8px 0}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;
 padding-bottom:4px}h3{font-size:15px;margin:16px 0 6px}
 .banner{padding:14px 18px;border-radius:6px;color:#fff;font-size:18px;font-weight:600}
-.banner.pass{background:#2e7d32}.banner.fail{background:#c62828}
+.banner.pass{background:#2e7d32;color:#fff}.banner.fail{background:#c62828;color:#fff}
 .banner small{display:block;font-weight:400;font-size:13px;margin-top:4px}
 table{border-collapse:collapse;background:#fff;width:100%;font-size:13px;margin:6px 0}
 th,td{border:1px solid #ddd;padding:5px 7px;text-align:left;vertical-align:top}
@@ -278,7 +285,8 @@ def _targets_table(run: RunData) -> str:
         rows.append(
             f"<tr data-target='{_e(t.id)}' data-verdict='{_e(r.verdict.value)}'>"
             f"<td>{_e(t.name)}<br><code>{_e(t.metric)}</code></td><td>{_e(t.source)}</td>"
-            f"<td class='num'>{_bound(t, t.plan)}</td><td class='num'>{_bound(t, t.goal)}</td>"
+            f"<td class='num'>{_e(_bound(t, t.plan))}</td>"
+            f"<td class='num'>{_e(_bound(t, t.goal))}</td>"
             f"<td class='num'>{_e(_measured(r))}</td>"
             f"<td class='num'>{_e(_margin(r.plan_margin))}</td>"
             f"{_verdict_cell(r.verdict)}"
