@@ -123,7 +123,7 @@ def synthetic_run(targets: Targets, *, overrides: dict[str, float] | None = None
     run.plans = {
         "plans": {
             "get_user_assets": {
-                "sql": "select ... from images where user_id = $1 order by created_at desc limit 50",
+                "sql": "select ... from images where user_id = $1 order by created_at desc",
                 "before": "Limit  (cost=...)\n  ->  Sort\n        ->  Seq Scan on images",
                 "after": ["Limit", "  ->  Index Scan using idx_images_user_created on images"],
             }
