@@ -96,12 +96,22 @@ def _open(width: int, height: int, title: str) -> list[str]:
     ]
 
 
+LEGEND_ROWS: Final = 4
+
+
+def _legend_height(count: int) -> int:
+    return 16 * min(count, LEGEND_ROWS)
+
+
 def _legend(labels: Sequence[str], x: float, y: float, colors: Sequence[str]) -> list[str]:
+    """Columns of at most LEGEND_ROWS entries, so many series do not squash the plot."""
     parts = []
+    column_width = 24 + 7 * max((len(label) for label in labels), default=0)
     for i, (label, color) in enumerate(zip(labels, colors, strict=False)):
-        ly = y + i * 16
-        parts.append(f"<rect x='{x:.1f}' y='{ly - 9:.1f}' width='10' height='10' fill='{color}'/>")
-        parts.append(f"<text x='{x + 14:.1f}' y='{ly:.1f}'>{_t(label)}</text>")
+        lx = x + (i // LEGEND_ROWS) * column_width
+        ly = y + (i % LEGEND_ROWS) * 16
+        parts.append(f"<rect x='{lx:.1f}' y='{ly - 9:.1f}' width='10' height='10' fill='{color}'/>")
+        parts.append(f"<text x='{lx + 14:.1f}' y='{ly:.1f}'>{_t(label)}</text>")
     return parts
 
 
@@ -128,7 +138,7 @@ def bar_chart(
     if not categories or not values:
         return _empty(width, 120, title, "no data")
     label_width = min(260, 12 + 7 * max(len(c) for c in categories))
-    left, right, top = label_width, 70, 34 + 16 * len(series)
+    left, right, top = label_width, 70, 34 + _legend_height(len(series))
     group_height = bar_height * len(series) + 10
     plot_height = group_height * len(categories)
     height = top + plot_height + 44
@@ -200,7 +210,7 @@ def line_chart(
     ]
     if not points:
         return _empty(width, height, title, "no data")
-    left, right, top, bottom = 64, 20, 34 + 16 * len(series), 46
+    left, right, top, bottom = 64, 20, 34 + _legend_height(len(series)), 46
     xs = [p[0] for p in points]
     ys = [p[1] for p in points] + [r.value for r in refs]
     y_ticks = nice_ticks(0.0 if y_from_zero else min(ys), max(ys))
