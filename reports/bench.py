@@ -10,8 +10,8 @@ stopped. Exit 0 only when every plan target holds and every step ran (``STRICT=1
 too); otherwise the failures are named and the exit code is 1.
 
 Environment: ``SCALE`` (plan), ``STRICT``, ``TARGETS_FILE``, ``LOAD_RUN_TIME`` (60s per URL mode),
-``BENCH_TIMEOUT_S`` (bound of the microbenchmarks, 3600), ``REPORT_DIR`` (reports/out),
-``HISTORY_FILE``, plus the provider chain's (``DATABASE_URL``, ``DB_PROVIDER``, ...).
+``BENCH_TIMEOUT_S`` (bound of the microbenchmarks, 3600), ``HISTORY_FILE``, ``STORAGE_DIR``,
+plus the provider chain's (``DATABASE_URL``, ``DB_PROVIDER``, ...).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import asyncio
 import collections
 import contextlib
 import ctypes
+import importlib
 import json
 import os
 import re
@@ -164,6 +165,7 @@ class Service:
     dsn: str
     mode: str
     log_path: Path
+    storage_dir: Path
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     _log: Any = None
@@ -182,6 +184,7 @@ class Service:
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "URL_MODE": self.mode,
+            "STORAGE_DIR": str(self.storage_dir),
             "PYTHONUNBUFFERED": "1",
         }
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -258,17 +261,8 @@ def read_component(path: Path) -> tuple[dict[str, float], dict[str, Any]]:
     return figures, meta if isinstance(meta, dict) else {}
 
 
-def rename_prefix(figures: Mapping[str, float], old: str, new: str) -> dict[str, float]:
-    return {
-        (new + key[len(old) :] if key.startswith(old + ".") or key == old else key): value
-        for key, value in figures.items()
-    }
-
-
 def load_runner() -> list[str] | None:
     """The load-test runner's command, when ``loadtests/`` provides one."""
-    if (ROOT / "loadtests" / "run.py").exists():
-        return [sys.executable, "-m", "loadtests.run"]
     if (ROOT / "loadtests" / "__main__.py").exists():
         return [sys.executable, "-m", "loadtests"]
     return None
@@ -291,6 +285,11 @@ class Bench:
     service: Service | None = None
     interrupted: bool = False
     _total: int = 8
+    _load_figures: dict[str, tuple[dict[str, float], dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def storage_dir(self) -> Path:
+        return Path(self.env.get("STORAGE_DIR") or ROOT / ".data" / "storage")
 
     def __post_init__(self) -> None:
         self.run = RunData(scale=self.scale, targets=self.targets, strict=self.strict)
@@ -412,10 +411,11 @@ class Bench:
         self._write_component("dataset", figures, prepared.as_dict())
         self.run.figures.update(figures)
         self.run.figures.setdefault("bench.fixture_load.rows_per_s", prepared.load.rows_per_second)
-        return f"{prepared.load.assets:,} assets, heavy user {heavy:,}"
+        objects = asyncio.run(_write_storage_objects(self.dsn, self.storage_dir))
+        return f"{prepared.load.assets:,} assets, heavy user {heavy:,}; {objects}"
 
     def _start_unified(self) -> str:
-        self.service = Service(self.dsn, "unified", self.logs_dir / "service-unified.log")
+        self.service = self._service("unified")
         self.service.start()
         return f"listening on {self.service.url}"
 
@@ -469,51 +469,61 @@ class Bench:
         if runner is None:
             raise StepError("no load-test runner in loadtests/ yet (issue 8)")
         seconds = parse_duration(self.load_run_time)
-        key = "load" if mode == "unified" else "load_legacy"
+        key = "load" if mode == "unified" else f"load_{mode}"
         if mode != "unified" or self.service is None:
             if self.service is not None:
                 self.service.stop()
-            self.service = Service(self.dsn, mode, self.logs_dir / f"service-{mode}.log")
+            self.service = self._service(mode)
             self.service.start()
-        default_out = self.figures_dir / "load.json"
-        out = self.figures_dir / f"{key}.json"
-        saved = default_out.read_bytes() if mode != "unified" and default_out.exists() else None
+        figures_file = self.figures_dir / "load.json"
         env = {
             **self.env,
-            "LOAD_HOST": self.service.url,
-            "LOAD_RUN_TIME": self.load_run_time,
-            "LOAD_OUT": str(out),
+            "LOAD_OUT": str(self.out_dir),
+            "LOCUST_RUN_TIME": self.load_run_time,
             "URL_MODE": mode,
-            "DATABASE_URL": self.dsn,
             "SCALE": self.scale,
+            "TARGETS_FILE": str(self.targets.path),
         }
-        command = [*runner, "--host", self.service.url, "--run-time", self.load_run_time]
+        command = [*runner, "--host", self.service.url, "--modes", mode, "--scale", self.scale]
+        figures_file.unlink(missing_ok=True)
         code, tail = run_logged(
             command, env=env, log_path=self.logs_dir / f"{key}.log", timeout_s=seconds + 180
         )
         metrics = self.service.metrics()
         (self.logs_dir / f"metrics-{mode}.txt").write_text(metrics, encoding="utf-8")
-        if not out.exists() and default_out.exists() and mode != "unified":
-            default_out.replace(out)
-            if saved is not None:
-                default_out.write_bytes(saved)
-        if not out.exists():
-            raise StepError(
-                f"the load runner wrote no {_rel(out)} (exit {code}): {_last_line(tail)}"
-            )
-        figures, meta = read_component(out)
-        if key != "load":
-            figures = rename_prefix(figures, "load", key)
+        self.service.stop()
+        if not figures_file.exists():
+            raise StepError(f"the load runner wrote no figures (exit {code}): {_last_line(tail)}")
+        figures, meta = read_component(figures_file)
+        figures = {k: v for k, v in figures.items() if k.startswith(f"{key}.")}
+        if not figures:
+            raise StepError(f"the load runner wrote no {key}.* figures (exit {code})")
         rate = cache_hit_rate(metrics)
         if rate is not None:
             figures.setdefault(f"{key}.url_cache_hit_rate", rate)
+        component = dict(meta.get(key) or {})
+        series_file = self.out_dir / f"{key}_series.json"
+        if series_file.exists():
+            series = json.loads(series_file.read_text(encoding="utf-8"))
+            component["timeseries"] = series.get("series") or []
+            component["histograms"] = series.get("histograms") or {}
         self.run.figures.update(figures)
-        self.run.meta[key] = meta
-        self.service.stop()
+        self.run.meta[key] = component
+        self._load_figures[key] = (figures, meta.get(key) or {})
+        self._write_component(
+            "load",
+            {k: v for f, _ in self._load_figures.values() for k, v in f.items()},
+            {k: m for k, (_, m) in self._load_figures.items()},
+        )
         if code != 0:
-            # Locust exits non-zero when a threshold breaks; the figures still count.
-            return f"runner exit code {code} (thresholds breached?); {len(figures)} figures"
+            # The runner exits non-zero when a threshold breaks; its figures still count.
+            return f"{len(figures)} figures; runner exit code {code} (a threshold breached)"
         return f"{len(figures)} figures"
+
+    def _service(self, mode: str) -> Service:
+        return Service(
+            self.dsn, mode, self.logs_dir / f"service-{mode}.log", storage_dir=self.storage_dir
+        )
 
     def _report(self) -> str:
         fp = str(self.run.environment.get("fingerprint", ""))
@@ -577,6 +587,20 @@ async def _fetch_count(dsn: str, user_id: Any) -> int:
         await conn.close()
 
 
+async def _write_storage_objects(dsn: str, storage_dir: Path) -> str:
+    """The files behind the signed URLs (``fixtures.storage_files``, once it is here)."""
+    try:
+        module = importlib.import_module("fixtures.storage_files")
+    except ImportError:
+        return "no fixtures.storage_files: signed objects will answer 404"
+    conn = await asyncpg.connect(dsn)
+    try:
+        report = await module.write_storage_objects(conn, storage_dir, progress=True)
+    finally:
+        await conn.close()
+    return str(report.summary())
+
+
 def _last_line(tail: str) -> str:
     lines = [line for line in tail.splitlines() if line.strip()]
     return lines[-1].strip() if lines else "(no output)"
@@ -614,7 +638,7 @@ def main(env: Mapping[str, str] = os.environ) -> int:
     bench = Bench(
         scale=scale,
         targets=targets,
-        out_dir=Path(env.get("REPORT_DIR") or ROOT / "reports" / "out"),
+        out_dir=ROOT / "reports" / "out",
         strict=env.get("STRICT", "") not in ("", "0"),
         load_run_time=load_run_time,
         bench_timeout_s=bench_timeout,

@@ -303,14 +303,17 @@ def _targets_table(run: RunData) -> str:
     )
 
 
-def _comparison(run: RunData, metric: str) -> tuple[float, float, str] | None:
-    """Absolute medians of a claim's two sides when the benchmarks recorded them."""
-    comparisons = run.meta.get("bench", {}).get("comparisons", {})
-    entry = comparisons.get(metric) if isinstance(comparisons, Mapping) else None
-    if isinstance(entry, Mapping):
-        before, after = entry.get("before_s"), entry.get("after_s")
-        if isinstance(before, int | float) and isinstance(after, int | float):
-            return float(before) * 1000, float(after) * 1000, "median time, ms"
+def _comparison(run: RunData, metric: str) -> tuple[float, float] | None:
+    """Median times (ms) of a claim's two sides, from the benchmark figures' ``pairs``."""
+    claim = metric.split(".", 1)[1]
+    for pair in run.meta.get("bench", {}).get("pairs") or []:
+        if isinstance(pair, Mapping) and pair.get("claim") == claim:
+            before, after = (
+                _number(pair.get("before_median_s")),
+                _number(pair.get("after_median_s")),
+            )
+            if before is not None and after is not None:
+                return before * 1000, after * 1000
     return None
 
 
@@ -391,70 +394,46 @@ def _number(value: Any) -> float | None:
 
 
 def _timeseries_rows(meta: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The load runner's per-second rows (``t``, ``group``, ``count``, ``failures``, ``p50_ms``,
+    ``p95_ms``, ``max_ms``) of all requests, in time order."""
     rows = meta.get("timeseries")
     if not isinstance(rows, list):
         return []
-    return [
-        r
-        for r in rows
-        if isinstance(r, Mapping)
-        and r.get("group", r.get("name", "overall"))
-        in (
-            "overall",
-            "Aggregated",
-            None,
-        )
-    ]
-
-
-def _time_axis(rows: Sequence[Mapping[str, Any]]) -> list[float]:
-    raw = [_number(r.get("t", r.get("time", r.get("timestamp")))) for r in rows]
-    if any(v is None for v in raw):
-        return [float(i) for i in range(len(rows))]
-    values = [v for v in raw if v is not None]
-    start = values[0] if values and values[0] > 1e6 else 0.0
-    return [v - start for v in values]
+    overall = [r for r in rows if isinstance(r, Mapping) and r.get("group") == "overall"]
+    return sorted(overall, key=lambda r: _number(r.get("t")) or 0.0)
 
 
 def _load_over_time(run: RunData) -> str:
     charts = []
     for mode, key in (("unified", "load"), ("legacy", "load_legacy")):
-        rows = _timeseries_rows(run.meta.get(key, {}))
-        if not rows:
-            continue
-        xs = _time_axis(rows)
-        latency = [
-            svg.Series(label, [_number(r.get(col)) for r in rows], xs)
-            for label, col in (("p50", "p50_ms"), ("p95", "p95_ms"), ("p99", "p99_ms"))
-            if any(_number(r.get(col)) is not None for r in rows)
-        ]
-        if latency:
+        meta = run.meta.get(key, {})
+        rows = _timeseries_rows(meta)
+        if rows:
+            times = [_number(r.get("t")) or 0.0 for r in rows]
+            xs = [t - times[0] for t in times]
+            latency = [
+                svg.Series(label, [_number(r.get(col)) for r in rows], xs)
+                for label, col in (("p50", "p50_ms"), ("p95", "p95_ms"), ("max", "max_ms"))
+            ]
             charts.append(
                 svg.line_chart(
-                    f"Latency over time, all requests (URL_MODE={mode})",
+                    f"Latency over time, all requests, per second (URL_MODE={mode})",
                     latency,
-                    x_label="time since start of the load run, s",
+                    x_label="time since the first request, s",
                     y_label="latency, ms",
                 )
             )
-        rps = [_number(r.get("rps")) for r in rows]
-        if any(v is not None for v in rps):
             charts.append(
                 svg.line_chart(
                     f"Throughput over time (URL_MODE={mode})",
-                    [svg.Series("requests/s", rps, xs)],
-                    x_label="time since start of the load run, s",
+                    [svg.Series("requests/s", [_number(r.get("count")) for r in rows], xs)],
+                    x_label="time since the first request, s",
                     y_label="requests per second",
                 )
             )
-        distribution = _distribution(run.meta.get(key, {}), mode)
+        distribution = _distribution(run, key, mode)
         if distribution:
             charts.append(distribution)
-    for key in ("load", "load_legacy"):
-        if not _timeseries_rows(run.meta.get(key, {})):
-            distribution = _distribution(run.meta.get(key, {}), key)
-            if distribution:
-                charts.append(distribution)
     if not charts:
         return (
             "<p class='note'>No time series from the load run (the load step did not run or "
@@ -463,48 +442,31 @@ def _load_over_time(run: RunData) -> str:
     return "<div class='charts'>" + "".join(charts) + "</div>"
 
 
-def _distribution(meta: Mapping[str, Any], mode: str) -> str:
-    """Latency histogram from ``histogram`` (``edges_ms`` + ``counts``) or Locust's
-    ``response_times`` (rounded milliseconds -> count)."""
-    edges: list[float] = []
-    counts: list[float] = []
-    hist = meta.get("histogram")
-    if isinstance(hist, Mapping):
-        raw_edges = [_number(v) for v in hist.get("edges_ms", [])]
-        raw_counts = [_number(v) for v in hist.get("counts", [])]
-        if all(v is not None for v in raw_edges + raw_counts):
-            edges = [v for v in raw_edges if v is not None]
-            counts = [v for v in raw_counts if v is not None]
-    times = meta.get("response_times")
-    if not counts and isinstance(times, Mapping):
-        samples: list[float] = []
-        for ms, count in times.items():
-            value, n = _number_from(ms), _number(count)
-            if value is not None and n is not None:
-                samples += [value] * min(int(n), 100_000)
-        edges_i, counts_i = svg.bins_from_samples(samples, 40)
-        edges, counts = list(edges_i), [float(c) for c in counts_i]
-    if not counts:
+def _distribution(run: RunData, key: str, mode: str) -> str:
+    """Histogram of all requests from the runner's buckets (``[low_ms, high_ms, count]``)."""
+    histograms = run.meta.get(key, {}).get("histograms")
+    buckets = histograms.get("overall") if isinstance(histograms, Mapping) else None
+    if not isinstance(buckets, list):
         return ""
-    marks = []
-    for label, col, color in (("p50", "p50_ms", "#2e7d32"), ("p95", "p95_ms", "#c62828")):
-        value = _number(meta.get(col))
-        if value is not None:
-            marks.append(svg.RefLine(label, value, color))
+    points = []
+    for bucket in buckets:
+        if isinstance(bucket, list | tuple) and len(bucket) == 3:
+            low, high, count = (_number(v) for v in bucket)
+            if low is not None and high is not None and count:
+                points.append(((low + high) / 2, count))
+    edges, counts = svg.bins_from_weighted(points, 40)
+    marks = [
+        svg.RefLine(label, value, color)
+        for label, col, color in (("p50", "p50_ms", "#2e7d32"), ("p95", "p95_ms", "#c62828"))
+        if (value := run.figures.get(f"{key}.overall.{col}")) is not None
+    ]
     return svg.histogram(
         f"Latency distribution, all requests (URL_MODE={mode})",
         edges,
         counts,
-        x_label="latency, ms",
+        x_label="latency, ms (tail above the 99.5th percentile in the last bar)",
         marks=marks,
     )
-
-
-def _number_from(raw: Any) -> float | None:
-    try:
-        return float(raw)
-    except (TypeError, ValueError):
-        return None
 
 
 def _percentiles_table(run: RunData) -> str:
@@ -553,17 +515,48 @@ def _threshold_text(threshold: Any) -> str:
     return ", ".join(parts) or "—"
 
 
+def _plan_node(node: Mapping[str, Any], depth: int) -> list[str]:
+    """One node of ``EXPLAIN (ANALYZE, FORMAT JSON)`` as the text format would print it."""
+    words = [str(node.get("Node Type", "?"))]
+    if "Index Name" in node:
+        words.append(f"using {node['Index Name']}")
+    if "Relation Name" in node:
+        words.append(f"on {node['Relation Name']}")
+    timing = ""
+    if "Actual Total Time" in node:
+        timing = (
+            f"  (actual time={node.get('Actual Startup Time')}..{node['Actual Total Time']} ms "
+            f"rows={node.get('Actual Rows')} loops={node.get('Actual Loops')})"
+        )
+    prefix = "  " * depth + ("->  " if depth else "")
+    lines = [prefix + " ".join(words) + timing]
+    for key in ("Index Cond", "Filter", "Sort Key", "Rows Removed by Filter"):
+        if key in node:
+            lines.append("  " * depth + f"      {key}: {node[key]}")
+    for child in node.get("Plans") or []:
+        if isinstance(child, Mapping):
+            lines += _plan_node(child, depth + 1)
+    return lines
+
+
 def _plan_text(plan: Any) -> str:
     if isinstance(plan, str):
         return plan
     if isinstance(plan, list) and all(isinstance(line, str) for line in plan):
         return "\n".join(plan)
+    root = plan[0] if isinstance(plan, list) and plan else plan
+    if isinstance(root, Mapping) and isinstance(root.get("Plan"), Mapping):
+        lines = _plan_node(root["Plan"], 0)
+        for key in ("Planning Time", "Execution Time"):
+            if key in root:
+                lines.append(f"{key}: {root[key]} ms")
+        return "\n".join(lines)
     return json.dumps(plan, indent=2, default=str)
 
 
 def _plan_entries(plans: Any) -> list[tuple[str, Mapping[str, Any]]]:
-    if isinstance(plans, Mapping) and "plans" in plans:
-        plans = plans["plans"]
+    if isinstance(plans, Mapping) and "queries" in plans:
+        plans = plans["queries"]
     if isinstance(plans, Mapping):
         return [(str(k), v) for k, v in plans.items() if isinstance(v, Mapping)]
     if isinstance(plans, list):

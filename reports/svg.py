@@ -353,20 +353,30 @@ def histogram(
     return "".join(parts)
 
 
-def bins_from_samples(samples: Sequence[float], count: int = 30) -> tuple[list[float], list[int]]:
-    """Equal-width bins up to the 99.5th percentile (the long tail would flatten the rest);
-    samples above it fall into the last bin."""
-    if not samples:
+def bins_from_samples(samples: Sequence[float], count: int = 30) -> tuple[list[float], list[float]]:
+    return bins_from_weighted([(value, 1.0) for value in samples], count)
+
+
+def bins_from_weighted(
+    points: Sequence[tuple[float, float]], count: int = 30
+) -> tuple[list[float], list[float]]:
+    """Equal-width bins of ``(value, weight)`` points up to the 99.5th percentile (the long tail
+    would flatten the rest); values above it fall into the last bin."""
+    if not points:
         return [], []
-    ordered = sorted(samples)
-    high = ordered[min(len(ordered) - 1, int(len(ordered) * 0.995))]
-    low = ordered[0]
+    ordered = sorted(points)
+    total = sum(w for _, w in ordered)
+    low, high, seen = ordered[0][0], ordered[-1][0], 0.0
+    for value, weight in ordered:
+        seen += weight
+        if seen >= total * 0.995:
+            high = value
+            break
     if high <= low:
         high = low + 1.0
     step = (high - low) / count
     edges = [low + i * step for i in range(count + 1)]
-    counts = [0] * count
-    for value in ordered:
-        index = min(int((value - low) / step), count - 1)
-        counts[index] += 1
+    counts = [0.0] * count
+    for value, weight in ordered:
+        counts[min(int((value - low) / step), count - 1)] += weight
     return edges, counts

@@ -52,19 +52,29 @@ def load_figures(prefix: str, factor: float) -> dict[str, float]:
 
 
 def load_meta(seed: int) -> dict[str, object]:
+    """The load runner's shapes: per-second rows and ``[low_ms, high_ms, count]`` buckets."""
     rng = random.Random(seed)
-    series = [
-        {
-            "t": float(t),
-            "p50_ms": 10 + 2 * math.sin(t / 5),
-            "p95_ms": 35 + 5 * math.sin(t / 7),
-            "p99_ms": 60 + rng.random() * 20,
-            "rps": 80 + rng.random() * 10,
-        }
-        for t in range(0, 60, 2)
-    ]
-    times = {str(ms): rng.randint(1, 400) for ms in range(2, 120)}
-    return {"timeseries": series, "response_times": times, "p50_ms": 10.0, "p95_ms": 35.0}
+    rows = []
+    for t in range(1_700_000_000, 1_700_000_060):
+        for group in ("overall", "search"):
+            rows.append(
+                {
+                    "t": t,
+                    "group": group,
+                    "count": 80 + rng.randint(0, 10),
+                    "failures": 0,
+                    "p50_ms": 10 + 2 * math.sin(t / 5),
+                    "p95_ms": 35 + 5 * math.sin(t / 7),
+                    "max_ms": 60 + rng.random() * 20,
+                }
+            )
+    buckets = [[ms, ms * 1.05, rng.randint(1, 400)] for ms in (2 * 1.05**i for i in range(80))]
+    return {
+        "url_mode": "unified",
+        "seconds": 60,
+        "timeseries": rows,
+        "histograms": {"overall": buckets},
+    }
 
 
 def synthetic_run(targets: Targets, *, overrides: dict[str, float] | None = None) -> RunData:
@@ -110,24 +120,47 @@ def synthetic_run(targets: Targets, *, overrides: dict[str, float] | None = None
     }
     run.meta = {
         "bench": {
-            "comparisons": {
-                "saving.queries.get_user_assets": {"before_s": 0.255, "after_s": 0.00034},
-                "saving.queries.session_only": {"before_s": 0.04, "after_s": 0.0012},
-                "saving.queries.by_job": {"before_s": 0.03, "after_s": 0.0012},
-                "saving.queries.filtered_first_page": {"before_s": 0.1, "after_s": 0.001},
-            }
+            "pairs": [
+                {"claim": f"queries.{name}", "before_median_s": before, "after_median_s": after}
+                for name, before, after in (
+                    ("get_user_assets", 0.255, 0.00034),
+                    ("session_only", 0.04, 0.0012),
+                    ("by_job", 0.03, 0.0012),
+                    ("filtered_first_page", 0.1, 0.001),
+                )
+            ]
         },
         "load": load_meta(1),
         "load_legacy": load_meta(2),
     }
     run.plans = {
-        "plans": {
+        "scale": "plan",
+        "queries": {
             "get_user_assets": {
                 "sql": "select ... from images where user_id = $1 order by created_at desc",
                 "before": "Limit  (cost=...)\n  ->  Sort\n        ->  Seq Scan on images",
-                "after": ["Limit", "  ->  Index Scan using idx_images_user_created on images"],
+                "after": [
+                    {
+                        "Plan": {
+                            "Node Type": "Limit",
+                            "Actual Startup Time": 0.02,
+                            "Actual Total Time": 0.3,
+                            "Actual Rows": 50,
+                            "Actual Loops": 1,
+                            "Plans": [
+                                {
+                                    "Node Type": "Index Scan",
+                                    "Index Name": "idx_images_user_created",
+                                    "Relation Name": "images",
+                                    "Index Cond": "(user_id = $1)",
+                                }
+                            ],
+                        },
+                        "Execution Time": 0.34,
+                    }
+                ],
             }
-        }
+        },
     }
     run.history = [
         RunRecord(

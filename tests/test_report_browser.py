@@ -75,7 +75,8 @@ def test_report_renders_in_chromium(browser, tmp_path):
     failing = browser.find_element(By.CSS_SELECTOR, "tr[data-target='search_response'] td.fail")
     background = failing.value_of_css_property("background-color")
     red, green, blue = (int(v) for v in background[background.index("(") + 1 :].split(",")[:3])
-    assert red > green and red > blue, background
+    assert red > green, background
+    assert red > blue, background
     banner = browser.find_element(By.ID, "verdict")
     assert banner.text.startswith("FAIL")
 
@@ -83,7 +84,8 @@ def test_report_renders_in_chromium(browser, tmp_path):
     assert len(charts) >= 12
     for chart in charts:
         size = chart.size
-        assert size["width"] > 100 and size["height"] > 80, size
+        assert size["width"] > 100, size
+        assert size["height"] > 80, size
     drawn = browser.execute_script(
         "return Array.from(document.querySelectorAll('svg.chart'))"
         ".map(s => s.querySelectorAll('rect, polyline').length)"
