@@ -40,5 +40,8 @@ data: $(STAMP) ## bring up a database (provider chain), migrate, load the SCALE 
 bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report in reports/out/ (exit 1 if a plan target fails)
 	$(PY) -m reports.bench
 
+serve: $(STAMP) ## database + SCALE data (if empty) + storage files, then the service on 127.0.0.1:PORT (8080)
+	$(PY) -m reference.serve
+
 clean: ## remove generated output (keeps .venv)
 	rm -rf reports/out .benchmarks .pytest_cache .mypy_cache .ruff_cache .data
