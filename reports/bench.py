@@ -20,7 +20,6 @@ import asyncio
 import collections
 import contextlib
 import ctypes
-import importlib
 import json
 import os
 import re
@@ -400,7 +399,7 @@ class Bench:
         from fixtures.prepare import prepare_dataset
 
         spec = spec_for(self.scale)
-        prepared = asyncio.run(prepare_dataset(self.dsn, spec))
+        prepared = asyncio.run(prepare_dataset(self.dsn, spec, storage_dir=self.storage_dir))
         self.run.dataset = prepared.as_dict()
         heavy = asyncio.run(_fetch_count(self.dsn, heavy_user_id(spec)))
         figures = {
@@ -411,8 +410,7 @@ class Bench:
         self._write_component("dataset", figures, prepared.as_dict())
         self.run.figures.update(figures)
         self.run.figures.setdefault("bench.fixture_load.rows_per_s", prepared.load.rows_per_second)
-        objects = asyncio.run(_write_storage_objects(self.dsn, self.storage_dir))
-        return f"{prepared.load.assets:,} assets, heavy user {heavy:,}; {objects}"
+        return f"{prepared.load.assets:,} assets, heavy user {heavy:,}"
 
     def _start_unified(self) -> str:
         self.service = self._service("unified")
@@ -585,20 +583,6 @@ async def _fetch_count(dsn: str, user_id: Any) -> int:
         return int(await conn.fetchval(COUNT_HEAVY_ASSETS, user_id))
     finally:
         await conn.close()
-
-
-async def _write_storage_objects(dsn: str, storage_dir: Path) -> str:
-    """The files behind the signed URLs (``fixtures.storage_files``, once it is here)."""
-    try:
-        module = importlib.import_module("fixtures.storage_files")
-    except ImportError:
-        return "no fixtures.storage_files: signed objects will answer 404"
-    conn = await asyncpg.connect(dsn)
-    try:
-        report = await module.write_storage_objects(conn, storage_dir, progress=True)
-    finally:
-        await conn.close()
-    return str(report.summary())
 
 
 def _last_line(tail: str) -> str:
