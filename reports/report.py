@@ -324,15 +324,19 @@ def _claim_charts(run: RunData) -> str:
         prefix = r.target.metric.rsplit(".", 1)[0]
         if prefix in COMPARISON_LABELS:
             by_prefix.setdefault(prefix, []).append(r)
+    missing = []
     for prefix, results in by_prefix.items():
         title, before_label, after_label = COMPARISON_LABELS[prefix]
+        if all(r.measured is None for r in results):
+            missing.append(title)
+            continue
         absolute = [_comparison(run, r.target.metric) for r in results]
         categories = [r.target.metric.rsplit(".", 1)[1].replace("_", " ") for r in results]
         before: list[float | None]
         after: list[float | None]
-        if all(a is not None for a in absolute):
-            pairs = [a for a in absolute if a is not None]
-            before, after = [p[0] for p in pairs], [p[1] for p in pairs]
+        if any(a is not None for a in absolute):
+            before = [None if a is None else a[0] for a in absolute]
+            after = [None if a is None else a[1] for a in absolute]
             unit = "median time per operation, ms (shorter is better)"
         else:
             before = [100.0 if r.measured is not None else None for r in results]
@@ -349,9 +353,14 @@ def _claim_charts(run: RunData) -> str:
     load_chart = _mode_chart(run)
     if load_chart:
         charts.append(load_chart)
+    note = (
+        f"<p class='note'>Not measured in this run: {_e(', '.join(missing))}.</p>"
+        if missing
+        else ""
+    )
     if not charts:
-        return "<p class='note'>No before/after figures were measured in this run.</p>"
-    return "<div class='charts'>" + "".join(charts) + "</div>"
+        return note or "<p class='note'>No before/after figures were measured in this run.</p>"
+    return note + "<div class='charts'>" + "".join(charts) + "</div>"
 
 
 def _relative_after(result: TargetResult) -> float | None:
@@ -456,7 +465,7 @@ def _distribution(run: RunData, key: str, mode: str) -> str:
                 points.append(((low + high) / 2, count))
     edges, counts = svg.bins_from_weighted(points, 40)
     marks = [
-        svg.RefLine(label, value, color)
+        svg.RefLine(label, value, color, unit="ms")
         for label, col, color in (("p50", "p50_ms", "#2e7d32"), ("p95", "p95_ms", "#c62828"))
         if (value := run.figures.get(f"{key}.overall.{col}")) is not None
     ]

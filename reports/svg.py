@@ -39,6 +39,11 @@ class RefLine:
     label: str
     value: float
     color: str = "#c0392b"
+    unit: str = ""
+
+    @property
+    def text(self) -> str:
+        return f"{self.label} {format_number(self.value)}{' ' + self.unit if self.unit else ''}"
 
 
 def _t(text: object) -> str:
@@ -250,7 +255,7 @@ def line_chart(
             f"<line x1='{left}' y1='{y:.1f}' x2='{left + plot_w}' y2='{y:.1f}' "
             f"stroke='{ref.color}' stroke-dasharray='6 4'/>"
             f"<text x='{left + plot_w - 4}' y='{y - 4:.1f}' text-anchor='end' "
-            f"fill='{ref.color}'>{_t(ref.label)} {_t(format_number(ref.value))}</text>"
+            f"fill='{ref.color}'>{_t(ref.text)}</text>"
         )
     for color, s in zip(colors, series, strict=True):
         coords = [
@@ -340,7 +345,7 @@ def histogram(
             f"<line x1='{x:.1f}' y1='{top}' x2='{x:.1f}' y2='{top + plot_h}' "
             f"stroke='{mark.color}' stroke-dasharray='5 3'/>"
             f"<text x='{x + 3:.1f}' y='{top + 12 + 14 * i}' fill='{mark.color}'>"
-            f"{_t(mark.label)} {_t(format_number(mark.value))}</text>"
+            f"{_t(mark.text)}</text>"
         )
     parts.append(
         f"<line x1='{left}' y1='{top + plot_h}' x2='{left + plot_w}' y2='{top + plot_h}' "
