@@ -6,7 +6,7 @@ from typing import Final
 
 from aiohttp import web
 
-from reference import organize, storage, system, workspace
+from reference import batch, organize, storage, system, workspace
 from reference.auth import make_auth_middleware
 from reference.db import pool_context
 from reference.errors import error_middleware
@@ -23,6 +23,7 @@ FEATURES: Final[tuple[Feature, ...]] = (
     storage.FEATURE,
     workspace.FEATURE,
     organize.FEATURE,
+    batch.FEATURE,
 )
 
 
