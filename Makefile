@@ -37,8 +37,8 @@ test-quick: $(STAMP) ## tests only, skipping slow ones and benchmarks
 data: $(STAMP) ## bring up a database (provider chain), migrate, load the SCALE dataset, report, tear down
 	$(PY) -m fixtures up --scale $(SCALE)
 
-bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report in reports/out/
-	$(PY) -m fixtures up --scale $(SCALE)
+bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report in reports/out/ (exit 1 if a plan target fails)
+	$(PY) -m reports.bench
 
 serve: $(STAMP) ## database + SCALE data (if empty) + storage files, then the service on 127.0.0.1:PORT (8080)
 	$(PY) -m reference.serve
