@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import random
 import time
-from urllib.parse import quote
 from collections.abc import Callable
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import gevent.pool
 from locust import FastHttpUser, between

@@ -9,7 +9,8 @@ import time
 
 from locust import LoadTestShape
 
-from loadtests._thresholds import STATE, RampResult, breaches, evaluate
+from loadtests._thresholds import STATE, RampResult
+from reports.thresholds import breaches, evaluate
 
 
 class RampShape(LoadTestShape):

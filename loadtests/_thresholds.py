@@ -194,9 +194,7 @@ def window_checks(now: int) -> list[Check]:
     first = max(now - window, int(STATE.started))
     seconds = max(now - first, 1)
     full = now - STATE.started >= window
-    return evaluate(
-        targets.thresholds, STATE.stats.span(first, now - 1), seconds, rates=full
-    )
+    return evaluate(targets.thresholds, STATE.stats.span(first, now - 1), seconds, rates=full)
 
 
 def _watch(environment: Environment) -> None:
@@ -215,7 +213,9 @@ def _watch(environment: Environment) -> None:
             continue
         if STATE.breach_since is None:
             STATE.breach_since = now
-            log.warning("threshold breach over the window: %s", "; ".join(_short(c) for c in broken))
+            log.warning(
+                "threshold breach over the window: %s", "; ".join(_short(c) for c in broken)
+            )
         abort_after = STATE.targets.abort_on_breach_s if STATE.targets else 0
         if abort_after > 0 and now - STATE.breach_since >= abort_after:
             STATE.aborted = f"aborted after a breach lasting {now - STATE.breach_since} s"
@@ -290,9 +290,7 @@ def final_report(environment: Environment) -> None:
         "seconds": seconds,
         "users": environment.runner.user_count if environment.runner else None,
         "workers": (
-            environment.runner.worker_count
-            if isinstance(environment.runner, MasterRunner)
-            else 0
+            environment.runner.worker_count if isinstance(environment.runner, MasterRunner) else 0
         ),
         "targets_file": str(targets.path),
         "skipped": STATE.skipped,
@@ -341,7 +339,7 @@ def write_figures(path: Path, figures: dict[str, float], prefix: str, meta: dict
 
 def _extend_web_ui(environment: Environment) -> None:
     web_ui = environment.web_ui
-    if web_ui is None:
+    if web_ui is None or web_ui.app is None:
         return
     web_ui.template_args["extended_tabs"] = [{"title": "Thresholds", "key": TAB_KEY}]
     web_ui.template_args["extended_tables"] = [

@@ -17,4 +17,6 @@ class OpenSuggestions(WorkspaceUser):
 
     @task
     def open_suggestions(self) -> None:
-        self.api("GET", "/v1/organize/suggestions", name="suggestions", validate=suggestions_validator)
+        self.api(
+            "GET", "/v1/organize/suggestions", name="suggestions", validate=suggestions_validator
+        )

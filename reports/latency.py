@@ -85,6 +85,10 @@ class Histogram:
         if not 0 <= q <= 100:
             raise ValueError(f"percentile must be within [0, 100], got {q}")
         rank = max(1, math.ceil(q / 100 * self.count))
+        if rank == self.count and self.max_us is not None:
+            return self.max_us / 1000
+        if rank == 1 and self.min_us is not None:
+            return self.min_us / 1000
         seen = 0
         for index in sorted(self.counts):
             seen += self.counts[index]
@@ -163,9 +167,7 @@ class WindowedStats:
     """Per-second, per-group stats. ``journeys`` are timed sequences, kept out of ``overall``."""
 
     journeys: frozenset[str] = frozenset()
-    seconds: dict[int, dict[str, GroupStats]] = field(
-        default_factory=lambda: defaultdict(dict)
-    )
+    seconds: dict[int, dict[str, GroupStats]] = field(default_factory=lambda: defaultdict(dict))
 
     def record(self, second: int, group: str, ms: float, failed: bool) -> None:
         self.seconds[second].setdefault(group, GroupStats()).record(ms, failed)
