@@ -16,30 +16,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import importlib
 import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-from fixtures.database import free_port, provide_database
-from fixtures.generate import SCALES, spec_for
-from fixtures.prepare import prepare_dataset, say
+from fixtures.database import provide_database
+from fixtures.generate import SCALES
+from fixtures.prepare import say
 from loadtests._config import REPO, LoadSettings, fixture_identities, write_tokens
-from reference.migrate import migrate
+from loadtests._service import prepare, service
 
 CONFIG: Final = REPO / "loadtests" / "locust.conf"
 SHAPES: Final = REPO / "loadtests" / "_shapes.py"
-HAS_ASSETS: Final = (
-    "select to_regclass('images') is not null and exists (select 1 from images limit 1)"
-)
-READY_TIMEOUT_S: Final = 120.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,81 +51,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--processes", type=int, default=0, help="Locust worker processes")
     parser.add_argument("locust_args", nargs=argparse.REMAINDER, help="-- then Locust options")
     return parser
-
-
-async def _prepare(dsn: str, scale: str, storage_dir: Path) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        loaded = await conn.fetchval(HAS_ASSETS)
-    finally:
-        await conn.close()
-    if loaded:
-        say("database already holds assets: applying pending migrations only")
-        await migrate(dsn)
-    else:
-        await prepare_dataset(dsn, spec_for(scale))
-    await _write_storage_objects(dsn, storage_dir)
-
-
-async def _write_storage_objects(dsn: str, storage_dir: Path) -> None:
-    """The files behind the signed URLs (fixtures.storage_files, when this checkout has it)."""
-    try:
-        module = importlib.import_module("fixtures.storage_files")
-    except ImportError:
-        say("fixtures.storage_files is missing: signed objects will answer 404")
-        return
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
-    try:
-        report = await module.write_storage_objects(conn, storage_dir, progress=True)
-    finally:
-        await conn.close()
-    say(report.summary())
-
-
-def wait_ready(base_url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the service exited with code {process.returncode}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as resp,  # noqa: S310
-        ):
-            if resp.status == 200:
-                return
-        time.sleep(0.25)
-    raise RuntimeError(f"the service did not answer {base_url}/healthz in {READY_TIMEOUT_S} s")
-
-
-@contextlib.contextmanager
-def service(dsn: str, mode: str, storage_dir: Path) -> Iterator[str]:
-    """``python -m reference`` in its own process; yields its base URL."""
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": dsn,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "URL_MODE": mode,
-        "STORAGE_DIR": str(storage_dir),
-    }
-    process = subprocess.Popen([sys.executable, "-m", "reference"], env=env, cwd=REPO)
-    try:
-        wait_ready(base_url, process)
-        say(f"service ({mode} URLs) at {base_url}, pid {process.pid}")
-        yield base_url
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def locust_command(args: argparse.Namespace, host: str, prefix: str, out: Path) -> list[str]:
@@ -187,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     codes: dict[str, int] = {}
     with provide_database() as info:
         say(info.describe())
-        asyncio.run(_prepare(info.dsn, args.scale, storage_dir))
+        asyncio.run(prepare(info.dsn, args.scale, storage_dir))
         for mode in modes:
             with service(info.dsn, mode, storage_dir) as base_url:
                 codes[mode] = run_locust(args, base_url, mode, tokens)
