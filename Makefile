@@ -40,6 +40,9 @@ data: $(STAMP) ## bring up a database (provider chain), migrate, load the SCALE 
 bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report in reports/out/
 	$(PY) -m fixtures up --scale $(SCALE)
 
+serve: $(STAMP) ## database + SCALE data (if empty) + storage files, then the service on 127.0.0.1:PORT (8080)
+	$(PY) -m reference.serve
+
 load: $(STAMP) ## headless load test: database, SCALE data, service (URL_MODE), Locust; LOCUST_* override
 	$(PY) -m loadtests --modes $${URL_MODE:-unified} $(LOAD_ARGS)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from typing import Final
 
 import asyncpg
 
+from fixtures import storage_files
 from fixtures.database import free_port
 from fixtures.generate import spec_for
 from fixtures.prepare import prepare_dataset, say
@@ -28,29 +28,25 @@ READY_TIMEOUT_S: Final = 120.0
 
 
 async def prepare(dsn: str, scale: str, storage_dir: Path) -> None:
+    """Load ``scale`` into an empty database (with its stored files); else migrate and
+    make sure the files are there."""
     conn = await asyncpg.connect(dsn)
     try:
         loaded = await conn.fetchval(HAS_IMAGES_TABLE) and await conn.fetchval(HAS_ASSETS)
     finally:
         await conn.close()
-    if loaded:
-        say("database already holds assets: applying pending migrations only")
-        await migrate(dsn)
-    else:
-        await prepare_dataset(dsn, spec_for(scale))
+    if not loaded:
+        await prepare_dataset(dsn, spec_for(scale), storage_dir=storage_dir)
+        return
+    say("database already holds assets: applying pending migrations only")
+    await migrate(dsn)
     await write_storage_objects(dsn, storage_dir)
 
 
-async def write_storage_objects(dsn: str, storage_dir: Path) -> None:
-    """The files behind the signed URLs (fixtures.storage_files, when this checkout has it)."""
-    try:
-        module = importlib.import_module("fixtures.storage_files")
-    except ImportError:
-        say("fixtures.storage_files is missing: signed objects will answer 404")
-        return
+async def write_storage_objects(dsn: str, storage_dir: Path, progress: bool = True) -> None:
     conn = await asyncpg.connect(dsn)
     try:
-        report = await module.write_storage_objects(conn, storage_dir, progress=True)
+        report = await storage_files.write_storage_objects(conn, storage_dir, progress=progress)
     finally:
         await conn.close()
     say(report.summary())

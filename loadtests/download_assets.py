@@ -13,7 +13,7 @@ ZIP_MAGIC = b"PK"
 
 class DownloadAssets(WorkspaceUser):
     weight = 1
-    endpoints = (("POST", "/v1/batch/download"),)
+    endpoints = (("POST", "/v1/batch/download"), ("GET", "/v1/workspace"))
 
     @task
     def download(self) -> None:

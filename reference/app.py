@@ -6,7 +6,7 @@ from typing import Final
 
 from aiohttp import web
 
-from reference import system
+from reference import batch, organize, storage, system, workspace
 from reference.auth import make_auth_middleware
 from reference.db import pool_context
 from reference.errors import error_middleware
@@ -18,7 +18,13 @@ from reference.typedefs import SETTINGS
 
 VERSION: Final = "0.1.0"
 #: Every feature of the service, in registration order. Add a module's FEATURE here.
-FEATURES: Final[tuple[Feature, ...]] = (system.FEATURE,)
+FEATURES: Final[tuple[Feature, ...]] = (
+    system.FEATURE,
+    storage.FEATURE,
+    workspace.FEATURE,
+    organize.FEATURE,
+    batch.FEATURE,
+)
 
 
 def create_app(settings: Settings, features: tuple[Feature, ...] = FEATURES) -> web.Application:

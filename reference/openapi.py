@@ -7,6 +7,7 @@ router (a test checks every registered route against the document).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -95,6 +96,11 @@ class Operation:
         return doc
 
 
+def canonical_path(path: str) -> str:
+    """``/x/{name:regex}`` -> ``/x/{name}``: the form aiohttp reports and OpenAPI expects."""
+    return re.sub(r"\{(\w+):[^{}]+\}", r"{\1}", path)
+
+
 class ApiRoutes(web.RouteTableDef):
     def __init__(self, tag: str = "") -> None:
         super().__init__()
@@ -116,7 +122,7 @@ class ApiRoutes(web.RouteTableDef):
             self.operations.append(
                 Operation(
                     method.upper(),
-                    path,
+                    canonical_path(path),
                     summary,
                     tuple(params),
                     body,

@@ -11,7 +11,7 @@ from typing import Final
 
 #: Development defaults. They are public on purpose: a deployment sets its own through the
 #: environment, and the service says so at start when it runs on a default.
-DEV_JWT_SECRET: Final = "workspace-bench-dev-jwt-secret-not-for-production"  # noqa: S105
+DEV_JWT_SECRET: Final = "workspace-bench-dev-jwt-secret-not-for-production"
 DEV_STORAGE_KEY: Final = "workspace-bench-dev-storage-key-not-for-production"
 
 
@@ -35,6 +35,26 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     if value < minimum:
         raise SettingsError(f"{name}={value}: must be at least {minimum}")
     return value
+
+
+def _unit_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a number") from None
+    if not 0.0 < value <= 1.0:
+        raise SettingsError(f"{name}={value}: must be within (0, 1]")
+    return value
+
+
+def _words(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    return tuple(word.strip().lower() for word in raw.split(",") if word.strip())
 
 
 @dataclass(frozen=True)
@@ -61,6 +81,24 @@ class Settings:
     pool_min_size: int = 2
     pool_max_size: int = 20
     batch_max_ids: int = 10_000
+    # batch operations (issue 5)
+    #: Operations on more assets than this run in the background, in chunks, with progress.
+    batch_inline_max: int = 1_000
+    batch_chunk_size: int = 1_000
+    trash_retention_s: int = 30 * 86_400
+    purge_interval_s: int = 60
+    purge_retry_base_s: int = 30
+    purge_retry_max_s: int = 3_600
+    download_max_bytes: int = 4 * 1024**3
+    # --- organize (issue 6) ---
+    #: Jaccard similarity of word-pair shingles at or above which two prompts are duplicates.
+    organize_threshold: float = 0.8
+    #: The plan's theme vocabulary for tag suggestions (``ORGANIZE_THEMES``, comma-separated).
+    organize_themes: tuple[str, ...] = (
+        "portrait", "landscape", "product", "artistic", "commercial",
+    )  # fmt: skip
+    #: Users whose LSH index one process keeps in memory.
+    organize_cache_users: int = 16
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -96,4 +134,16 @@ class Settings:
             pool_min_size=_int(env, "POOL_MIN_SIZE", defaults.pool_min_size, 1),
             pool_max_size=_int(env, "POOL_MAX_SIZE", defaults.pool_max_size, 1),
             batch_max_ids=_int(env, "BATCH_MAX_IDS", defaults.batch_max_ids, 1),
+            batch_inline_max=_int(env, "BATCH_INLINE_MAX", defaults.batch_inline_max),
+            batch_chunk_size=_int(env, "BATCH_CHUNK_SIZE", defaults.batch_chunk_size, 1),
+            trash_retention_s=_int(env, "TRASH_RETENTION_S", defaults.trash_retention_s),
+            purge_interval_s=_int(env, "PURGE_INTERVAL_S", defaults.purge_interval_s, 1),
+            purge_retry_base_s=_int(env, "PURGE_RETRY_BASE_S", defaults.purge_retry_base_s),
+            purge_retry_max_s=_int(env, "PURGE_RETRY_MAX_S", defaults.purge_retry_max_s),
+            download_max_bytes=_int(env, "DOWNLOAD_MAX_BYTES", defaults.download_max_bytes, 1),
+            organize_threshold=_unit_float(env, "ORGANIZE_THRESHOLD", defaults.organize_threshold),
+            organize_themes=_words(env, "ORGANIZE_THEMES", defaults.organize_themes),
+            organize_cache_users=_int(
+                env, "ORGANIZE_CACHE_USERS", defaults.organize_cache_users, 1
+            ),
         )

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -116,18 +115,14 @@ async def _count_rows(dsn: str) -> int:
         await conn.close()
 
 
-def _own_clusters() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob(f"{CLUSTER_PREFIX}*")}
-
-
 @pytest.mark.skipif(find_bindir() is None, reason="needs the PostgreSQL server binaries")
 def test_local_cluster_is_removed_on_exception() -> None:
-    before = _own_clusters()
     local = {"DB_PROVIDER": "local", "PATH": os.environ["PATH"]}
     with pytest.raises(RuntimeError, match="boom"), provide_database(local) as info:  # noqa: PT012
+        assert Path(info.directory).name.startswith(CLUSTER_PREFIX)
         assert run_async(_count_rows(info.dsn)) == 1
         raise RuntimeError("boom")
-    assert _own_clusters() == before
+    assert not Path(info.directory).exists()
     with pytest.raises(OSError):  # noqa: PT011
         run_async(_count_rows(info.dsn))
 
@@ -137,7 +132,7 @@ SCRIPT = textwrap.dedent(
     import sys, time
     from fixtures.database import provide_database
     with provide_database({"DB_PROVIDER": "local", "PATH": %r}) as info:
-        print(info.dsn.rsplit(":", 1)[1].split("/")[0], flush=True)
+        print(info.dsn.rsplit(":", 1)[1].split("/")[0], info.directory, flush=True)
         time.sleep(60)
     """
 )
@@ -146,15 +141,16 @@ SCRIPT = textwrap.dedent(
 @pytest.mark.skipif(find_bindir() is None, reason="needs the PostgreSQL server binaries")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_local_cluster_stops_when_its_owner_is_interrupted(sig: signal.Signals) -> None:
-    before = _own_clusters()
     proc = subprocess.Popen(
         [sys.executable, "-c", SCRIPT % os.environ["PATH"]], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
-    port = proc.stdout.readline().strip()
+    port, directory = proc.stdout.readline().split()
     assert port.isdigit()
+    assert Path(directory).is_dir()
     proc.send_signal(sig)
     proc.wait(timeout=30)
+    proc.stdout.close()
     isready = str(find_bindir() / "pg_isready")  # type: ignore[operator]
     deadline_ok = False
     for _ in range(100):
@@ -170,4 +166,4 @@ def test_local_cluster_stops_when_its_owner_is_interrupted(sig: signal.Signals) 
         from fixtures.database import reap_stale_clusters
 
         reap_stale_clusters()
-    assert _own_clusters() == before
+    assert not Path(directory).exists()

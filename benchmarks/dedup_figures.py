@@ -1,0 +1,146 @@
+"""Near-duplicate figures in one run: index build from stored signatures and the duplicates
+endpoint's warm latency at 10,000 and 100,000 assets, and the plan's all-pairs on 10,000.
+
+    .venv/bin/python -m benchmarks.dedup_figures [--scales plan,100k] [--repeat 5]
+
+Each scale gets its own throwaway database (the provider chain), loaded with
+``prepare_dataset`` and signed with ``store_signatures``. Prints medians as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+
+from fixtures.database import create_database, drop_database, provide_database
+from fixtures.generate import heavy_user_id, spec_for
+from fixtures.prepare import prepare_dataset
+from reference import dedup
+from reference.app import create_app
+from reference.auth import issue_token
+from reference.db import create_pool
+from reference.organize import ORGANIZE, OrganizeIndexes, store_signatures
+from reference.settings import Settings
+
+HEAVY_PROMPTS = "select a.id, a.prompt from assets a where a.user_id = $1"
+
+
+class _Row:
+    __slots__ = ("id", "prompt")
+
+    def __init__(self, id: UUID, prompt: str) -> None:
+        self.id = id
+        self.prompt = prompt
+
+
+async def build_times(dsn: str, user: UUID, repeat: int) -> tuple[list[float], OrganizeIndexes]:
+    pool = await create_pool(dsn, 1, 2)
+    indexes = OrganizeIndexes(pool, 0.8, dedup.DEFAULT_THEMES, 4)
+    times = []
+    try:
+        for _ in range(repeat):
+            started = time.perf_counter()
+            index = await indexes.rebuild(user)
+            times.append(time.perf_counter() - started)
+        print(f"  last build timings {index.timings}, sets {len(index.duplicate_sets)}",
+              file=sys.stderr)  # fmt: skip
+    finally:
+        await pool.close()
+    return times, indexes
+
+
+async def endpoint_times(dsn: str, user: UUID, requests: int) -> tuple[float, list[float]]:
+    settings = Settings(database_url=dsn)
+    app = create_app(settings)
+    server = TestServer(app)
+    await server.start_server()
+    headers = {"Authorization": f"Bearer {issue_token(settings.jwt_secret, user)}"}
+    url = str(server.make_url("/v1/organize/duplicates"))
+    times = []
+    try:
+        async with ClientSession() as session:
+            started = time.perf_counter()
+            async with session.get(url, headers=headers) as resp:
+                assert resp.status == 200, await resp.text()
+                await resp.read()
+            cold = time.perf_counter() - started
+            for _ in range(requests):
+                started = time.perf_counter()
+                async with session.get(url, headers=headers) as resp:
+                    await resp.read()
+                times.append(time.perf_counter() - started)
+        assert app[ORGANIZE].builds == 1
+    finally:
+        await server.close()
+    return cold, times
+
+
+async def measure(scale: str, repeat: int, all_pairs: bool) -> dict[str, Any]:
+    spec = spec_for(scale)
+    user = heavy_user_id(spec)
+    with provide_database() as info:
+        dsn = await create_database(info.dsn, prefix="wsb_dedup")
+        try:
+            prepared = await prepare_dataset(dsn, spec, progress=True)
+            conn = await asyncpg.connect(dsn)
+            try:
+                started = time.perf_counter()
+                signed = await store_signatures(conn, progress=True)
+                sign_s = time.perf_counter() - started
+                rows = [_Row(r["id"], r["prompt"]) for r in await conn.fetch(HEAVY_PROMPTS, user)]
+            finally:
+                await conn.close()
+            builds, _ = await build_times(dsn, user, repeat)
+            cold, warm = await endpoint_times(dsn, user, 50)
+            out: dict[str, Any] = {
+                "scale": scale,
+                "seed": spec.seed,
+                "provider": str(info.provider),
+                "server_version": info.server_version,
+                "assets_total": prepared.load.assets,
+                "heavy_user_assets": len(rows),
+                "store_signatures_s": round(sign_s, 2),
+                "signatures_stored": signed,
+                "index_build_median_s": round(statistics.median(builds), 3),
+                "index_builds_s": [round(t, 3) for t in builds],
+                "duplicates_cold_s": round(cold, 3),
+                "duplicates_warm_median_ms": round(statistics.median(warm) * 1000, 2),
+                "duplicates_warm_p95_ms": round(sorted(warm)[int(0.95 * len(warm))] * 1000, 2),
+            }
+            if all_pairs:
+                started = time.perf_counter()
+                found = dedup.plan_detect_duplicates(rows)
+                out["plan_all_pairs_s"] = round(time.perf_counter() - started, 1)
+                out["plan_all_pairs_sets"] = len(found)
+            return out
+        finally:
+            await drop_database(info.dsn, dsn)
+
+
+async def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scales", default="plan,100k")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--skip-all-pairs", action="store_true")
+    args = parser.parse_args(argv)
+    results = []
+    for scale in args.scales.split(","):
+        print(f"== {scale}", file=sys.stderr)
+        all_pairs = scale == "plan" and not args.skip_all_pairs
+        results.append(await measure(scale, args.repeat, all_pairs))
+        print(json.dumps(results[-1]), file=sys.stderr)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,144 @@
+"""All-pairs vs MinHash/LSH near-duplicate detection, and the organize index and endpoint.
+
+Scale from ``SCALE`` (default ``plan``: a 10,000-asset user). Under ``--benchmark-disable``
+every case runs once; the plan's all-pairs case then runs on the first 500 prompts (all 10,000
+take about a minute, see ``benchmarks/dedup_figures.py`` for the 100,000-asset figures).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+
+from fixtures.database import DatabaseInfo, create_database, drop_database
+from fixtures.generate import DatasetSpec, heavy_user_id, spec_for
+from fixtures.prepare import prepare_dataset
+from reference import dedup
+from reference.app import create_app
+from reference.auth import issue_token
+from reference.db import create_pool
+from reference.organize import OrganizeIndexes, store_signatures
+from reference.settings import Settings
+
+SCALE = os.environ.get("SCALE", "plan")
+DISABLED_ALL_PAIRS = 500
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: UUID
+    prompt: str
+
+
+@dataclass(frozen=True)
+class DedupData:
+    loop: asyncio.AbstractEventLoop
+    dsn: str
+    spec: DatasetSpec
+    user: UUID
+    rows: list[_Row]
+
+    def info(self, **extra: Any) -> dict[str, Any]:
+        return {"scale": self.spec.name, "seed": self.spec.seed, "assets": len(self.rows), **extra}
+
+
+@pytest.fixture(scope="module")
+def dedup_data(database: DatabaseInfo) -> Iterator[DedupData]:
+    loop = asyncio.new_event_loop()
+    spec = spec_for(SCALE)
+    user = heavy_user_id(spec)
+    dsn = loop.run_until_complete(create_database(database.dsn, prefix="wsb_bench_dedup"))
+
+    async def setup() -> list[_Row]:
+        await prepare_dataset(dsn, spec, progress=False)
+        conn = await asyncpg.connect(dsn)
+        try:
+            await store_signatures(conn, progress=False)
+            records = await conn.fetch("select id, prompt from assets where user_id = $1", user)
+        finally:
+            await conn.close()
+        return [_Row(r["id"], r["prompt"]) for r in records]
+
+    try:
+        rows = loop.run_until_complete(setup())
+        yield DedupData(loop, dsn, spec, user, rows)
+    finally:
+        loop.run_until_complete(drop_database(database.dsn, dsn))
+        loop.close()
+
+
+@pytest.mark.benchmark(group="dedup-detect")
+def test_plan_all_pairs(benchmark: Any, dedup_data: DedupData) -> None:
+    rows = dedup_data.rows[:DISABLED_ALL_PAIRS] if benchmark.disabled else dedup_data.rows
+    benchmark.extra_info.update(dedup_data.info(compared=len(rows), method="plan all-pairs"))
+    found = benchmark.pedantic(dedup.plan_detect_duplicates, args=(rows,), rounds=1, iterations=1)
+    assert found
+
+
+@pytest.mark.benchmark(group="dedup-detect")
+def test_minhash_lsh_from_prompts(benchmark: Any, dedup_data: DedupData) -> None:
+    prompts = [r.prompt for r in dedup_data.rows]
+
+    def detect() -> dedup.DuplicateResult:
+        sh = [dedup.shingles(p) for p in prompts]
+        keys = [dedup.text_key(p) for p in prompts]
+        return dedup.find_duplicates(keys, dedup.signatures(sh), lambda i: sh[i])
+
+    benchmark.extra_info.update(dedup_data.info(method="normalize + minhash + lsh + confirm"))
+    result = benchmark.pedantic(detect, rounds=3, iterations=1)
+    assert result.sets
+
+
+@pytest.mark.benchmark(group="dedup-index-build")
+def test_index_build_from_stored_signatures(benchmark: Any, dedup_data: DedupData) -> None:
+    loop = dedup_data.loop
+    pool = loop.run_until_complete(create_pool(dedup_data.dsn, 1, 2))
+    indexes = OrganizeIndexes(pool, dedup.DEFAULT_THRESHOLD, dedup.DEFAULT_THEMES, 2)
+    try:
+        benchmark.extra_info.update(dedup_data.info())
+        index = benchmark.pedantic(
+            lambda: loop.run_until_complete(indexes.rebuild(dedup_data.user)), rounds=5
+        )
+        assert index.duplicate_sets
+        assert not index.missing_signatures
+        benchmark.extra_info["timings_s"] = index.timings
+    finally:
+        loop.run_until_complete(pool.close())
+
+
+@pytest.mark.benchmark(group="dedup-endpoint")
+def test_duplicates_endpoint_warm(benchmark: Any, dedup_data: DedupData) -> None:
+    loop = dedup_data.loop
+    settings = Settings(database_url=dedup_data.dsn)
+    server = TestServer(create_app(settings))
+    headers = {"Authorization": f"Bearer {issue_token(settings.jwt_secret, dedup_data.user)}"}
+
+    async def start() -> ClientSession:
+        await server.start_server()
+        return ClientSession()
+
+    session = loop.run_until_complete(start())
+    url = str(server.make_url("/v1/organize/duplicates"))
+
+    async def get() -> int:
+        async with session.get(url, headers=headers) as resp:
+            await resp.read()
+            return resp.status
+
+    try:
+        assert loop.run_until_complete(get()) == 200
+        benchmark.extra_info.update(dedup_data.info(warm=True))
+        status = benchmark.pedantic(lambda: loop.run_until_complete(get()), rounds=50)
+        assert status == 200
+    finally:
+        loop.run_until_complete(session.close())
+        loop.run_until_complete(server.close())

@@ -1,0 +1,323 @@
+"""The unified URL service: one bucket rule, windowed signed URLs, a bounded cache, batch signing.
+
+The plan's ``UnifiedUrlService`` done right. Signed URLs have Supabase Storage's shape
+(``/storage/v1/object/sign/{bucket}/{path}?token=JWT``, HS256 ``{url, iat, exp}``). Both ``iat``
+and ``exp`` derive from a fixed window, not from the current time, so one object has one URL
+for the whole window and browser and CDN caches hit. The cache is a TTL+LRU bound (the plan's
+``Map`` never evicts) and re-signs an entry before it gets close to expiry.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+from urllib.parse import quote
+
+import aiohttp
+import jwt
+from aiohttp import web
+
+from reference.assets import Asset
+from reference.buckets import BUCKETS, UnsafePath, determine_bucket, safe_object_path
+from reference.metrics import Metrics
+from reference.settings import Settings, UrlMode
+
+ALGORITHM: Final = "HS256"
+SIGN_PREFIX: Final = "/storage/v1/object/sign"
+Clock = Callable[[], float]
+
+
+class SigningFailed(Exception):
+    """An object could not be signed (bad path, unknown bucket, missing object, remote error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignResult:
+    """One item of a batch: a URL, or the reason there is none (the batch itself succeeds)."""
+
+    bucket: str
+    path: str
+    url: str | None
+    expires_at: int
+    error: str | None = None
+
+
+def signed_path(bucket: str, path: str, token: str) -> str:
+    """``/object/sign/...?token=``: the relative form Supabase's sign routes return."""
+    return f"/object/sign/{bucket}/{quote(path)}?token={token}"
+
+
+def sign_token(key: str, bucket: str, path: str, issued_at: int, expires_at: int) -> str:
+    claims = {"url": f"{bucket}/{path}", "iat": issued_at, "exp": expires_at}
+    return jwt.encode(claims, key, algorithm=ALGORITHM)
+
+
+def window_bounds(now: float, window_s: int) -> tuple[int, int]:
+    """``(iat, exp)`` for a URL signed at ``now``: the window's start, and the end of the next one.
+
+    Every signature within one window is byte-identical, and a URL lives between one and two
+    windows, so a client never holds a URL that expires within the window it was handed out.
+    """
+    start = int(now // window_s) * window_s
+    return start, start + 2 * window_s
+
+
+def validate_object(bucket: str, path: str) -> None:
+    if bucket not in BUCKETS:
+        raise SigningFailed(f"unknown bucket {bucket!r}")
+    try:
+        safe_object_path(path)
+    except UnsafePath:
+        raise SigningFailed(f"invalid object path {path!r}") from None
+
+
+class Signer(Protocol):
+    async def sign_batch(self, bucket: str, paths: Sequence[str]) -> list[SignResult]: ...
+
+    async def close(self) -> None: ...
+
+
+class LocalSigner:
+    """In-process signing: the service holds the storage key (about 16 us per URL)."""
+
+    def __init__(self, key: str, base_url: str, window_s: int, clock: Clock) -> None:
+        self.key = key
+        self.base_url = base_url.rstrip("/") + "/storage/v1"
+        self.window_s = window_s
+        self.clock = clock
+
+    async def sign_batch(self, bucket: str, paths: Sequence[str]) -> list[SignResult]:
+        issued_at, expires_at = window_bounds(self.clock(), self.window_s)
+        results: list[SignResult] = []
+        for path in paths:
+            try:
+                validate_object(bucket, path)
+            except SigningFailed as exc:
+                results.append(SignResult(bucket, path, None, 0, str(exc)))
+                continue
+            token = sign_token(self.key, bucket, path, issued_at, expires_at)
+            url = self.base_url + signed_path(bucket, path, token)
+            results.append(SignResult(bucket, path, url, expires_at))
+        return results
+
+    async def close(self) -> None:
+        return None
+
+
+class RemoteSigner:
+    """A Supabase Storage's batch sign endpoint: one POST per bucket, per-item errors kept.
+
+    ``expiresIn`` is chosen so the remote expiry lands on the window boundary too (to within
+    the request's latency), which keeps the cache's re-sign logic the same for both signers.
+    """
+
+    def __init__(self, base_url: str, key: str, window_s: int, clock: Clock) -> None:
+        self.base_url = base_url.rstrip("/") + "/storage/v1"
+        self.key = key
+        self.window_s = window_s
+        self.clock = clock
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers={"Authorization": f"Bearer {self.key}", "apikey": self.key},
+                timeout=aiohttp.ClientTimeout(total=30),
+            )
+        return self._session
+
+    async def sign_batch(self, bucket: str, paths: Sequence[str]) -> list[SignResult]:
+        now = self.clock()
+        _, expires_at = window_bounds(now, self.window_s)
+        valid: list[str] = []
+        errors: dict[str, str] = {}
+        for path in paths:
+            try:
+                validate_object(bucket, path)
+                valid.append(path)
+            except SigningFailed as exc:
+                errors[path] = str(exc)
+        answers: dict[str, dict[str, Any]] = {}
+        if valid:
+            body = {"expiresIn": max(1, expires_at - int(now)), "paths": valid}
+            url = f"{self.base_url}/object/sign/{bucket}"
+            try:
+                async with self._client().post(url, json=body) as response:
+                    payload = await response.json(content_type=None)
+                    if response.status != 200 or not isinstance(payload, list):
+                        raise SigningFailed(f"remote sign failed: HTTP {response.status}")
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                raise SigningFailed(f"remote sign failed: {exc!r}") from None
+            answers = {str(item.get("path")): item for item in payload if isinstance(item, dict)}
+        results: list[SignResult] = []
+        for path in paths:
+            item = answers.get(path)
+            if path in errors or item is None or not item.get("signedURL"):
+                reason = errors.get(path) or str((item or {}).get("error") or "not signed")
+                results.append(SignResult(bucket, path, None, 0, reason))
+            else:
+                signed = str(item["signedURL"])
+                url = signed if signed.startswith("http") else self.base_url + signed
+                results.append(SignResult(bucket, path, url, expires_at))
+        return results
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+class UrlCache:
+    """Bounded TTL+LRU map of ``(bucket, path)`` to a signed URL and its expiry."""
+
+    def __init__(self, size: int, resign_margin_s: int) -> None:
+        self.size = size
+        self.margin = resign_margin_s
+        self._entries: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: tuple[str, str], now: float) -> str | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[1] - now < self.margin:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return entry[0]
+
+    def put(self, key: tuple[str, str], url: str, expires_at: int) -> int:
+        """Store; return how many entries the size bound evicted."""
+        self._entries[key] = (url, expires_at)
+        self._entries.move_to_end(key)
+        evicted = 0
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+            evicted += 1
+        self.evictions += evicted
+        return evicted
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class UrlService(abc.ABC):
+    """What every feature calls to put asset URLs in its answers (unified or legacy)."""
+
+    mode: UrlMode
+
+    @abc.abstractmethod
+    async def thumbnail_urls(self, assets: Sequence[Asset]) -> list[str | None]: ...
+
+    @abc.abstractmethod
+    async def high_res_urls(self, assets: Sequence[Asset]) -> list[str | None]: ...
+
+    async def high_res_url(self, asset: Asset) -> str:
+        (url,) = await self.high_res_urls([asset])
+        if url is None:
+            raise SigningFailed(f"no URL for asset {asset.id}")
+        return url
+
+    @abc.abstractmethod
+    def clear_cache(self) -> None:
+        """Forget every cached URL (benchmarks use it to measure a first visit)."""
+
+    async def close(self) -> None:
+        return None
+
+
+def asset_bucket(asset: Asset) -> str:
+    return determine_bucket(asset.type, asset.quality, asset.model_type, asset.metadata)
+
+
+class UnifiedUrlService(UrlService):
+    mode = UrlMode.UNIFIED
+
+    def __init__(
+        self, settings: Settings, metrics: Metrics, signer: Signer, clock: Clock = time.time
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.signer = signer
+        self.clock = clock
+        self.cache = UrlCache(settings.url_cache_size, settings.url_resign_margin_s)
+        self._label = self.mode.value
+
+    async def sign_objects(self, objects: Sequence[tuple[str, str]]) -> list[SignResult]:
+        """Signed URLs for ``(bucket, path)`` pairs, in order: cache first, then one signing
+        call per bucket for the misses. A failed item (or bucket) does not fail the others."""
+        now = self.clock()
+        results: list[SignResult | None] = [None] * len(objects)
+        missing: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        for index, (bucket, path) in enumerate(objects):
+            url = self.cache.get((bucket, path), now)
+            if url is None:
+                missing[bucket][path].append(index)
+            else:
+                results[index] = SignResult(bucket, path, url, 0)
+        hits = len(objects) - sum(len(v) for by_path in missing.values() for v in by_path.values())
+        self.metrics.url_cache_hits.labels(self._label).inc(hits)
+        self.metrics.url_cache_misses.labels(self._label).inc(len(objects) - hits)
+        if missing:
+            batches = await asyncio.gather(
+                *(self._sign_bucket(bucket, list(by_path)) for bucket, by_path in missing.items())
+            )
+            for bucket_results in batches:
+                for result in bucket_results:
+                    for index in missing[result.bucket][result.path]:
+                        results[index] = result
+        self.metrics.url_cache_size.labels(self._label).set(len(self.cache))
+        return [r for r in results if r is not None]
+
+    async def _sign_bucket(self, bucket: str, paths: list[str]) -> list[SignResult]:
+        self.metrics.sign_calls.labels(self._label, "batch").inc()
+        try:
+            signed = await self.signer.sign_batch(bucket, paths)
+        except SigningFailed as exc:
+            return [SignResult(bucket, path, None, 0, str(exc)) for path in paths]
+        evicted = 0
+        count = 0
+        for result in signed:
+            if result.url is not None:
+                evicted += self.cache.put((bucket, result.path), result.url, result.expires_at)
+                count += 1
+        self.metrics.urls_signed.labels(self._label, bucket).inc(count)
+        self.metrics.url_cache_evictions.labels(self._label).inc(evicted)
+        return signed
+
+    async def thumbnail_urls(self, assets: Sequence[Asset]) -> list[str | None]:
+        results = await self.sign_objects([(asset_bucket(a), a.thumbnail_path) for a in assets])
+        return [r.url for r in results]
+
+    async def high_res_urls(self, assets: Sequence[Asset]) -> list[str | None]:
+        results = await self.sign_objects([(asset_bucket(a), a.storage_path) for a in assets])
+        return [r.url for r in results]
+
+    def clear_cache(self) -> None:
+        self.cache.clear()
+
+    async def close(self) -> None:
+        await self.signer.close()
+
+
+URLS = web.AppKey("urls", UrlService)
+
+
+def make_unified(settings: Settings, metrics: Metrics, clock: Clock = time.time) -> UrlService:
+    signer: Signer
+    if settings.storage_remote_url:
+        key = settings.storage_remote_key or settings.storage_key
+        signer = RemoteSigner(settings.storage_remote_url, key, settings.url_window_s, clock)
+    else:
+        signer = LocalSigner(
+            settings.storage_key, settings.public_url, settings.url_window_s, clock
+        )
+    return UnifiedUrlService(settings, metrics, signer, clock)

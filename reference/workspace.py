@@ -1,0 +1,233 @@
+"""The workspace: the plan's ``getUserAssets``, paged, and one asset with its high-res URL.
+
+Images and videos come together from the ``assets`` view, newest first, joined to the project
+title and the generating job as the plan's select does. Pages use a keyset cursor (never
+OFFSET, whose cost grows with depth); a page carries thumbnail URLs, and high-res URLs only
+when asked (the plan's progressive loading).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Final
+from uuid import UUID
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+from reference.assets import ASSET_COLUMNS, Asset
+from reference.auth import current_user
+from reference.errors import BadRequest, NotFound, json_response
+from reference.feature import Feature
+from reference.openapi import ApiRoutes, Param
+from reference.settings import Settings
+from reference.typedefs import POOL, SETTINGS
+from reference.urls import URLS, SigningFailed
+
+routes = ApiRoutes(tag="workspace")
+
+
+class WorkspaceMode(StrEnum):
+    SESSION = "session"
+    ALL = "all"
+
+
+# Composed from constants only: no input reaches the SQL text.
+_SELECT: Final = f"""
+select {ASSET_COLUMNS},
+       p.title as project_title,
+       j.quality as job_quality, j.job_type, j.model_type as job_model_type,
+       j.metadata as job_metadata
+from assets a
+left join projects p on p.id = a.project_id
+left join jobs j on j.id = (a.metadata->>'job_id')::uuid
+"""  # noqa: S608
+_ORDER: Final = "order by a.created_at desc, a.id desc limit $2"
+# The partial index's predicate must appear literally (a bound parameter cannot match it).
+_SESSION: Final = (
+    "and a.created_at >= $3 and (a.metadata->>'workspace_dismissed') IS DISTINCT FROM 'true'"
+)
+_AFTER: Final = "and (a.created_at, a.id) < ($4::timestamptz, $5::uuid)"
+
+PAGE_ALL: Final = f"{_SELECT} where a.user_id = $1 {_ORDER}"
+PAGE_ALL_AFTER: Final = (
+    f"{_SELECT} where a.user_id = $1 and (a.created_at, a.id) < ($3::timestamptz, $4::uuid) "
+    f"{_ORDER}"
+)
+PAGE_SESSION: Final = f"{_SELECT} where a.user_id = $1 {_SESSION} {_ORDER}"
+PAGE_SESSION_AFTER: Final = f"{_SELECT} where a.user_id = $1 {_SESSION} {_AFTER} {_ORDER}"
+ONE_ASSET: Final = f"{_SELECT} where a.id = $1 and a.user_id = $2"
+
+INCLUDE_HIGH_RES: Final = "high_res"
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    created_at: datetime
+    id: UUID
+
+    def encode(self) -> str:
+        raw = orjson.dumps([self.created_at.isoformat(), str(self.id)])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            created, ident = orjson.loads(raw)
+            cursor = cls(datetime.fromisoformat(created), UUID(ident))
+        except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+            raise BadRequest("cursor is not one this service issued", field="cursor") from None
+        if cursor.created_at.tzinfo is None:
+            raise BadRequest("cursor is not one this service issued", field="cursor")
+        return cursor
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceQuery:
+    mode: WorkspaceMode
+    limit: int
+    cursor: Cursor | None
+    high_res: bool
+
+    @classmethod
+    def parse(cls, query: Any, settings: Settings) -> WorkspaceQuery:
+        raw_mode = query.get("mode", WorkspaceMode.ALL.value)
+        try:
+            mode = WorkspaceMode(raw_mode)
+        except ValueError:
+            raise BadRequest(
+                f"mode must be 'session' or 'all', not {raw_mode!r}", field="mode"
+            ) from None
+        limit = parse_limit(query.get("limit"), settings)
+        raw_cursor = query.get("cursor")
+        cursor = Cursor.decode(raw_cursor) if raw_cursor else None
+        include = {part for part in query.get("include", "").split(",") if part}
+        unknown = include - {INCLUDE_HIGH_RES}
+        if unknown:
+            raise BadRequest(
+                f"include accepts only {INCLUDE_HIGH_RES!r}, not {sorted(unknown)}",
+                field="include",
+            )
+        return cls(mode, limit, cursor, INCLUDE_HIGH_RES in include)
+
+
+def parse_limit(raw: str | None, settings: Settings) -> int:
+    if raw is None or raw == "":
+        return min(settings.page_size_default, settings.page_size_max)
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise BadRequest(f"limit must be an integer, not {raw!r}", field="limit") from None
+    if not 1 <= limit <= settings.page_size_max:
+        raise BadRequest(f"limit must be between 1 and {settings.page_size_max}", field="limit")
+    return limit
+
+
+def start_of_today() -> datetime:
+    return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+async def fetch_page(pool: asyncpg.Pool, user_id: UUID, q: WorkspaceQuery) -> list[asyncpg.Record]:
+    # One more row than the page tells whether there is a next page.
+    n = q.limit + 1
+    c = q.cursor
+    args: tuple[Any, ...]
+    if q.mode == WorkspaceMode.SESSION:
+        day = start_of_today()
+        sql, args = (
+            (PAGE_SESSION, (day,)) if c is None else (PAGE_SESSION_AFTER, (day, c.created_at, c.id))
+        )
+    else:
+        sql, args = (PAGE_ALL, ()) if c is None else (PAGE_ALL_AFTER, (c.created_at, c.id))
+    rows: list[asyncpg.Record] = await pool.fetch(sql, user_id, n, *args)
+    return rows
+
+
+def asset_json(record: asyncpg.Record, asset: Asset) -> dict[str, Any]:
+    body = asset.to_json()
+    body["project_title"] = record["project_title"]
+    has_job = record["job_type"] is not None
+    body["job"] = (
+        {
+            "quality": record["job_quality"],
+            "job_type": record["job_type"],
+            "model_type": record["job_model_type"],
+            "metadata": record["job_metadata"],
+        }
+        if has_job
+        else None
+    )
+    return body
+
+
+@routes.operation(
+    "GET",
+    "/v1/workspace",
+    summary="The caller's images and videos, newest first, one keyset page at a time",
+    params=[
+        Param(
+            "mode",
+            schema={"type": "string", "enum": ["session", "all"], "default": "all"},
+            description="session: today (UTC) and not dismissed; all: everything",
+        ),
+        Param("limit", schema={"type": "integer", "minimum": 1}, description="page size"),
+        Param("cursor", description="next_cursor of the previous page"),
+        Param("include", schema={"type": "string", "enum": ["high_res"]}),
+    ],
+    responses={200: "a page: assets (with thumbnail_url) and next_cursor"},
+)
+async def workspace_page(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    q = WorkspaceQuery.parse(request.query, settings)
+    records = await fetch_page(request.app[POOL], current_user(request), q)
+    more = len(records) > q.limit
+    records = records[: q.limit]
+    assets = [Asset.from_record(r) for r in records]
+    urls = request.app[URLS]
+    thumbnails = await urls.thumbnail_urls(assets)
+    high_res = await urls.high_res_urls(assets) if q.high_res else None
+    items = []
+    for index, (record, asset) in enumerate(zip(records, assets, strict=True)):
+        body = asset_json(record, asset)
+        body["thumbnail_url"] = thumbnails[index]
+        if high_res is not None:
+            body["high_res_url"] = high_res[index]
+        items.append(body)
+    next_cursor = Cursor(assets[-1].created_at, assets[-1].id).encode() if more else None
+    return json_response({"mode": q.mode.value, "assets": items, "next_cursor": next_cursor})
+
+
+@routes.operation(
+    "GET",
+    "/v1/assets/{asset_id}",
+    summary="One of the caller's assets, with its thumbnail and high-res URLs",
+    params=[Param("asset_id", "path", schema={"type": "string", "format": "uuid"})],
+    responses={200: "the asset"},
+)
+async def get_asset(request: web.Request) -> web.Response:
+    raw = request.match_info["asset_id"]
+    try:
+        asset_id = UUID(raw)
+    except ValueError:
+        raise BadRequest(f"asset_id must be a UUID, not {raw!r}", field="asset_id") from None
+    record = await request.app[POOL].fetchrow(ONE_ASSET, asset_id, current_user(request))
+    if record is None:
+        raise NotFound("asset not found", field="asset_id")
+    asset = Asset.from_record(record)
+    urls = request.app[URLS]
+    body = asset_json(record, asset)
+    (body["thumbnail_url"],) = await urls.thumbnail_urls([asset])
+    try:
+        body["high_res_url"] = await urls.high_res_url(asset)
+    except SigningFailed:
+        body["high_res_url"] = None
+    return json_response(body)
+
+
+FEATURE = Feature("workspace", routes)

@@ -1,0 +1,348 @@
+"""Organize routes on a real database over real HTTP: answers, incremental updates, agreement."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from reference import dedup
+from reference.organize import store_signatures
+from tests.conftest import auth_headers
+
+ACTIVE_ROWS = """
+select a.id, a.prompt, a.created_at from assets a
+where a.user_id = $1 and (a.metadata->>'workspace_dismissed') is distinct from 'true'
+"""
+
+
+METADATA = "select id, metadata::text as metadata from assets where id = any($1::uuid[])"
+
+
+def _meta(raw: str | None) -> dict[str, Any]:
+    return orjson.loads(raw) if raw else {}
+
+
+async def _signed(dsn: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(dsn)
+    await store_signatures(conn, progress=False)
+    return conn
+
+
+def _exact_sets(rows: list[asyncpg.Record], threshold: float = 0.8) -> set[frozenset[str]]:
+    """Connected components of all-pairs exact Jaccard >= threshold (the answer by brute force)."""
+    sh = [dedup.shingles(r["prompt"]) for r in rows]
+    parent = list(range(len(rows)))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for i, j in itertools.combinations(range(len(rows)), 2):
+        if dedup.jaccard(sh[i], sh[j]) >= threshold:
+            parent[find(j)] = find(i)
+    comps: dict[int, set[str]] = defaultdict(set)
+    for i, r in enumerate(rows):
+        comps[find(i)].add(str(r["id"]))
+    return {frozenset(c) for c in comps.values() if len(c) > 1}
+
+
+async def _all_sets(client: Any, user: uuid.UUID, limit: int = 200) -> list[dict[str, Any]]:
+    sets: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": str(limit)} | ({"cursor": cursor} if cursor else {})
+        resp = await client.get(
+            "/v1/organize/duplicates", params=params, headers=auth_headers(user)
+        )
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        sets.extend(body["sets"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            assert len(sets) == body["total_sets"]
+            return sets
+
+
+def _as_sets(sets: list[dict[str, Any]]) -> set[frozenset[str]]:
+    return {frozenset(a["id"] for a in s["assets"]) for s in sets}
+
+
+async def test_store_signatures_covers_every_asset_once(seeded_dsn: str) -> None:
+    conn = await asyncpg.connect(seeded_dsn)
+    try:
+        total = await conn.fetchval("select count(*) from assets")
+        assert await store_signatures(conn, progress=False) == total
+        assert await store_signatures(conn, progress=False) == 0
+        sizes = await conn.fetchval(
+            "select count(distinct octet_length(signature)) from asset_signatures"
+        )
+        assert sizes == 1
+    finally:
+        await conn.close()
+
+
+async def test_duplicates_match_exact_all_pairs_and_page_by_cursor(
+    seeded_dsn: str, seeded_template: Any, make_client: Any
+) -> None:
+    user = seeded_template.heavy_user
+    conn = await _signed(seeded_dsn)
+    try:
+        rows = await conn.fetch(ACTIVE_ROWS, user)
+    finally:
+        await conn.close()
+    client = await make_client(seeded_dsn)
+    whole = await _all_sets(client, user)
+    paged = await _all_sets(client, user, limit=3)
+    expected = _exact_sets(list(rows))
+    assert expected
+    assert _as_sets(whole) == expected
+    assert [s["keep"] for s in paged] == [s["keep"] for s in whole]
+    created = {str(r["id"]): r["created_at"] for r in rows}
+    for s in whole:
+        newest = max(s["assets"], key=lambda a: (created[a["id"]], a["id"]))
+        assert s["keep"] == newest["id"] == s["assets"][0]["id"]
+        assert s["size"] == len(s["assets"])
+    newest_at = [s["newest_at"] for s in whole]
+    assert newest_at == sorted(newest_at, reverse=True)
+
+
+async def test_add_dismiss_delete_and_edit_change_the_answer(
+    seeded_dsn: str, seeded_template: Any, make_client: Any
+) -> None:
+    user = seeded_template.heavy_user
+    client = await make_client(seeded_dsn)
+    conn = await _signed(seeded_dsn)
+    try:
+        before = _as_sets(await _all_sets(client, user))
+        in_sets = set().union(*before)
+        lone = next(r for r in await conn.fetch(ACTIVE_ROWS, user) if str(r["id"]) not in in_sets)
+        # Add: a new asset with the same prompt restyled joins the lone asset in a new set.
+        new_id = uuid.uuid4()
+        await conn.execute(
+            "insert into images (id, user_id, prompt, status, quality, storage_path,"
+            " thumbnail_path, metadata) values ($1, $2, $3, 'completed', 'fast', 'p', 't', $4)",
+            new_id, user, lone["prompt"].upper() + "!!", '{"job_id": "x"}',
+        )  # fmt: skip
+        added = _as_sets(await _all_sets(client, user))
+        pair = frozenset({str(lone["id"]), str(new_id)})
+        assert added == before | {pair}
+        assert (
+            await conn.fetchval("select count(*) from asset_signatures where asset_id = $1", new_id)
+            == 1
+        )
+
+        # Dismiss: the set loses the dismissed asset (and a set of one is no set).
+        await conn.execute(
+            "update images set metadata = metadata || '{\"workspace_dismissed\": true}'"
+            " where id = $1",
+            new_id,
+        )
+        assert _as_sets(await _all_sets(client, user)) == before
+
+        # Restore, then edit the prompt: the stale signature is dropped and recomputed.
+        await conn.execute(
+            "update images set metadata = metadata - 'workspace_dismissed' where id = $1", new_id
+        )
+        assert _as_sets(await _all_sets(client, user)) == added
+        await conn.execute(
+            "update images set prompt = 'nothing like any other prompt at all' where id = $1",
+            new_id,
+        )
+        assert _as_sets(await _all_sets(client, user)) == before
+
+        # Delete a member of an existing set.
+        victim_set = sorted(before, key=len)[0]
+        victim = uuid.UUID(sorted(victim_set)[0])
+        await conn.execute("delete from jobs where image_id = $1 or video_id = $1", victim)
+        await conn.execute("delete from images where id = $1", victim)
+        await conn.execute("delete from videos where id = $1", victim)
+        after = _as_sets(await _all_sets(client, user))
+        shrunk = victim_set - {str(victim)}
+        assert not any(str(victim) in s for s in after)
+        assert all(s <= shrunk for s in after if s & victim_set)
+        assert {s for s in after if not s & victim_set} == before - {victim_set}
+        assert (
+            await conn.fetchval("select count(*) from asset_signatures where asset_id = $1", victim)
+            == 0
+        )
+    finally:
+        await conn.close()
+
+
+async def test_two_instances_agree_through_changes(
+    seeded_dsn: str, seeded_template: Any, make_client: Any
+) -> None:
+    user = seeded_template.heavy_user
+    first = await make_client(seeded_dsn)
+    second = await make_client(seeded_dsn)
+    a = await _all_sets(first, user)
+    b = await _all_sets(second, user)
+    assert a == b
+    assert a
+    resp = await first.post(
+        "/v1/organize/apply", json={"action": "dismiss_duplicates"}, headers=auth_headers(user)
+    )
+    assert resp.status == 200
+    assert await _all_sets(second, user) == await _all_sets(first, user) == []
+
+
+async def test_apply_dismisses_all_but_the_newest_and_keeps_other_keys(
+    seeded_dsn: str, seeded_template: Any, make_client: Any
+) -> None:
+    user = seeded_template.heavy_user
+    client = await make_client(seeded_dsn)
+    sets = await _all_sets(client, user)
+    resp = await client.get("/v1/organize/suggestions", headers=auth_headers(user))
+    suggestion = next(s for s in (await resp.json())["suggestions"] if s["type"] == "duplicates")
+    assert suggestion["count"] == len(sets)
+    expected = sorted(a["id"] for s in sets for a in s["assets"][1:])
+    assert suggestion["assets_to_dismiss"] == len(expected)
+    members = [uuid.UUID(a["id"]) for s in sets for a in s["assets"]]
+    conn = await asyncpg.connect(seeded_dsn)
+    try:
+        before = {r["id"]: _meta(r["metadata"]) for r in await conn.fetch(METADATA, members)}
+        resp = await client.post(
+            "/v1/organize/apply", json={"action": "dismiss_duplicates"}, headers=auth_headers(user)
+        )
+        assert resp.status == 200
+        body = await resp.json()
+        assert body["asset_ids"] == expected
+        after = {r["id"]: _meta(r["metadata"]) for r in await conn.fetch(METADATA, members)}
+    finally:
+        await conn.close()
+    for asset_id, meta in after.items():
+        old = before[asset_id]
+        if str(asset_id) in expected:
+            assert meta == {**old, "workspace_dismissed": True}
+        else:
+            assert meta == old
+    assert await _all_sets(client, user) == []
+    assert body["operation"]["kind"] == "dismiss"
+    undone = await client.post("/v1/batch/undo", headers=auth_headers(user))
+    assert undone.status == 200
+    conn = await asyncpg.connect(seeded_dsn)
+    try:
+        restored = {r["id"]: _meta(r["metadata"]) for r in await conn.fetch(METADATA, members)}
+    finally:
+        await conn.close()
+    assert restored == before
+    assert await _all_sets(client, user) == sets
+
+
+async def test_groups_tags_and_suggestions(
+    seeded_dsn: str, seeded_template: Any, make_client: Any
+) -> None:
+    user = seeded_template.heavy_user
+    client = await make_client(seeded_dsn, organize_themes=("portrait", "photo"))
+    conn = await asyncpg.connect(seeded_dsn)
+    try:
+        rows = await conn.fetch(ACTIVE_ROWS, user)
+        other = await conn.fetchval("select id from assets where user_id <> $1 limit 1", user)
+        one = await conn.fetchrow(
+            "select id, prompt, quality, model_type from assets where user_id = $1 limit 1", user
+        )
+    finally:
+        await conn.close()
+    keys: dict[str, int] = defaultdict(int)
+    for r in rows:
+        keys[dedup.plan_prompt_key(r["prompt"])] += 1
+    groups: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"by": "prompt", "limit": "7"} | ({"cursor": cursor} if cursor else {})
+        resp = await client.get("/v1/organize/groups", params=params, headers=auth_headers(user))
+        body = await resp.json()
+        groups.extend(body["groups"])
+        if (cursor := body["next_cursor"]) is None:
+            break
+    assert {g["key"]: g["count"] for g in groups} == keys
+    counts = [g["count"] for g in groups]
+    assert counts == sorted(counts, reverse=True)
+
+    resp = await client.get(
+        "/v1/organize/groups",
+        params={"by": "duplicates", "limit": "200"},
+        headers=auth_headers(user),
+    )
+    clusters = await resp.json()
+    assert clusters["total_groups"] == len(rows) - sum(
+        s["size"] - 1 for s in await _all_sets(client, user)
+    )
+
+    resp = await client.get(
+        "/v1/organize/tags", params={"asset_id": str(one["id"])}, headers=auth_headers(user)
+    )
+    assert (await resp.json())["tags"] == dedup.plan_suggest_tags(
+        one["prompt"], one["quality"], one["model_type"], ("portrait", "photo")
+    )
+    resp = await client.get("/v1/organize/tags", params={"limit": "5"}, headers=auth_headers(user))
+    page = await resp.json()
+    assert len(page["assets"]) == 5
+    assert page["next_cursor"]
+    assert page["counts"]["fast"] + page["counts"].get("high", 0) == len(rows)
+    assert set(page["counts"]) <= {
+        "portrait",
+        "photo",
+        "fast",
+        "high",
+        "SDXL",
+        "WAN",
+        "Enhanced",
+        "unknown",
+    }
+
+    resp = await client.get("/v1/organize/suggestions", headers=auth_headers(user))
+    body = await resp.json()
+    by_type = {s["type"]: s for s in body["suggestions"]}
+    assert body["assets"] == len(rows)
+    assert by_type["group"]["count"] == len(keys)
+    assert by_type["tags"]["tags"] == page["counts"]
+
+    # Another user's asset is not found; bad input names the field.
+    resp = await client.get(
+        "/v1/organize/tags", params={"asset_id": str(other)}, headers=auth_headers(user)
+    )
+    assert resp.status == 404
+    for path, params, field in [
+        ("/v1/organize/tags", {"asset_id": "nope"}, "asset_id"),
+        ("/v1/organize/duplicates", {"limit": "0"}, "limit"),
+        ("/v1/organize/duplicates", {"cursor": "!!"}, "cursor"),
+        ("/v1/organize/duplicates", {"cursor": "WzFd"}, "cursor"),
+        ("/v1/organize/groups", {"by": "color"}, "by"),
+        ("/v1/organize/groups", {"limit": "x"}, "limit"),
+    ]:
+        resp = await client.get(path, params=params, headers=auth_headers(user))
+        assert resp.status == 400, path
+        assert (await resp.json())["field"] == field
+    for payload, field in [({"action": "explode"}, "action"), ([1], "body")]:
+        resp = await client.post("/v1/organize/apply", json=payload, headers=auth_headers(user))
+        assert resp.status == 400
+        assert (await resp.json())["field"] == field
+    resp = await client.post("/v1/organize/apply", data=b"{", headers=auth_headers(user))
+    assert resp.status == 400
+    resp = await client.get("/v1/organize/duplicates")
+    assert resp.status == 401
+
+
+@pytest.mark.parametrize("user_index", [1, 2])
+async def test_users_see_only_their_own_sets(
+    seeded_dsn: str, seeded_template: Any, make_client: Any, user_index: int
+) -> None:
+    user = seeded_template.users[user_index]
+    client = await make_client(seeded_dsn)
+    conn = await asyncpg.connect(seeded_dsn)
+    try:
+        mine = {str(r["id"]) for r in await conn.fetch(ACTIVE_ROWS, user)}
+        rows = await conn.fetch(ACTIVE_ROWS, user)
+    finally:
+        await conn.close()
+    sets = await _all_sets(client, user)
+    assert all(a["id"] in mine for s in sets for a in s["assets"])
+    assert _as_sets(sets) == _exact_sets(list(rows))
