@@ -43,5 +43,11 @@ bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report i
 serve: $(STAMP) ## database + SCALE data (if empty) + storage files, then the service on 127.0.0.1:PORT (8080)
 	$(PY) -m reference.serve
 
+load: $(STAMP) ## headless load test: database, SCALE data, service (URL_MODE), Locust; LOCUST_* override
+	$(PY) -m loadtests --modes $${URL_MODE:-unified} $(LOAD_ARGS)
+
+load-ui: $(STAMP) ## database, data, service and Locust's web UI on 127.0.0.1:8089 (Thresholds tab)
+	$(PY) -m loadtests --ui --modes $${URL_MODE:-unified} $(LOAD_ARGS)
+
 clean: ## remove generated output (keeps .venv)
 	rm -rf reports/out .benchmarks .pytest_cache .mypy_cache .ruff_cache .data
