@@ -37,12 +37,13 @@ test-quick: $(STAMP) ## tests only, skipping slow ones and benchmarks
 data: $(STAMP) ## bring up a database (provider chain), migrate, load the SCALE dataset, report, tear down
 	$(PY) -m fixtures up --scale $(SCALE)
 
-bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report in reports/out/
-	$(PY) -m fixtures up --scale $(SCALE)
+bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report in reports/out/ (exit 1 if a plan target fails)
+	$(PY) -m reports.bench
 
 serve: $(STAMP) ## database + SCALE data (if empty) + storage files, then the service on 127.0.0.1:PORT (8080)
 	$(PY) -m reference.serve
 
+<<<<<<< HEAD
 bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench-micro.json + figures/bench.json
 	@mkdir -p reports/out
 	$(VENV)/bin/pytest benchmarks --benchmark-json=reports/out/bench-micro.json $(PYTEST_ARGS)
@@ -52,3 +53,13 @@ gate: $(STAMP) ## benchmarks at SCALE, targets from same-run ratios, regressions
 
 clean: ## remove generated output (keeps .venv and the gate baselines in .benchmarks/)
 	rm -rf reports/out .pytest_cache .mypy_cache .ruff_cache .data
+=======
+load: $(STAMP) ## headless load test: database, SCALE data, service (URL_MODE), Locust; LOCUST_* override
+	$(PY) -m loadtests --modes $${URL_MODE:-unified} $(LOAD_ARGS)
+
+load-ui: $(STAMP) ## database, data, service and Locust's web UI on 127.0.0.1:8089 (Thresholds tab)
+	$(PY) -m loadtests --ui --modes $${URL_MODE:-unified} $(LOAD_ARGS)
+
+clean: ## remove generated output (keeps .venv)
+	rm -rf reports/out .benchmarks .pytest_cache .mypy_cache .ruff_cache .data
+>>>>>>> main

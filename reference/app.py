@@ -6,7 +6,7 @@ from typing import Final
 
 from aiohttp import web
 
-from reference import organize, storage, system, workspace
+from reference import batch, organize, search, storage, system, workspace
 from reference.auth import make_auth_middleware
 from reference.db import pool_context
 from reference.errors import error_middleware
@@ -22,7 +22,9 @@ FEATURES: Final[tuple[Feature, ...]] = (
     system.FEATURE,
     storage.FEATURE,
     workspace.FEATURE,
+    search.FEATURE,
     organize.FEATURE,
+    batch.FEATURE,
 )
 
 

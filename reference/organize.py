@@ -25,10 +25,12 @@ from uuid import UUID
 import asyncpg
 import orjson
 from aiohttp import web
-from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]  # no stubs in deps
+from tqdm import tqdm
 
 from reference import dedup
 from reference.auth import current_user
+from reference.batch import BATCH_RUNNER
+from reference.batch_ops import Kind, Selection, create_operation, get_operation
 from reference.errors import BadRequest, NotFound, json_response
 from reference.feature import Feature
 from reference.openapi import ApiRoutes, Param
@@ -68,19 +70,6 @@ on conflict (asset_id) do nothing
 
 SELECT_ASSET_TAG_FIELDS: Final = """
 select a.prompt, a.quality, a.model_type from assets a where a.id = $1 and a.user_id = $2
-"""
-
-DISMISS_IMAGES: Final = """
-update images set metadata = coalesce(metadata, '{}'::jsonb) || '{"workspace_dismissed": true}'
-where user_id = $1 and id = any($2::uuid[])
-  and (metadata->>'workspace_dismissed') is distinct from 'true'
-returning id
-"""
-DISMISS_VIDEOS: Final = """
-update videos set metadata = coalesce(metadata, '{}'::jsonb) || '{"workspace_dismissed": true}'
-where user_id = $1 and id = any($2::uuid[])
-  and (metadata->>'workspace_dismissed') is distinct from 'true'
-returning id
 """
 
 SIGNATURE_BATCH: Final = 10_000
@@ -573,14 +562,6 @@ async def suggestions(request: web.Request) -> web.Response:
 ACTIONS: Final = ("dismiss_duplicates", "remove_duplicates")
 
 
-async def dismiss_assets(pool: asyncpg.Pool, user_id: UUID, ids: Sequence[UUID]) -> list[UUID]:
-    """Set ``workspace_dismissed`` on the caller's assets, keeping every other metadata key."""
-    async with pool.acquire() as conn, conn.transaction():
-        images = await conn.fetch(DISMISS_IMAGES, user_id, list(ids))
-        videos = await conn.fetch(DISMISS_VIDEOS, user_id, list(ids))
-    return [r["id"] for r in (*images, *videos)]
-
-
 @routes.operation(
     "POST",
     "/v1/organize/apply",
@@ -606,15 +587,32 @@ async def apply(request: web.Request) -> web.Response:
         raise BadRequest(f"action must be one of {', '.join(ACTIONS)}", field="action")
     user = current_user(request)
     index = await request.app[ORGANIZE].get(user)
-    targets = [index.ids[i] for i in index.redundant()]
-    dismissed = await dismiss_assets(request.app[POOL], user, targets) if targets else []
-    return json_response({
+    targets = tuple(index.ids[i] for i in index.redundant())
+    answer: dict[str, Any] = {
         "action": "dismiss_duplicates",
         "sets": len(index.duplicate_sets),
-        "dismissed": len(dismissed),
-        "asset_ids": sorted(str(i) for i in dismissed),
-        "undo": None,
-    })  # fmt: skip
+        "dismissed": len(targets),
+        "asset_ids": sorted(str(i) for i in targets),
+        "operation": None,
+    }
+    if not targets:
+        return json_response(answer)
+    # Through the batch operations, so the suggestion is recorded and can be undone.
+    pool = request.app[POOL]
+    async with pool.acquire() as conn:
+        op, _ = await create_operation(
+            conn,
+            user,
+            Kind.DISMISS,
+            Selection(asset_ids=targets),
+            max_ids=max(request.app[SETTINGS].batch_max_ids, len(targets)),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+        )
+    await request.app[BATCH_RUNNER].drive(op)
+    async with pool.acquire() as conn:
+        op = await get_operation(conn, user, op.id)
+    answer["operation"] = op.to_json()
+    return json_response(answer, status=202 if op.running else 200)
 
 
 FEATURE = Feature("organize", routes, contexts=(organize_context,))

@@ -81,6 +81,18 @@ class Settings:
     pool_min_size: int = 2
     pool_max_size: int = 20
     batch_max_ids: int = 10_000
+    # search (issue 4)
+    #: Text searches count their matches exactly up to this many, then report "at least".
+    search_count_cap: int = 10_000
+    # batch operations (issue 5)
+    #: Operations on more assets than this run in the background, in chunks, with progress.
+    batch_inline_max: int = 1_000
+    batch_chunk_size: int = 1_000
+    trash_retention_s: int = 30 * 86_400
+    purge_interval_s: int = 60
+    purge_retry_base_s: int = 30
+    purge_retry_max_s: int = 3_600
+    download_max_bytes: int = 4 * 1024**3
     # --- organize (issue 6) ---
     #: Jaccard similarity of word-pair shingles at or above which two prompts are duplicates.
     organize_threshold: float = 0.8
@@ -125,6 +137,14 @@ class Settings:
             pool_min_size=_int(env, "POOL_MIN_SIZE", defaults.pool_min_size, 1),
             pool_max_size=_int(env, "POOL_MAX_SIZE", defaults.pool_max_size, 1),
             batch_max_ids=_int(env, "BATCH_MAX_IDS", defaults.batch_max_ids, 1),
+            search_count_cap=_int(env, "SEARCH_COUNT_CAP", defaults.search_count_cap, 1),
+            batch_inline_max=_int(env, "BATCH_INLINE_MAX", defaults.batch_inline_max),
+            batch_chunk_size=_int(env, "BATCH_CHUNK_SIZE", defaults.batch_chunk_size, 1),
+            trash_retention_s=_int(env, "TRASH_RETENTION_S", defaults.trash_retention_s),
+            purge_interval_s=_int(env, "PURGE_INTERVAL_S", defaults.purge_interval_s, 1),
+            purge_retry_base_s=_int(env, "PURGE_RETRY_BASE_S", defaults.purge_retry_base_s),
+            purge_retry_max_s=_int(env, "PURGE_RETRY_MAX_S", defaults.purge_retry_max_s),
+            download_max_bytes=_int(env, "DOWNLOAD_MAX_BYTES", defaults.download_max_bytes, 1),
             organize_threshold=_unit_float(env, "ORGANIZE_THRESHOLD", defaults.organize_threshold),
             organize_themes=_words(env, "ORGANIZE_THEMES", defaults.organize_themes),
             organize_cache_users=_int(

@@ -224,6 +224,16 @@ async def test_apply_dismisses_all_but_the_newest_and_keeps_other_keys(
         else:
             assert meta == old
     assert await _all_sets(client, user) == []
+    assert body["operation"]["kind"] == "dismiss"
+    undone = await client.post("/v1/batch/undo", headers=auth_headers(user))
+    assert undone.status == 200
+    conn = await asyncpg.connect(seeded_dsn)
+    try:
+        restored = {r["id"]: _meta(r["metadata"]) for r in await conn.fetch(METADATA, members)}
+    finally:
+        await conn.close()
+    assert restored == before
+    assert await _all_sets(client, user) == sets
 
 
 async def test_groups_tags_and_suggestions(

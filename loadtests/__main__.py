@@ -1,0 +1,117 @@
+"""``python -m loadtests``: database, data, the service in its own process, then Locust.
+
+    python -m loadtests                        # headless, defaults from loadtests/locust.conf
+    python -m loadtests --modes unified,legacy # one run per URL mode (legacy -> load_legacy.*)
+    python -m loadtests --ui                   # Locust's web UI on 127.0.0.1:8089
+    python -m loadtests --ramp                 # step users up until a threshold breaks
+    python -m loadtests --processes 2          # Locust master + workers on more than one core
+    python -m loadtests --host https://staging.example  # any deployment (LOAD_TOKENS=file)
+    python -m loadtests -- --users 50          # anything after -- goes to Locust as is
+
+Locust itself (and its gevent monkey-patching) only ever runs in a child process; LOCUST_*
+environment variables reach it unchanged and override locust.conf.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Final
+
+from fixtures.database import provide_database
+from fixtures.generate import SCALES
+from fixtures.prepare import say
+from loadtests._config import REPO, LoadSettings, fixture_identities, write_tokens
+from loadtests._service import prepare, service
+
+CONFIG: Final = REPO / "loadtests" / "locust.conf"
+SHAPES: Final = REPO / "loadtests" / "_shapes.py"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", help="measure this deployment instead of a local service")
+    parser.add_argument("--scale", default=os.environ.get("SCALE", "plan"), choices=sorted(SCALES))
+    parser.add_argument(
+        "--modes",
+        default=os.environ.get("URL_MODE", "unified"),
+        help="URL modes to run, comma-separated (unified, legacy)",
+    )
+    parser.add_argument("--ui", action="store_true", help="Locust's web UI instead of headless")
+    parser.add_argument("--ramp", action="store_true", help="use the ramp load shape")
+    parser.add_argument("--processes", type=int, default=0, help="Locust worker processes")
+    parser.add_argument("locust_args", nargs=argparse.REMAINDER, help="-- then Locust options")
+    return parser
+
+
+def locust_command(args: argparse.Namespace, host: str, prefix: str, out: Path) -> list[str]:
+    locustfile = f"{REPO / 'loadtests'},{SHAPES}" if args.ramp else str(REPO / "loadtests")
+    command = [sys.executable, "-m", "locust", "--config", str(CONFIG), "-f", locustfile]
+    command += ["--host", host, "--csv", str(out / prefix)]
+    if args.ui:
+        command += ["--web-host", "127.0.0.1", "--web-port", "8089"]
+    else:
+        command += ["--headless"]
+    if args.processes:
+        command += ["--processes", str(args.processes)]
+    extra = list(args.locust_args)
+    if extra[:1] == ["--"]:
+        extra = extra[1:]
+    return command + extra
+
+
+def run_locust(args: argparse.Namespace, host: str, mode: str, tokens: Path | None) -> int:
+    env = {**os.environ, "URL_MODE": mode, "SCALE": args.scale}
+    if tokens is not None:
+        env["LOAD_TOKENS"] = str(tokens)
+    settings = LoadSettings.from_env(env)
+    command = locust_command(args, host, settings.figure_prefix, settings.out_dir)
+    say(" ".join(command))
+    process = subprocess.Popen(command, env=env, cwd=REPO)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGINT)
+        return process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if invalid := [m for m in modes if m not in ("unified", "legacy")]:
+        raise SystemExit(f"unknown URL mode(s): {', '.join(invalid)}")
+    settings = LoadSettings.from_env()
+    (settings.out_dir / "figures" / "load.json").unlink(missing_ok=True)
+    if args.host:
+        tokens = settings.tokens_file
+        if tokens is None:
+            say("LOAD_TOKENS is not set: signing fixture users' tokens with JWT_SECRET")
+        return run_locust(args, args.host, modes[0], tokens)
+
+    storage_dir = Path(os.environ.get("STORAGE_DIR", str(REPO / ".data" / "storage")))
+    tokens = settings.out_dir / "load_tokens.json"
+    write_tokens(tokens, fixture_identities(args.scale, settings.heavy_weight))
+    codes: dict[str, int] = {}
+    with provide_database() as info:
+        say(info.describe())
+        asyncio.run(prepare(info.dsn, args.scale, storage_dir))
+        for mode in modes:
+            with service(info.dsn, mode, storage_dir) as base_url:
+                codes[mode] = run_locust(args, base_url, mode, tokens)
+    for mode, code in codes.items():
+        say(f"{mode}: locust exit code {code}")
+    # The legacy baseline is measured, not gated: the verdict is the unified run's.
+    return codes.get("unified", next(iter(codes.values())))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,371 @@
+"""Exact percentiles and k6-style thresholds, wired into Locust's events.
+
+Every response time goes into a per-second histogram (reports.latency). Workers ship theirs to
+the master with each stats report (``report_to_master`` / ``worker_report``), so the master's
+percentiles are exact across processes. The master (or the only process) checks the thresholds
+over a sliding window while the run goes, optionally aborts on a sustained breach, and at the end
+prints the table, reads the service's URL-cache counters, writes the figures and the time series,
+and sets the exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import gevent
+from flask import request as flask_request
+from locust import events
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from loadtests._config import LoadSettings
+from reports.latency import WindowedStats
+from reports.service_metrics import UrlCacheCounters, fetch_url_cache
+from reports.targets import Targets, load_targets
+from reports.thresholds import (
+    Check,
+    breaches,
+    cache_hit_as_check,
+    cache_hit_check,
+    evaluate,
+    format_table,
+    load_figures,
+)
+
+log = logging.getLogger("loadtests")
+
+JOURNEY: Final = "JOURNEY"
+JOURNEYS: Final = frozenset({"open_workspace"})
+WIRE_KEY: Final = "exact_stats"
+CHECK_EVERY_S: Final = 2.0
+EXIT_BREACH: Final = 1
+EXIT_NO_REQUESTS: Final = 3
+TAB_KEY: Final = "thresholds"
+
+
+@dataclass
+class RampResult:
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    best_users: int | None = None
+    best_span: tuple[int, int] | None = None
+    breached_at: int | None = None
+
+
+@dataclass
+class LoadState:
+    settings: LoadSettings = field(default_factory=LoadSettings.from_env)
+    stats: WindowedStats = field(default_factory=lambda: WindowedStats(journeys=JOURNEYS))
+    targets: Targets | None = None
+    started: float | None = None
+    cache_before: UrlCacheCounters | None = None
+    live: list[Check] = field(default_factory=list)
+    breach_since: float | None = None
+    aborted: str | None = None
+    ramp: RampResult | None = None
+    skipped: list[str] = field(default_factory=list)
+    reported: bool = False
+
+
+STATE = LoadState()
+
+
+def now_second() -> int:
+    return int(time.time())
+
+
+# --- which journeys can run: the service's own OpenAPI document ---------------------------------
+
+
+def _normalise(path: str) -> str:
+    parts = ["{}" if p.startswith("{") and p.endswith("}") else p for p in path.split("/")]
+    return "/".join(parts)
+
+
+def available_operations(host: str) -> set[tuple[str, str]]:
+    url = host.rstrip("/") + "/openapi.json"
+    if not url.startswith(("http://", "https://")):
+        raise SystemExit(f"--host must be an http(s) URL, not {host!r}")
+    with urllib.request.urlopen(url, timeout=15) as resp:  # noqa: S310 (scheme checked)
+        document = json.loads(resp.read())
+    return {
+        (method.upper(), _normalise(path))
+        for path, item in document.get("paths", {}).items()
+        for method in item
+    }
+
+
+def keep_available_journeys(environment: Environment) -> None:
+    host = environment.host or ""
+    try:
+        operations = available_operations(host)
+    except OSError as exc:
+        raise SystemExit(f"cannot read {host}/openapi.json: {exc}") from None
+    kept = []
+    for user_class in environment.user_classes:
+        needed = getattr(user_class, "endpoints", ())
+        missing = [f"{m} {p}" for m, p in needed if (m, _normalise(p)) not in operations]
+        if missing:
+            message = f"journey {user_class.__name__} skipped: {', '.join(missing)} not served"
+            STATE.skipped.append(message)
+            log.warning(message)
+        else:
+            kept.append(user_class)
+    if not kept:
+        raise SystemExit("no journey can run: none of their endpoints is in /openapi.json")
+    environment.user_classes[:] = kept
+
+
+# --- events ---------------------------------------------------------------------------------------
+
+
+@events.init.add_listener
+def on_init(environment: Environment, **_: Any) -> None:
+    STATE.targets = load_targets(STATE.settings.targets_file)
+    if environment.host:
+        keep_available_journeys(environment)
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    gevent.spawn(_watch, environment)
+    if environment.web_ui is not None:
+        _extend_web_ui(environment)
+
+
+@events.request.add_listener
+def on_request(
+    request_type: str, name: str, response_time: float, exception: Any = None, **_: Any
+) -> None:
+    STATE.stats.record(now_second(), name, response_time or 0.0, exception is not None)
+
+
+@events.report_to_master.add_listener
+def on_report_to_master(data: dict[str, Any], **_: Any) -> None:
+    data[WIRE_KEY] = STATE.stats.drain()
+
+
+@events.worker_report.add_listener
+def on_worker_report(data: dict[str, Any], **_: Any) -> None:
+    STATE.stats.absorb(data.get(WIRE_KEY, []))
+
+
+@events.test_start.add_listener
+def on_test_start(environment: Environment, **_: Any) -> None:
+    STATE.stats.clear()
+    STATE.started = time.time()
+    STATE.breach_since = None
+    STATE.aborted = None
+    STATE.reported = False
+    if isinstance(environment.runner, WorkerRunner) or not environment.host:
+        return
+    try:
+        STATE.cache_before = fetch_url_cache(environment.host)
+    except OSError as exc:
+        log.warning("cannot read %s/metrics before the run: %s", environment.host, exc)
+
+
+@events.reset_stats.add_listener
+def on_reset_stats(**_: Any) -> None:
+    STATE.stats.clear()
+    STATE.started = time.time()
+
+
+@events.quitting.add_listener
+def on_quitting(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner) or STATE.started is None or STATE.reported:
+        return
+    STATE.reported = True
+    final_report(environment)
+
+
+# --- during the run -------------------------------------------------------------------------------
+
+
+def window_checks(now: int) -> list[Check]:
+    """Thresholds over the last ``window_s`` whole seconds (rates once a full window exists)."""
+    targets = STATE.targets
+    if targets is None or STATE.started is None:
+        return []
+    window = int(targets.window_s)
+    first = max(now - window, int(STATE.started))
+    seconds = max(now - first, 1)
+    full = now - STATE.started >= window
+    return evaluate(targets.thresholds, STATE.stats.span(first, now - 1), seconds, rates=full)
+
+
+def _watch(environment: Environment) -> None:
+    while True:
+        gevent.sleep(CHECK_EVERY_S)
+        runner = environment.runner
+        if runner is None or STATE.started is None or runner.state not in ("spawning", "running"):
+            continue
+        now = now_second()
+        STATE.live = window_checks(now)
+        broken = breaches(STATE.live)
+        if not broken:
+            if STATE.breach_since is not None:
+                log.info("thresholds met again over the last window")
+            STATE.breach_since = None
+            continue
+        if STATE.breach_since is None:
+            STATE.breach_since = now
+            log.warning(
+                "threshold breach over the window: %s", "; ".join(_short(c) for c in broken)
+            )
+        abort_after = STATE.targets.abort_on_breach_s if STATE.targets else 0
+        if abort_after > 0 and now - STATE.breach_since >= abort_after:
+            STATE.aborted = f"aborted after a breach lasting {now - STATE.breach_since} s"
+            log.error(STATE.aborted)
+            runner.quit()
+            return
+
+
+def _short(check: Check) -> str:
+    measured = "-" if check.measured is None else f"{check.measured:.4g}"
+    return f"{check.label} (measured {measured})"
+
+
+# --- the end ----------------------------------------------------------------------------------
+
+
+def final_report(environment: Environment) -> None:
+    settings, targets = STATE.settings, STATE.targets
+    if targets is None or STATE.started is None:
+        return
+    first, last = int(STATE.started), now_second()
+    ramp = STATE.ramp
+    if ramp is not None and ramp.best_span is not None:
+        first, last = ramp.best_span
+    stats = STATE.stats.span(first, last)
+    seconds = max(last - first + 1, 1)
+    checks = evaluate(targets.thresholds, stats, seconds)
+
+    hit_rate = None
+    if environment.host:
+        try:
+            counters = fetch_url_cache(environment.host)
+            if STATE.cache_before is not None:
+                counters = counters - STATE.cache_before
+            hit_rate = counters.hit_rate
+            log.info("url cache: %d hits, %d misses", counters.hits, counters.misses)
+        except OSError as exc:
+            log.warning("cannot read %s/metrics: %s", environment.host, exc)
+    cache_result = cache_hit_check(targets, hit_rate)
+    if cache_result is not None:
+        checks.append(cache_hit_as_check(cache_result))
+
+    prefix = settings.figure_prefix
+    figures = load_figures(stats, seconds, prefix=prefix, journeys=JOURNEYS)
+    if hit_rate is not None:
+        figures[f"{prefix}.url_cache_hit_rate"] = hit_rate
+    if ramp is not None and ramp.best_users is not None:
+        figures[f"{prefix}.ramp.max_users_passing"] = float(ramp.best_users)
+
+    title = f"thresholds ({settings.url_mode} URLs, {seconds} s, targets {targets.path})"
+    print(format_table(checks, title), flush=True)
+    for message in STATE.skipped:
+        print(message, flush=True)
+    if ramp is not None:
+        print(_ramp_summary(ramp), flush=True)
+
+    broken = breaches(checks)
+    total = stats["overall"].count
+    if total == 0:
+        environment.process_exit_code = EXIT_NO_REQUESTS
+        print("no request was made: nothing to judge", flush=True)
+    elif broken or STATE.aborted:
+        environment.process_exit_code = EXIT_BREACH
+        print(f"FAIL: {len(broken)} threshold(s) breached", flush=True)
+    else:
+        environment.process_exit_code = 0
+        print("PASS: every threshold met", flush=True)
+
+    meta = {
+        "url_mode": settings.url_mode,
+        "host": environment.host,
+        "seconds": seconds,
+        "users": environment.runner.user_count if environment.runner else None,
+        "workers": (
+            environment.runner.worker_count if isinstance(environment.runner, MasterRunner) else 0
+        ),
+        "targets_file": str(targets.path),
+        "skipped": STATE.skipped,
+        "aborted": STATE.aborted,
+        "checks": [c.as_dict() for c in checks],
+        "ramp": None if ramp is None else {"best_users": ramp.best_users, "steps": ramp.steps},
+    }
+    write_figures(settings.out_dir / "figures" / "load.json", figures, prefix, meta)
+    series_name = "load_series.json" if prefix == "load" else f"{prefix}_series.json"
+    write_json(
+        settings.out_dir / series_name,
+        {
+            "meta": meta,
+            "series": STATE.stats.series(),
+            "histograms": {g: s.histogram.buckets_ms() for g, s in stats.items()},
+        },
+    )
+
+
+def _ramp_summary(ramp: RampResult) -> str:
+    lines = ["ramp: users  verdict"]
+    lines += [f"      {s['users']:>5}  {s['verdict']}" for s in ramp.steps]
+    best = "none" if ramp.best_users is None else str(ramp.best_users)
+    lines.append(f"highest user count meeting every threshold: {best}")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+
+
+def write_figures(path: Path, figures: dict[str, float], prefix: str, meta: dict[str, Any]) -> None:
+    """Merge into ``load.json``: this mode's keys replace the previous ones of the same prefix."""
+    existing: dict[str, Any] = {"figures": {}, "meta": {}}
+    if path.exists():
+        existing = json.loads(path.read_text(encoding="utf-8"))
+    kept = {k: v for k, v in existing.get("figures", {}).items() if not k.startswith(f"{prefix}.")}
+    merged_meta = dict(existing.get("meta", {}))
+    merged_meta[prefix] = meta
+    write_json(path, {"figures": {**kept, **figures}, "meta": merged_meta})
+
+
+# --- the web UI's Thresholds tab ------------------------------------------------------------------
+
+
+def _extend_web_ui(environment: Environment) -> None:
+    web_ui = environment.web_ui
+    if web_ui is None or web_ui.app is None:
+        return
+    web_ui.template_args["extended_tabs"] = [{"title": "Thresholds", "key": TAB_KEY}]
+    web_ui.template_args["extended_tables"] = [
+        {
+            "key": TAB_KEY,
+            "structure": [
+                {"key": "name", "title": "Threshold (last window)"},
+                {"key": "measured", "title": "Measured"},
+                {"key": "verdict", "title": "Verdict"},
+            ],
+        }
+    ]
+
+    @web_ui.app.after_request
+    def add_thresholds(response: Any) -> Any:
+        if not flask_request.path.endswith("/stats/requests") or response.json is None:
+            return response
+        rows = [
+            {
+                "name": c.label,
+                "safe_name": c.label,
+                "measured": "-" if c.measured is None else f"{c.measured:.4g}",
+                "verdict": c.outcome.value,
+            }
+            for c in STATE.live
+        ]
+        body = {**response.json, "extended_stats": [{"key": TAB_KEY, "data": rows}]}
+        response.set_data(json.dumps(body))
+        return response

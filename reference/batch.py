@@ -1,0 +1,507 @@
+"""Batch routes: dismiss, undismiss, delete (to trash), restore, purge, download; progress,
+undo and redo; the trash. The work itself is in :mod:`reference.batch_ops`.
+
+Small operations finish within the request (200); larger ones run in the background in
+chunks (202 with the operation, progress at ``GET /v1/batch/operations/{id}``). Operations left
+running by a killed process are resumed when the service starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import os
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any, Final
+from uuid import UUID
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+from reference import batch_sql as q
+from reference.auth import current_user
+from reference.batch_ops import (
+    Kind,
+    Operation,
+    PurgePolicy,
+    Selection,
+    create_operation,
+    get_operation,
+    pending_files,
+    purge_expired,
+    run_operation,
+    running_operations,
+    start_redo,
+    start_undo,
+)
+from reference.batch_zip import Member, archive_size, write_archive
+from reference.buckets import UnsafePath, determine_bucket, object_file
+from reference.errors import BadRequest, PayloadTooLarge, json_response
+from reference.feature import Feature
+from reference.openapi import ApiRoutes, Param
+from reference.settings import Settings
+from reference.typedefs import POOL, SETTINGS
+
+log = logging.getLogger(__name__)
+
+routes = ApiRoutes(tag="batch")
+
+IDEMPOTENCY_KEY_MAX: Final = 200
+TRASH_PAGE_MAX: Final = 200
+
+SELECTION_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "description": "Assets by id, and/or every asset of the given generation jobs "
+    "(metadata.job_id), in images and videos. At least one id; at most BATCH_MAX_IDS "
+    "per field and in total (413 names the field).",
+    "properties": {
+        "asset_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+        "job_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+    },
+    "additionalProperties": False,
+}
+IDEMPOTENCY_PARAM: Final = Param(
+    "Idempotency-Key",
+    "header",
+    description="A retried request with the same key returns the original operation and "
+    "does nothing again; the same key on a different request is a 409.",
+)
+OPERATION_RESPONSES: Final = {
+    200: "finished: {operation}; not_found lists ids that are absent or not the caller's",
+    202: "running in the background: {operation}; poll its Location",
+    409: "Idempotency-Key reused for a different request",
+    413: "too many ids (the field is named)",
+}
+
+
+class BatchRunner:
+    """Runs operations to completion: small ones in the request, large ones as tasks."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.purge = PurgePolicy(
+            settings.storage_dir, settings.purge_retry_base_s, settings.purge_retry_max_s
+        )
+        self._tasks: dict[UUID, asyncio.Task[None]] = {}
+
+    async def drive(self, op: Operation) -> None:
+        if not op.running:
+            return
+        if op.total <= self.settings.batch_inline_max:
+            await run_operation(self.pool, op.id, self.settings.batch_chunk_size, self.purge)
+        else:
+            self.start(op.id)
+
+    def start(self, op_id: UUID) -> None:
+        task = self._tasks.get(op_id)
+        if task is not None and not task.done():
+            return
+        self._tasks[op_id] = asyncio.create_task(self._run(op_id), name=f"batch-{op_id}")
+
+    async def _run(self, op_id: UUID) -> None:
+        try:
+            await run_operation(self.pool, op_id, self.settings.batch_chunk_size, self.purge)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The operation stays 'running' with every chunk all-or-nothing; the next start
+            # or a POST .../resume picks it up.
+            log.exception("batch operation %s stopped; it can be resumed", op_id)
+        finally:
+            self._tasks.pop(op_id, None)
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+BATCH_RUNNER: Final = web.AppKey("batch_runner", BatchRunner)
+
+
+async def runner_context(app: web.Application) -> AsyncIterator[None]:
+    runner = BatchRunner(app[POOL], app[SETTINGS])
+    app[BATCH_RUNNER] = runner
+    try:
+        async with runner.pool.acquire() as conn:
+            interrupted = await running_operations(conn)
+    except asyncpg.UndefinedTableError:
+        log.warning("batch: migration 0005 not applied; batch routes will fail")
+        interrupted = []
+    for op_id in interrupted:
+        runner.start(op_id)
+    if interrupted:
+        log.info("batch: resuming %d interrupted operations", len(interrupted))
+    try:
+        yield
+    finally:
+        await runner.close()
+
+
+async def _trash_worker(pool: asyncpg.Pool, settings: Settings) -> None:
+    purge = PurgePolicy(
+        settings.storage_dir, settings.purge_retry_base_s, settings.purge_retry_max_s
+    )
+    while True:
+        try:
+            purged = await purge_expired(pool, settings.trash_retention_s, purge)
+            if purged:
+                log.info("trash: purged %d assets past retention", purged)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("trash: purge pass failed; next pass in %ss", settings.purge_interval_s)
+        await asyncio.sleep(settings.purge_interval_s)
+
+
+async def trash_context(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_trash_worker(app[POOL], app[SETTINGS]), name="trash-worker")
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+# --- input -----------------------------------------------------------------------------------
+
+
+def _uuid_list(body: dict[str, Any], name: str, max_ids: int) -> list[UUID]:
+    raw = body.get(name, [])
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise BadRequest(f"{name} must be an array of ids", field=name)
+    if len(raw) > max_ids:
+        raise PayloadTooLarge(f"{name} names {len(raw)} ids; at most {max_ids}", field=name)
+    ids: list[UUID] = []
+    for index, value in enumerate(raw):
+        try:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            ids.append(UUID(value))
+        except ValueError:
+            raise BadRequest(f"{name}[{index}] is not an id", field=f"{name}[{index}]") from None
+    return ids
+
+
+async def read_selection(request: web.Request, max_ids: int) -> Selection:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise BadRequest("the body must be JSON", field="body") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be an object", field="body")
+    unknown = set(body) - {"asset_ids", "job_ids"}
+    if unknown:
+        raise BadRequest(f"unknown field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
+    asset_ids = _uuid_list(body, "asset_ids", max_ids)
+    job_ids = _uuid_list(body, "job_ids", max_ids)
+    if not asset_ids and not job_ids:
+        raise BadRequest("select at least one asset or job", field="asset_ids")
+    if len(asset_ids) + len(job_ids) > max_ids:
+        raise PayloadTooLarge(
+            f"asset_ids and job_ids name {len(asset_ids) + len(job_ids)} ids; at most {max_ids}",
+            field="job_ids",
+        )
+    return Selection(tuple(asset_ids), tuple(str(j) for j in job_ids))
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX or not key.isprintable():
+        raise BadRequest(
+            f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable characters",
+            field="Idempotency-Key",
+        )
+    return key
+
+
+def _operation_id(request: web.Request) -> UUID:
+    try:
+        return UUID(request.match_info["operation_id"])
+    except ValueError:
+        raise BadRequest("not an operation id", field="operation_id") from None
+
+
+# --- operations ------------------------------------------------------------------------------
+
+
+async def _operation_body(conn: asyncpg.Connection, op: Operation) -> dict[str, Any]:
+    body = op.to_json()
+    if op.kind is Kind.PURGE:
+        body["files_pending"] = await pending_files(conn, op)
+    return body
+
+
+async def _answer(request: web.Request, op_id: UUID) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        op = await get_operation(conn, current_user(request), op_id)
+        body = await _operation_body(conn, op)
+    location = f"/v1/batch/operations/{op.id}"
+    return json_response(
+        {"operation": body}, status=202 if op.running else 200, headers={"Location": location}
+    )
+
+
+async def _submit(request: web.Request, kind: Kind) -> web.Response:
+    settings = request.app[SETTINGS]
+    selection = await read_selection(request, settings.batch_max_ids)
+    key = _idempotency_key(request)
+    async with request.app[POOL].acquire() as conn:
+        op, _ = await create_operation(
+            conn,
+            current_user(request),
+            kind,
+            selection,
+            max_ids=settings.batch_max_ids,
+            idempotency_key=key,
+        )
+    await request.app[BATCH_RUNNER].drive(op)
+    return await _answer(request, op.id)
+
+
+def _operation_route(kind: Kind, summary: str) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return await _submit(request, kind)
+
+    handler.__name__ = f"batch_{kind.value}"
+    routes.operation(
+        "POST",
+        f"/v1/batch/{kind.value}",
+        summary=summary,
+        params=[IDEMPOTENCY_PARAM],
+        body=SELECTION_SCHEMA,
+        responses=OPERATION_RESPONSES,
+    )(handler)
+
+
+_operation_route(
+    Kind.DISMISS,
+    "Dismiss assets from the workspace (merges metadata.workspace_dismissed=true; "
+    "other metadata keys are kept). Undoable.",
+)
+_operation_route(
+    Kind.UNDISMISS,
+    "Bring dismissed assets back (merges metadata.workspace_dismissed=false). Undoable.",
+)
+_operation_route(
+    Kind.DELETE,
+    "Move assets to the trash: they leave the workspace and search at once. Undoable; "
+    "POST /v1/batch/restore brings them back, purge or the retention removes them.",
+)
+_operation_route(Kind.RESTORE, "Restore assets from the trash. Undoable.")
+_operation_route(
+    Kind.PURGE,
+    "Remove trashed assets for good: rows first, then their files (a failed file removal is "
+    "retried; files_pending counts what is left). Not undoable: undo answers 409.",
+)
+
+
+@routes.operation(
+    "GET",
+    "/v1/batch/operations/{operation_id}",
+    summary="An operation and its progress (done of total); 'running' until finished",
+    params=[Param("operation_id", "path", {"type": "string", "format": "uuid"})],
+    responses={200: "finished", 202: "still running"},
+)
+async def get_operation_route(request: web.Request) -> web.Response:
+    return await _answer(request, _operation_id(request))
+
+
+@routes.operation(
+    "POST",
+    "/v1/batch/operations/{operation_id}/resume",
+    summary="Resume an operation left running by an interruption (a no-op when finished)",
+    params=[Param("operation_id", "path", {"type": "string", "format": "uuid"})],
+    responses={200: "finished", 202: "running again"},
+)
+async def resume_operation(request: web.Request) -> web.Response:
+    op_id = _operation_id(request)
+    async with request.app[POOL].acquire() as conn:
+        op = await get_operation(conn, current_user(request), op_id)
+    if op.running:
+        request.app[BATCH_RUNNER].start(op.id)
+    return await _answer(request, op.id)
+
+
+@routes.operation(
+    "POST",
+    "/v1/batch/undo",
+    summary="Undo the caller's latest operation (in order: each call undoes the next older)",
+    responses={
+        200: "undone: {operation}",
+        202: "undoing in the background",
+        409: "nothing to undo, the latest operation is still running, or it is a purge",
+    },
+)
+async def undo(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        op = await start_undo(conn, current_user(request))
+    await request.app[BATCH_RUNNER].drive(op)
+    return await _answer(request, op.id)
+
+
+@routes.operation(
+    "POST",
+    "/v1/batch/redo",
+    summary="Redo the caller's most recently undone operation (a new operation clears redo)",
+    responses={
+        200: "redone: {operation}",
+        202: "redoing in the background",
+        409: "nothing to redo",
+    },
+)
+async def redo(request: web.Request) -> web.Response:
+    async with request.app[POOL].acquire() as conn:
+        op = await start_redo(conn, current_user(request))
+    await request.app[BATCH_RUNNER].drive(op)
+    return await _answer(request, op.id)
+
+
+# --- trash -----------------------------------------------------------------------------------
+
+
+def _encode_cursor(deleted_at: datetime, asset_id: UUID) -> str:
+    raw = orjson.dumps([deleted_at.isoformat(), str(asset_id)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        moment, asset_id = orjson.loads(raw)
+        return datetime.fromisoformat(moment), UUID(asset_id)
+    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+        raise BadRequest("not a cursor from this endpoint", field="cursor") from None
+
+
+@routes.operation(
+    "GET",
+    "/v1/trash",
+    summary="The caller's trash, most recently deleted first (keyset pages)",
+    params=[
+        Param("limit", schema={"type": "integer", "minimum": 1, "maximum": TRASH_PAGE_MAX}),
+        Param("cursor", description="next_cursor of the previous page"),
+    ],
+    responses={200: "{assets, next_cursor}"},
+)
+async def trash(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    raw_limit = request.query.get("limit", str(settings.page_size_default))
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        raise BadRequest("limit must be an integer", field="limit") from None
+    if not 1 <= limit <= TRASH_PAGE_MAX:
+        raise BadRequest(f"limit must be 1-{TRASH_PAGE_MAX}", field="limit")
+    cursor = request.query.get("cursor")
+    after: tuple[datetime | None, UUID | None] = _decode_cursor(cursor) if cursor else (None, None)
+    async with request.app[POOL].acquire() as conn:
+        rows = await conn.fetch(q.TRASH_PAGE, current_user(request), *after, limit + 1)
+    page = rows[:limit]
+    next_cursor = (
+        _encode_cursor(page[-1]["deleted_at"], page[-1]["id"]) if len(rows) > limit else None
+    )
+    assets = [
+        {
+            "id": str(r["id"]),
+            "type": r["type"],
+            "prompt": r["prompt"],
+            "status": r["status"],
+            "quality": r["quality"],
+            "model_type": r["model_type"],
+            "duration_s": r["duration_s"],
+            "metadata": r["metadata"] or {},
+            "created_at": r["created_at"].isoformat(),
+            "deleted_at": r["deleted_at"].isoformat(),
+            "operation_id": None if r["operation_id"] is None else str(r["operation_id"]),
+        }
+        for r in page
+    ]
+    return json_response({"assets": assets, "next_cursor": next_cursor})
+
+
+# --- download --------------------------------------------------------------------------------
+
+
+def _members(storage_dir: Path, rows: list[asyncpg.Record]) -> tuple[list[Member], int]:
+    members: list[Member] = []
+    missing = 0
+    for r in rows:
+        bucket = determine_bucket(r["type"], r["quality"], r["model_type"], r["metadata"])
+        try:
+            path = object_file(storage_dir, bucket, r["storage_path"])
+            size = os.stat(path).st_size
+        except (OSError, UnsafePath):
+            missing += 1
+            continue
+        suffix = PurePosixPath(r["storage_path"]).suffix or (
+            ".png" if r["type"] == "image" else ".mp4"
+        )
+        members.append(Member(f"{r['type']}s/{r['id']}{suffix}", path, size, r["created_at"]))
+    return members, missing
+
+
+@routes.operation(
+    "POST",
+    "/v1/batch/download",
+    summary="A ZIP of the selected assets' files, streamed (zip64, stored; Content-Length "
+    "known up front). Headers X-Assets-Not-Found and X-Assets-Missing-Files count what is "
+    "not in it.",
+    body=SELECTION_SCHEMA,
+    responses={
+        200: "application/zip",
+        413: "too many ids, or the archive would exceed DOWNLOAD_MAX_BYTES",
+    },
+)
+async def download(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    selection = await read_selection(request, settings.batch_max_ids)
+    async with request.app[POOL].acquire() as conn:
+        rows = await conn.fetch(
+            q.SELECT_DOWNLOAD,
+            current_user(request),
+            list(selection.asset_ids),
+            list(selection.job_ids),
+        )
+    if len(rows) > settings.batch_max_ids:
+        raise PayloadTooLarge(
+            f"the selection names {len(rows)} assets; at most {settings.batch_max_ids}",
+            field="job_ids" if selection.job_ids else "asset_ids",
+        )
+    found = {r["id"] for r in rows}
+    not_found = sum(1 for i in set(selection.asset_ids) if i not in found)
+    members, missing = await asyncio.to_thread(_members, settings.storage_dir, rows)
+    size = archive_size(members)
+    if size > settings.download_max_bytes:
+        raise PayloadTooLarge(
+            f"the archive would be {size} bytes; at most {settings.download_max_bytes}",
+            field="asset_ids" if selection.asset_ids else "job_ids",
+            archive_bytes=size,
+        )
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/zip",
+            "Content-Disposition": 'attachment; filename="assets.zip"',
+            "X-Assets-Not-Found": str(not_found),
+            "X-Assets-Missing-Files": str(missing),
+        }
+    )
+    response.content_length = size
+    await response.prepare(request)
+    await write_archive(members, response.write)
+    await response.write_eof()
+    return response
+
+
+FEATURE: Final = Feature("batch", routes, contexts=(runner_context, trash_context))

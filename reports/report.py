@@ -1,0 +1,769 @@
+"""The run's verdict, ``summary.json`` and the one self-contained HTML report.
+
+Input is a :class:`RunData` (figures, target results, steps, environment, the components' meta,
+query plans, history); nothing here measures or touches the network, so tests build reports from
+synthetic figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from html import escape
+from pathlib import Path
+from typing import Any, Final
+
+from reports import svg
+from reports.history import RunRecord
+from reports.targets import Target, TargetResult, Targets, Verdict
+
+LOAD_GROUPS: Final = (
+    "workspace_page",
+    "thumbnail",
+    "asset_cached",
+    "search",
+    "asset_high_res",
+    "batch",
+    "download",
+    "suggestions",
+    "open_workspace",
+    "overall",
+)
+PERCENTILE_KEYS: Final = ("count", "rps", "p50_ms", "p95_ms", "p99_ms", "error_rate")
+#: How the two sides of each kind of claim are called, by the metric's prefix.
+COMPARISON_LABELS: Final[Mapping[str, tuple[str, str, str]]] = {
+    "saving.url_generation": ("URL generation", "legacy (scattered)", "unified service"),
+    "saving.queries": ("Workspace queries", "migration 0001 (keys only)", "with the indexes"),
+    "speedup.search": ("Search", "in-memory filter (plan)", "SQL endpoint"),
+    "speedup.dedup": ("Near-duplicates", "all pairs (plan)", "MinHash LSH"),
+    "speedup.batch": ("Batch dismiss", "one call per asset", "set-based"),
+}
+
+
+class StepStatus(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass
+class Step:
+    name: str
+    title: str
+    status: StepStatus = StepStatus.SKIPPED
+    seconds: float = 0.0
+    error: str = ""
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "status": self.status.value,
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class RunData:
+    scale: str
+    targets: Targets
+    figures: dict[str, float] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+    dataset: dict[str, Any] = field(default_factory=dict)
+    #: Each component's ``meta`` (``bench``, ``load``, ``load_legacy``, ...).
+    meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    plans: Any = None
+    #: Earlier comparable runs (same machine fingerprint and scale), oldest first.
+    history: list[RunRecord] = field(default_factory=list)
+    strict: bool = False
+    started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    seconds: float = 0.0
+
+    @property
+    def results(self) -> list[TargetResult]:
+        return self.targets.evaluate(self.figures)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    goals_met: bool
+    failures: list[str]
+    stopped_at: str | None
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.verdict is Verdict.PASS else 1
+
+
+def outcome(run: RunData) -> Outcome:
+    """Pass only when every plan figure holds and every step ran; with ``strict`` our goals
+    must hold too. ``failures`` names each reason."""
+    failures = []
+    results = run.results
+    for r in results:
+        if r.verdict in (Verdict.FAIL, Verdict.NOT_MEASURED):
+            failures.append(
+                f"plan target {r.target.id}: {r.verdict.value}"
+                + (
+                    f" ({_measured(r)}, plan {_bound(r.target, r.target.plan)})"
+                    if r.measured is not None
+                    else ""
+                )
+            )
+    goals_met = all(r.goal_verdict in (Verdict.PASS, Verdict.NO_FIGURE) for r in results)
+    if run.strict:
+        for r in results:
+            if r.goal_verdict in (Verdict.FAIL, Verdict.NOT_MEASURED):
+                failures.append(f"goal {r.target.id} (STRICT=1): {r.goal_verdict.value}")
+    failed_steps = [s for s in run.steps if s.status is StepStatus.FAILED]
+    failures += [f"step {s.name} failed: {s.error}" for s in failed_steps]
+    stopped_at = failed_steps[0].name if failed_steps else None
+    verdict = Verdict.FAIL if failures else Verdict.PASS
+    return Outcome(verdict, goals_met, failures, stopped_at)
+
+
+# --- formatting -----------------------------------------------------------------------------
+
+
+def fmt_value(value: float | None, unit: str) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    if unit in ("saving", "ratio"):
+        return f"{value * 100:.1f}%" if abs(value) >= 0.001 or value == 0 else f"{value:.2%}"
+    if unit == "x":
+        return f"{value:,.1f}x"
+    if unit == "ms":
+        return f"{svg.format_number(value)} ms"
+    if unit in ("assets", "rows/s"):
+        return f"{value:,.0f} {unit}" if unit != "assets" else f"{value:,.0f}"
+    return f"{svg.format_number(value)} {unit}"
+
+
+def _bound(target: Target, bound: float | None) -> str:
+    return "—" if bound is None else f"{target.op} {fmt_value(bound, target.unit)}"
+
+
+def _margin(margin: float | None) -> str:
+    if margin is None:
+        return "—"
+    return f"{margin * 100:+.0f}%"
+
+
+def _measured(result: TargetResult) -> str:
+    return fmt_value(result.measured, result.target.unit)
+
+
+# --- summary.json ---------------------------------------------------------------------------
+
+
+def summarize(run: RunData) -> dict[str, Any]:
+    result = outcome(run)
+    return {
+        "verdict": result.verdict.value,
+        "goals_met": result.goals_met,
+        "strict": run.strict,
+        "failures": result.failures,
+        "stopped_at": result.stopped_at,
+        "scale": run.scale,
+        "started": run.started,
+        "seconds": round(run.seconds, 1),
+        "targets_file": str(run.targets.path),
+        "targets": [r.as_dict() for r in run.results],
+        "environment": run.environment,
+        "dataset": run.dataset,
+        "steps": [s.as_dict() for s in run.steps],
+        "figures": dict(sorted(run.figures.items())),
+    }
+
+
+def summary_table(run: RunData) -> str:
+    """Plain-text targets table for the terminal."""
+    rows = [("target", "measured", "plan", "verdict", "goal", "goal")]
+    for r in run.results:
+        t = r.target
+        rows.append(
+            (
+                t.id,
+                _measured(r),
+                _bound(t, t.plan),
+                r.verdict.value,
+                _bound(t, t.goal),
+                _goal_word(r.goal_verdict),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows
+    )
+
+
+def _goal_word(verdict: Verdict) -> str:
+    return {
+        Verdict.PASS: "met",
+        Verdict.FAIL: "not yet",
+        Verdict.NOT_MEASURED: "not measured",
+        Verdict.NO_FIGURE: "—",
+    }[verdict]
+
+
+# --- HTML -----------------------------------------------------------------------------------
+
+CSS: Final = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;
+background:#f6f7f9}
+main{max-width:1180px;margin:0 auto;padding:16px 24px 48px}
+h1{font-size:22px;margin:8px 0}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;
+padding-bottom:4px}h3{font-size:15px;margin:16px 0 6px}
+.banner{padding:14px 18px;border-radius:6px;color:#fff;font-size:18px;font-weight:600}
+.banner.pass{background:#2e7d32;color:#fff}.banner.fail{background:#c62828;color:#fff}
+.banner small{display:block;font-weight:400;font-size:13px;margin-top:4px}
+table{border-collapse:collapse;background:#fff;width:100%;font-size:13px;margin:6px 0}
+th,td{border:1px solid #ddd;padding:5px 7px;text-align:left;vertical-align:top}
+th{background:#eef0f3}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+.pass{color:#1b5e20}.fail{color:#b71c1c}td.pass{background:#e8f5e9;font-weight:600}
+td.fail{background:#ffebee;font-weight:600}td.missing{background:#fff8e1;color:#8d6e00}
+td.goal-met{color:#1b5e20}td.goal-not{color:#8d6e00}
+.charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{background:#fff;border:1px solid #ddd;
+max-width:100%;height:auto}
+details{background:#fff;border:1px solid #ddd;margin:6px 0;padding:6px 10px}
+summary{cursor:pointer;font-weight:600}pre{white-space:pre-wrap;font-size:12px;background:#fafafa;
+padding:8px;overflow:auto}.plans{display:grid;grid-template-columns:1fr 1fr;gap:8px}
+.note{color:#666;font-size:13px}code{font-size:12px}
+"""
+
+
+def _e(value: object) -> str:
+    return escape(str(value), quote=True)
+
+
+def _verdict_cell(verdict: Verdict) -> str:
+    css = {Verdict.PASS: "pass", Verdict.FAIL: "fail", Verdict.NOT_MEASURED: "missing"}
+    return f"<td class='{css.get(verdict, '')}'>{_e(verdict.value)}</td>"
+
+
+def _goal_cell(verdict: Verdict) -> str:
+    css = {Verdict.PASS: "goal-met", Verdict.FAIL: "goal-not", Verdict.NOT_MEASURED: "missing"}
+    return f"<td class='{css.get(verdict, '')}'>{_e(_goal_word(verdict))}</td>"
+
+
+def _banner(run: RunData, result: Outcome) -> str:
+    css = "pass" if result.verdict is Verdict.PASS else "fail"
+    results = run.results
+    held = sum(r.verdict is Verdict.PASS for r in results)
+    planned = sum(r.verdict is not Verdict.NO_FIGURE for r in results)
+    goals = sum(r.goal_verdict is Verdict.PASS for r in results)
+    with_goal = sum(r.goal_verdict is not Verdict.NO_FIGURE for r in results)
+    head = (
+        "PASS: every plan target holds"
+        if result.verdict is Verdict.PASS
+        else "FAIL: " + ("the run stopped early" if result.stopped_at else "a target does not hold")
+    )
+    lines = [
+        f"{held} of {planned} plan targets hold; our goals met: {goals} of {with_goal}"
+        + (" (STRICT=1: goals decide the verdict)" if run.strict else ""),
+    ]
+    if result.stopped_at:
+        lines.append(f"stopped at step “{result.stopped_at}”; what was measured before is below")
+    lines += result.failures[:12]
+    small = "".join(f"<small>{_e(line)}</small>" for line in lines)
+    return f"<div class='banner {css}' id='verdict'>{_e(head)}{small}</div>"
+
+
+def _targets_table(run: RunData) -> str:
+    rows = []
+    for r in run.results:
+        t = r.target
+        rows.append(
+            f"<tr data-target='{_e(t.id)}' data-verdict='{_e(r.verdict.value)}'>"
+            f"<td>{_e(t.name)}<br><code>{_e(t.metric)}</code></td><td>{_e(t.source)}</td>"
+            f"<td class='num'>{_e(_bound(t, t.plan))}</td>"
+            f"<td class='num'>{_e(_bound(t, t.goal))}</td>"
+            f"<td class='num'>{_e(_measured(r))}</td>"
+            f"<td class='num'>{_e(_margin(r.plan_margin))}</td>"
+            f"{_verdict_cell(r.verdict)}"
+            f"<td class='num'>{_e(_margin(r.goal_margin))}</td>{_goal_cell(r.goal_verdict)}</tr>"
+        )
+    return (
+        "<table id='targets'><thead><tr><th>target</th><th>source</th><th>plan figure</th>"
+        "<th>our goal</th><th>measured</th><th>margin vs plan</th><th>plan verdict</th>"
+        "<th>margin vs goal</th><th>our goal</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table><p class='note'>Margin: how far on the good side of the figure, as a "
+        "share of it (negative: missed). Savings are 1 - after/before and speed-ups "
+        "before/after, measured in the same run on the same data.</p>"
+    )
+
+
+def _comparison(run: RunData, metric: str) -> tuple[float, float] | None:
+    """Median times (ms) of a claim's two sides, from the benchmark figures' ``pairs``."""
+    claim = metric.split(".", 1)[1]
+    for pair in run.meta.get("bench", {}).get("pairs") or []:
+        if isinstance(pair, Mapping) and pair.get("claim") == claim:
+            before, after = (
+                _number(pair.get("before_median_s")),
+                _number(pair.get("after_median_s")),
+            )
+            if before is not None and after is not None:
+                return before * 1000, after * 1000
+    return None
+
+
+def _claim_charts(run: RunData) -> str:
+    charts = []
+    by_prefix: dict[str, list[TargetResult]] = {}
+    for r in run.results:
+        prefix = r.target.metric.rsplit(".", 1)[0]
+        if prefix in COMPARISON_LABELS:
+            by_prefix.setdefault(prefix, []).append(r)
+    missing = []
+    for prefix, results in by_prefix.items():
+        title, before_label, after_label = COMPARISON_LABELS[prefix]
+        if all(r.measured is None for r in results):
+            missing.append(title)
+            continue
+        absolute = [_comparison(run, r.target.metric) for r in results]
+        categories = [r.target.metric.rsplit(".", 1)[1].replace("_", " ") for r in results]
+        before: list[float | None]
+        after: list[float | None]
+        if any(a is not None for a in absolute):
+            before = [None if a is None else a[0] for a in absolute]
+            after = [None if a is None else a[1] for a in absolute]
+            unit = "median time per operation, ms (shorter is better)"
+        else:
+            before = [100.0 if r.measured is not None else None for r in results]
+            after = [_relative_after(r) for r in results]
+            unit = "time relative to before, % (shorter is better)"
+        charts.append(
+            svg.bar_chart(
+                f"{title}: before vs after",
+                categories,
+                [svg.Series(before_label, before), svg.Series(after_label, after)],
+                unit,
+            )
+        )
+    load_chart = _mode_chart(run)
+    if load_chart:
+        charts.append(load_chart)
+    note = (
+        f"<p class='note'>Not measured in this run: {_e(', '.join(missing))}.</p>"
+        if missing
+        else ""
+    )
+    if not charts:
+        return note or "<p class='note'>No before/after figures were measured in this run.</p>"
+    return note + "<div class='charts'>" + "".join(charts) + "</div>"
+
+
+def _relative_after(result: TargetResult) -> float | None:
+    value = result.measured
+    if value is None:
+        return None
+    if result.target.unit == "saving":
+        return (1 - value) * 100
+    return 100 / value if value > 0 else None
+
+
+def _groups(figures: Mapping[str, float], prefix: str) -> list[str]:
+    found = {k[len(prefix) + 1 :].rsplit(".", 1)[0] for k in figures if k.startswith(prefix + ".")}
+    found = {g for g in found if any(f"{prefix}.{g}.{k}" in figures for k in PERCENTILE_KEYS)}
+    known = [g for g in LOAD_GROUPS if g in found]
+    return known + sorted(found - set(known))
+
+
+def _mode_chart(run: RunData) -> str:
+    groups = [g for g in _groups(run.figures, "load") if f"load_legacy.{g}.p95_ms" in run.figures]
+    if not groups:
+        return ""
+    return svg.bar_chart(
+        "Load test p95 by endpoint: legacy URLs vs unified service",
+        [g.replace("_", " ") for g in groups],
+        [
+            svg.Series(
+                "URL_MODE=legacy", [run.figures.get(f"load_legacy.{g}.p95_ms") for g in groups]
+            ),
+            svg.Series("URL_MODE=unified", [run.figures.get(f"load.{g}.p95_ms") for g in groups]),
+        ],
+        "p95 latency, ms (shorter is better)",
+    )
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _timeseries_rows(meta: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The load runner's per-second rows (``t``, ``group``, ``count``, ``failures``, ``p50_ms``,
+    ``p95_ms``, ``max_ms``) of all requests, in time order."""
+    rows = meta.get("timeseries")
+    if not isinstance(rows, list):
+        return []
+    overall = [r for r in rows if isinstance(r, Mapping) and r.get("group") == "overall"]
+    return sorted(overall, key=lambda r: _number(r.get("t")) or 0.0)
+
+
+def _load_over_time(run: RunData) -> str:
+    charts = []
+    for mode, key in (("unified", "load"), ("legacy", "load_legacy")):
+        meta = run.meta.get(key, {})
+        rows = _timeseries_rows(meta)
+        if rows:
+            times = [_number(r.get("t")) or 0.0 for r in rows]
+            xs = [t - times[0] for t in times]
+            latency = [
+                svg.Series(label, [_number(r.get(col)) for r in rows], xs)
+                for label, col in (("p50", "p50_ms"), ("p95", "p95_ms"), ("max", "max_ms"))
+            ]
+            charts.append(
+                svg.line_chart(
+                    f"Latency over time, all requests, per second (URL_MODE={mode})",
+                    latency,
+                    x_label="time since the first request, s",
+                    y_label="latency, ms",
+                )
+            )
+            charts.append(
+                svg.line_chart(
+                    f"Throughput over time (URL_MODE={mode})",
+                    [svg.Series("requests/s", [_number(r.get("count")) for r in rows], xs)],
+                    x_label="time since the first request, s",
+                    y_label="requests per second",
+                )
+            )
+        distribution = _distribution(run, key, mode)
+        if distribution:
+            charts.append(distribution)
+    if not charts:
+        return (
+            "<p class='note'>No time series from the load run (the load step did not run or "
+            "recorded none).</p>"
+        )
+    return "<div class='charts'>" + "".join(charts) + "</div>"
+
+
+def _distribution(run: RunData, key: str, mode: str) -> str:
+    """Histogram of all requests from the runner's buckets (``[low_ms, high_ms, count]``)."""
+    histograms = run.meta.get(key, {}).get("histograms")
+    buckets = histograms.get("overall") if isinstance(histograms, Mapping) else None
+    if not isinstance(buckets, list):
+        return ""
+    points = []
+    for bucket in buckets:
+        if isinstance(bucket, list | tuple) and len(bucket) == 3:
+            low, high, count = (_number(v) for v in bucket)
+            if low is not None and high is not None and count:
+                points.append(((low + high) / 2, count))
+    edges, counts = svg.bins_from_weighted(points, 40)
+    marks = [
+        svg.RefLine(label, value, color, unit="ms")
+        for label, col, color in (("p50", "p50_ms", "#2e7d32"), ("p95", "p95_ms", "#c62828"))
+        if (value := run.figures.get(f"{key}.overall.{col}")) is not None
+    ]
+    return svg.histogram(
+        f"Latency distribution, all requests (URL_MODE={mode})",
+        edges,
+        counts,
+        x_label="latency, ms (tail above the 99.5th percentile in the last bar)",
+        marks=marks,
+    )
+
+
+def _percentiles_table(run: RunData) -> str:
+    groups = _groups(run.figures, "load")
+    legacy = set(_groups(run.figures, "load_legacy"))
+    if not groups and not legacy:
+        return "<p class='note'>No load-test figures in this run.</p>"
+    rows = []
+    for group in groups + sorted(legacy - set(groups)):
+        threshold = run.targets.threshold(group)
+        cells = []
+        for key in PERCENTILE_KEYS:
+            value = run.figures.get(f"load.{group}.{key}")
+            limit = getattr(threshold, key, None) if threshold else None
+            css = "num"
+            if value is not None and limit is not None:
+                css += " fail" if value > limit else " pass"
+            unit = {"error_rate": "ratio", "count": "", "rps": "req/s"}.get(key, "ms")
+            text = "—" if value is None else fmt_value(value, unit) if unit else f"{value:,.0f}"
+            title = f" title='threshold {limit}'" if limit is not None else ""
+            cells.append(f"<td class='{css}'{title}>{_e(text)}</td>")
+        legacy_p95 = run.figures.get(f"load_legacy.{group}.p95_ms")
+        limits = _threshold_text(threshold)
+        rows.append(
+            f"<tr><td>{_e(group)}</td>{''.join(cells)}"
+            f"<td class='num'>{_e(fmt_value(legacy_p95, 'ms'))}</td><td>{_e(limits)}</td></tr>"
+        )
+    head = "".join(f"<th>{_e(k)}</th>" for k in PERCENTILE_KEYS)
+    return (
+        f"<table id='percentiles'><thead><tr><th>group</th>{head}<th>p95, legacy mode</th>"
+        f"<th>thresholds</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        "<p class='note'>Unified URL mode unless noted; exact percentiles over the whole run. "
+        "A cell is red when it breaks the group's threshold in the targets file.</p>"
+    )
+
+
+def _threshold_text(threshold: Any) -> str:
+    if threshold is None:
+        return "—"
+    parts = []
+    for key in ("p50_ms", "p95_ms", "p99_ms", "error_rate", "min_rps"):
+        value = getattr(threshold, key)
+        if value is not None:
+            op = ">" if key == "min_rps" else "<"
+            parts.append(f"{key.removeprefix('min_')}{op}{svg.format_number(value)}")
+    return ", ".join(parts) or "—"
+
+
+def _plan_node(node: Mapping[str, Any], depth: int) -> list[str]:
+    """One node of ``EXPLAIN (ANALYZE, FORMAT JSON)`` as the text format would print it."""
+    words = [str(node.get("Node Type", "?"))]
+    if "Index Name" in node:
+        words.append(f"using {node['Index Name']}")
+    if "Relation Name" in node:
+        words.append(f"on {node['Relation Name']}")
+    timing = ""
+    if "Actual Total Time" in node:
+        timing = (
+            f"  (actual time={node.get('Actual Startup Time')}..{node['Actual Total Time']} ms "
+            f"rows={node.get('Actual Rows')} loops={node.get('Actual Loops')})"
+        )
+    prefix = "  " * depth + ("->  " if depth else "")
+    lines = [prefix + " ".join(words) + timing]
+    for key in ("Index Cond", "Filter", "Sort Key", "Rows Removed by Filter"):
+        if key in node:
+            lines.append("  " * depth + f"      {key}: {node[key]}")
+    for child in node.get("Plans") or []:
+        if isinstance(child, Mapping):
+            lines += _plan_node(child, depth + 1)
+    return lines
+
+
+def _plan_text(plan: Any) -> str:
+    if isinstance(plan, str):
+        return plan
+    if isinstance(plan, list) and all(isinstance(line, str) for line in plan):
+        return "\n".join(plan)
+    root = plan[0] if isinstance(plan, list) and plan else plan
+    if isinstance(root, Mapping) and isinstance(root.get("Plan"), Mapping):
+        lines = _plan_node(root["Plan"], 0)
+        for key in ("Planning Time", "Execution Time"):
+            if key in root:
+                lines.append(f"{key}: {root[key]} ms")
+        return "\n".join(lines)
+    return json.dumps(plan, indent=2, default=str)
+
+
+def _plan_entries(plans: Any) -> list[tuple[str, Mapping[str, Any]]]:
+    if isinstance(plans, Mapping) and "queries" in plans:
+        plans = plans["queries"]
+    if isinstance(plans, Mapping):
+        return [(str(k), v) for k, v in plans.items() if isinstance(v, Mapping)]
+    if isinstance(plans, list):
+        return [
+            (str(p.get("name", p.get("id", i))), p)
+            for i, p in enumerate(plans)
+            if isinstance(p, Mapping)
+        ]
+    return []
+
+
+def _plans(run: RunData) -> str:
+    entries = _plan_entries(run.plans)
+    if not entries:
+        return (
+            "<p class='note'>No query plans recorded in this run "
+            "(<code>reports/out/figures/plans.json</code> from the benchmarks).</p>"
+        )
+    blocks = []
+    for name, entry in entries:
+        sides = []
+        for side in ("before", "after"):
+            if side in entry:
+                sides.append(
+                    f"<div><h3>{_e(side)}</h3><pre>{_e(_plan_text(entry[side]))}</pre></div>"
+                )
+        extra = f"<p class='note'>{_e(entry['sql'])}</p>" if "sql" in entry else ""
+        blocks.append(
+            f"<details><summary>{_e(name)}</summary>{extra}"
+            f"<div class='plans'>{''.join(sides)}</div></details>"
+        )
+    return "".join(blocks)
+
+
+def _kv_table(table_id: str, items: Sequence[tuple[str, Any]]) -> str:
+    rows = "".join(
+        f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in items if v not in (None, "")
+    )
+    return f"<table id='{table_id}'><tbody>{rows}</tbody></table>"
+
+
+def _environment(run: RunData) -> str:
+    env = run.environment
+    machine = env.get("machine", {})
+    database = env.get("database", {})
+    git = env.get("git", {})
+    items = [
+        ("CPU", machine.get("cpu_model")),
+        ("cores", machine.get("cores")),
+        ("memory", f"{machine.get('memory_gib')} GiB" if machine.get("memory_gib") else None),
+        ("OS", machine.get("os")),
+        ("Python", machine.get("python")),
+        ("PostgreSQL", database.get("server_version")),
+        ("database provider", database.get("provider_label") or database.get("provider")),
+        ("provider detail", database.get("detail")),
+        ("pg_trgm", {True: "available", False: "NOT available"}.get(database.get("has_pg_trgm"))),
+        (
+            "commit",
+            f"{git.get('short', '?')}{' (uncommitted changes)' if git.get('dirty') else ''}"
+            f" {git.get('subject', '')}".strip()
+            if git
+            else None,
+        ),
+        ("machine fingerprint", env.get("fingerprint")),
+        ("targets file", str(run.targets.path)),
+        ("started", run.started),
+        ("whole run", f"{run.seconds:.0f} s" if run.seconds else None),
+    ]
+    data = run.dataset
+    ds_items: list[tuple[str, Any]] = [("scale", run.scale)]
+    if data:
+        ds_items += [
+            ("seed", data.get("seed")),
+            ("assets of the heavy user", _int(data.get("heavy_assets"))),
+            ("assets, all users", _int(data.get("assets"))),
+        ]
+        ds_items += [(f"rows: {k}", _int(v)) for k, v in dict(data.get("rows", {})).items()]
+        rate = data.get("rows_per_second")
+        if isinstance(rate, int | float):
+            ds_items.append(
+                ("load rate (COPY at 0001, generation included)", f"{rate:,.0f} rows/s")
+            )
+    return (
+        "<h3>Machine and database</h3>"
+        + _kv_table("environment", items)
+        + "<h3>Dataset</h3>"
+        + _kv_table("dataset", ds_items)
+    )
+
+
+def _int(value: Any) -> str | None:
+    return f"{value:,}" if isinstance(value, int) else None
+
+
+def _steps(run: RunData) -> str:
+    rows = "".join(
+        f"<tr><td>{i}</td><td>{_e(s.title)}</td>"
+        f"<td class='{ {'ok': 'pass', 'failed': 'fail'}.get(s.status.value, 'missing') }'>"
+        f"{_e(s.status.value)}</td><td class='num'>{s.seconds:.1f} s</td>"
+        f"<td>{_e(s.error or s.detail)}</td></tr>"
+        for i, s in enumerate(run.steps, 1)
+    )
+    return (
+        "<table id='steps'><thead><tr><th>#</th><th>step</th><th>status</th><th>time</th>"
+        f"<th>detail / error</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _trends(run: RunData) -> str:
+    runs = [*run.history, _current_record(run)]
+    if len(runs) < 2:
+        return (
+            "<p class='note'>No earlier run on this machine at this scale yet: trends appear from "
+            "the second run (history in <code>reports/history.jsonl</code>, "
+            "<code>HISTORY_FILE</code> overrides).</p>"
+        )
+    xs = [float(i) for i in range(1, len(runs) + 1)]
+    by_unit: dict[str, list[Target]] = {}
+    for t in run.targets.targets:
+        if sum(r.figures.get(t.metric) is not None for r in runs) >= 2:
+            by_unit.setdefault(t.unit, []).append(t)
+    charts = []
+    for unit, targets in by_unit.items():
+        scale = 100.0 if unit in ("saving", "ratio") else 1.0
+        series = [
+            svg.Series(
+                t.id,
+                [None if v is None else v * scale for v in (r.figures.get(t.metric) for r in runs)],
+                xs,
+            )
+            for t in targets
+        ]
+        refs = (
+            [svg.RefLine(f"plan {targets[0].op}", targets[0].plan * scale)]
+            if len({t.plan for t in targets}) == 1 and targets[0].plan is not None
+            else []
+        )
+        label = {"saving": "saving, %", "ratio": "ratio, %", "x": "speed-up, x"}.get(unit, unit)
+        charts.append(
+            svg.line_chart(
+                f"Trend: {label}",
+                series,
+                x_label=f"run number (1 = oldest of {len(runs)}; same machine and scale)",
+                y_label=label,
+                refs=refs,
+            )
+        )
+    first, last = runs[0].time, runs[-1].time
+    return (
+        f"<p class='note'>{len(runs)} runs from {_e(first)} to {_e(last)}, commits "
+        f"{_e(', '.join(dict.fromkeys(r.commit[:10] for r in runs)))}.</p>"
+        + "<div class='charts'>"
+        + "".join(charts)
+        + "</div>"
+    )
+
+
+def _current_record(run: RunData) -> RunRecord:
+    return RunRecord(
+        time=run.started,
+        commit=str(run.environment.get("git", {}).get("commit", "")),
+        fingerprint=str(run.environment.get("fingerprint", "")),
+        scale=run.scale,
+        verdict=outcome(run).verdict.value,
+        figures=dict(run.figures),
+    )
+
+
+def render_html(run: RunData) -> str:
+    result = outcome(run)
+    sections = [
+        ("Targets", _targets_table(run)),
+        ("Each claim, before and after", _claim_charts(run)),
+        ("Latency over time and its distribution (load run)", _load_over_time(run)),
+        ("Per-endpoint percentiles (load run)", _percentiles_table(run)),
+        ("Query plans behind the database claims", _plans(run)),
+        ("Steps of this run", _steps(run)),
+        ("Environment", _environment(run)),
+        ("Trends across runs", _trends(run)),
+    ]
+    body = "".join(
+        f"<section id='s{i}'><h2>{_e(title)}</h2>{html}</section>"
+        for i, (title, html) in enumerate(sections, 1)
+    )
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>workspace-bench report: {_e(result.verdict.value.upper())} ({_e(run.scale)})"
+        f"</title><style>{CSS}</style></head><body><main>"
+        f"<h1>Does the workspace plan deliver? Scale <code>{_e(run.scale)}</code></h1>"
+        f"{_banner(run, result)}{body}</main></body></html>"
+    )
+
+
+def write_outputs(run: RunData, out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary_path = out_dir / "summary.json"
+    summary_path.write_text(json.dumps(summarize(run), indent=2, default=str), encoding="utf-8")
+    html_path = out_dir / "index.html"
+    html_path.write_text(render_html(run), encoding="utf-8")
+    return summary_path, html_path

@@ -1,0 +1,387 @@
+"""Small inline-SVG charts for the report: grouped bars, lines, histograms.
+
+Each function returns one ``<svg>`` element for inline use in HTML (so no xmlns; no scripts, fonts
+or links outside it) with a title, labelled axes and units: the report opens from disk anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+from typing import Final
+
+PALETTE: Final = (
+    "#4e79a7",
+    "#f28e2b",
+    "#59a14f",
+    "#e15759",
+    "#76b7b2",
+    "#edc948",
+    "#b07aa1",
+    "#9c755f",
+)
+FONT: Final = "font-family='system-ui, -apple-system, Segoe UI, sans-serif'"
+AXIS: Final = "#555"
+GRID: Final = "#e3e3e3"
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    values: Sequence[float | None]
+    xs: Sequence[float] | None = None
+
+
+@dataclass(frozen=True)
+class RefLine:
+    label: str
+    value: float
+    color: str = "#c0392b"
+    unit: str = ""
+
+    @property
+    def text(self) -> str:
+        return f"{self.label} {format_number(self.value)}{' ' + self.unit if self.unit else ''}"
+
+
+def _t(text: object) -> str:
+    return escape(str(text), quote=True)
+
+
+def format_number(value: float) -> str:
+    """Short, readable number: 1,234 / 12.3 / 0.0123."""
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude >= 100:
+        return f"{value:.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}".rstrip("0").rstrip(".")
+    if magnitude >= 0.01:
+        return f"{value:.3g}"
+    return f"{value:.2g}"
+
+
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Round tick positions covering [low, high] (Heckbert's nice numbers)."""
+    if not math.isfinite(low) or not math.isfinite(high):
+        return [0.0, 1.0]
+    if high <= low:
+        high = low + (abs(low) or 1.0)
+    span = high - low
+    raw = span / max(count - 1, 1)
+    exponent = math.floor(math.log10(raw))
+    fraction = raw / 10**exponent
+    step_fraction = next(f for f in (1, 2, 2.5, 5, 10) if fraction <= f)
+    step = step_fraction * 10**exponent
+    start = math.floor(low / step) * step
+    ticks = []
+    value = start
+    while value < high + step * 0.5:
+        ticks.append(round(value, 12))
+        value += step
+    if ticks[-1] < high:
+        ticks.append(round(value, 12))
+    return ticks
+
+
+def _open(width: int, height: int, title: str) -> list[str]:
+    return [
+        f"<svg viewBox='0 0 {width} {height}' "
+        f"width='{width}' height='{height}' role='img' aria-label='{_t(title)}' "
+        f"class='chart' {FONT} font-size='12'>",
+        f"<title>{_t(title)}</title>",
+        f"<rect width='{width}' height='{height}' fill='#fff'/>",
+        f"<text x='{width / 2:.1f}' y='18' text-anchor='middle' font-size='14' "
+        f"font-weight='600'>{_t(title)}</text>",
+    ]
+
+
+LEGEND_ROWS: Final = 4
+
+
+def _legend_height(count: int) -> int:
+    return 16 * min(count, LEGEND_ROWS)
+
+
+def _legend(labels: Sequence[str], x: float, y: float, colors: Sequence[str]) -> list[str]:
+    """Columns of at most LEGEND_ROWS entries, so many series do not squash the plot."""
+    parts = []
+    column_width = 24 + 7 * max((len(label) for label in labels), default=0)
+    for i, (label, color) in enumerate(zip(labels, colors, strict=False)):
+        lx = x + (i // LEGEND_ROWS) * column_width
+        ly = y + (i % LEGEND_ROWS) * 16
+        parts.append(f"<rect x='{lx:.1f}' y='{ly - 9:.1f}' width='10' height='10' fill='{color}'/>")
+        parts.append(f"<text x='{lx + 14:.1f}' y='{ly:.1f}'>{_t(label)}</text>")
+    return parts
+
+
+def _empty(width: int, height: int, title: str, message: str) -> str:
+    parts = _open(width, height, title)
+    parts.append(
+        f"<text x='{width / 2:.1f}' y='{height / 2:.1f}' text-anchor='middle' fill='{AXIS}'>"
+        f"{_t(message)}</text></svg>"
+    )
+    return "".join(parts)
+
+
+def bar_chart(
+    title: str,
+    categories: Sequence[str],
+    series: Sequence[Series],
+    unit: str,
+    *,
+    width: int = 720,
+    bar_height: int = 16,
+) -> str:
+    """Horizontal grouped bars: one group per category, one bar per series (before/after)."""
+    values = [v for s in series for v in s.values if v is not None and math.isfinite(v)]
+    if not categories or not values:
+        return _empty(width, 120, title, "no data")
+    label_width = min(260, 12 + 7 * max(len(c) for c in categories))
+    left, right, top = label_width, 70, 34 + _legend_height(len(series))
+    group_height = bar_height * len(series) + 10
+    plot_height = group_height * len(categories)
+    height = top + plot_height + 44
+    ticks = nice_ticks(0.0, max(values))
+    x_max = ticks[-1]
+    plot_width = width - left - right
+
+    def sx(v: float) -> float:
+        return left + plot_width * v / x_max
+
+    colors = [PALETTE[i % len(PALETTE)] for i in range(len(series))]
+    parts = _open(width, height, title)
+    parts += _legend([s.label for s in series], left, 38, colors)
+    for tick in ticks:
+        x = sx(tick)
+        parts.append(
+            f"<line x1='{x:.1f}' y1='{top}' x2='{x:.1f}' y2='{top + plot_height}' "
+            f"stroke='{GRID}'/>"
+            f"<text x='{x:.1f}' y='{top + plot_height + 14}' text-anchor='middle' "
+            f"fill='{AXIS}'>{_t(format_number(tick))}</text>"
+        )
+    for ci, category in enumerate(categories):
+        gy = top + ci * group_height + 5
+        parts.append(
+            f"<text x='{left - 6}' y='{gy + group_height / 2:.1f}' text-anchor='end' "
+            f"dominant-baseline='middle'>{_t(category)}</text>"
+        )
+        for si, s in enumerate(series):
+            value = s.values[ci] if ci < len(s.values) else None
+            y = gy + si * bar_height
+            if value is None or not math.isfinite(value):
+                parts.append(
+                    f"<text x='{left + 4}' y='{y + bar_height - 4}' fill='{AXIS}'>n/a</text>"
+                )
+                continue
+            w = max(sx(value) - left, 0.5)
+            parts.append(
+                f"<rect x='{left}' y='{y}' width='{w:.1f}' height='{bar_height - 2}' "
+                f"fill='{colors[si]}'><title>{_t(s.label)}: {_t(format_number(value))} "
+                f"{_t(unit)}</title></rect>"
+                f"<text x='{left + w + 4:.1f}' y='{y + bar_height - 5}'>"
+                f"{_t(format_number(value))}</text>"
+            )
+    parts.append(
+        f"<line x1='{left}' y1='{top}' x2='{left}' y2='{top + plot_height}' stroke='{AXIS}'/>"
+        f"<text x='{left + plot_width / 2:.1f}' y='{height - 8}' text-anchor='middle' "
+        f"fill='{AXIS}'>{_t(unit)}</text></svg>"
+    )
+    return "".join(parts)
+
+
+def line_chart(
+    title: str,
+    series: Sequence[Series],
+    *,
+    x_label: str,
+    y_label: str,
+    refs: Sequence[RefLine] = (),
+    width: int = 720,
+    height: int = 300,
+    y_from_zero: bool = True,
+) -> str:
+    """Lines over a numeric x axis; ``refs`` draws labelled horizontal lines (targets)."""
+    points = [
+        (x, y)
+        for s in series
+        for x, y in zip(s.xs or range(len(s.values)), s.values, strict=False)
+        if y is not None and math.isfinite(y)
+    ]
+    if not points:
+        return _empty(width, height, title, "no data")
+    left, right, top, bottom = 64, 20, 34 + _legend_height(len(series)), 46
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points] + [r.value for r in refs]
+    y_ticks = nice_ticks(0.0 if y_from_zero else min(ys), max(ys))
+    x_lo, x_hi = min(xs), max(xs)
+    if x_hi == x_lo:
+        x_lo, x_hi = x_lo - 1, x_hi + 1
+    x_ticks = [t for t in nice_ticks(x_lo, x_hi, 6) if x_lo <= t <= x_hi]
+    plot_w, plot_h = width - left - right, height - top - bottom
+    y_lo, y_hi = y_ticks[0], y_ticks[-1]
+
+    def sx(v: float) -> float:
+        return left + plot_w * (v - x_lo) / (x_hi - x_lo)
+
+    def sy(v: float) -> float:
+        return top + plot_h * (1 - (v - y_lo) / (y_hi - y_lo))
+
+    colors = [PALETTE[i % len(PALETTE)] for i in range(len(series))]
+    parts = _open(width, height, title)
+    parts += _legend([s.label for s in series], left + 4, 38, colors)
+    for tick in y_ticks:
+        y = sy(tick)
+        parts.append(
+            f"<line x1='{left}' y1='{y:.1f}' x2='{left + plot_w}' y2='{y:.1f}' stroke='{GRID}'/>"
+            f"<text x='{left - 6}' y='{y + 4:.1f}' text-anchor='end' fill='{AXIS}'>"
+            f"{_t(format_number(tick))}</text>"
+        )
+    for tick in x_ticks:
+        x = sx(tick)
+        parts.append(
+            f"<line x1='{x:.1f}' y1='{top + plot_h}' x2='{x:.1f}' y2='{top + plot_h + 4}' "
+            f"stroke='{AXIS}'/><text x='{x:.1f}' y='{top + plot_h + 16}' text-anchor='middle' "
+            f"fill='{AXIS}'>{_t(format_number(tick))}</text>"
+        )
+    for ref in refs:
+        y = sy(ref.value)
+        parts.append(
+            f"<line x1='{left}' y1='{y:.1f}' x2='{left + plot_w}' y2='{y:.1f}' "
+            f"stroke='{ref.color}' stroke-dasharray='6 4'/>"
+            f"<text x='{left + plot_w - 4}' y='{y - 4:.1f}' text-anchor='end' "
+            f"fill='{ref.color}'>{_t(ref.text)}</text>"
+        )
+    for color, s in zip(colors, series, strict=True):
+        coords = [
+            f"{sx(x):.1f},{sy(y):.1f}"
+            for x, y in zip(s.xs or range(len(s.values)), s.values, strict=False)
+            if y is not None and math.isfinite(y)
+        ]
+        if not coords:
+            continue
+        parts.append(
+            f"<polyline fill='none' stroke='{color}' stroke-width='2' "
+            f"points='{' '.join(coords)}'><title>{_t(s.label)}</title></polyline>"
+        )
+        if len(coords) <= 40:
+            parts += [
+                f"<circle cx='{c.split(',')[0]}' cy='{c.split(',')[1]}' r='3' fill='{color}'/>"
+                for c in coords
+            ]
+    parts.append(
+        f"<line x1='{left}' y1='{top}' x2='{left}' y2='{top + plot_h}' stroke='{AXIS}'/>"
+        f"<line x1='{left}' y1='{top + plot_h}' x2='{left + plot_w}' y2='{top + plot_h}' "
+        f"stroke='{AXIS}'/>"
+        f"<text x='{left + plot_w / 2:.1f}' y='{height - 8}' text-anchor='middle' "
+        f"fill='{AXIS}'>{_t(x_label)}</text>"
+        f"<text transform='translate(14 {top + plot_h / 2:.1f}) rotate(-90)' "
+        f"text-anchor='middle' fill='{AXIS}'>{_t(y_label)}</text></svg>"
+    )
+    return "".join(parts)
+
+
+def histogram(
+    title: str,
+    edges: Sequence[float],
+    counts: Sequence[float],
+    *,
+    x_label: str,
+    y_label: str = "requests",
+    marks: Sequence[RefLine] = (),
+    width: int = 720,
+    height: int = 280,
+) -> str:
+    """Bars between consecutive ``edges`` (len(edges) == len(counts) + 1); ``marks`` are
+    vertical lines such as percentiles."""
+    if len(edges) != len(counts) + 1 or not counts or max(counts) <= 0:
+        return _empty(width, height, title, "no data")
+    left, right, top, bottom = 64, 20, 34, 46
+    plot_w, plot_h = width - left - right, height - top - bottom
+    x_lo, x_hi = edges[0], edges[-1]
+    if x_hi <= x_lo:
+        return _empty(width, height, title, "no data")
+    y_ticks = nice_ticks(0.0, max(counts))
+    y_hi = y_ticks[-1]
+
+    def sx(v: float) -> float:
+        return left + plot_w * (min(max(v, x_lo), x_hi) - x_lo) / (x_hi - x_lo)
+
+    def sy(v: float) -> float:
+        return top + plot_h * (1 - v / y_hi)
+
+    parts = _open(width, height, title)
+    for tick in y_ticks:
+        y = sy(tick)
+        parts.append(
+            f"<line x1='{left}' y1='{y:.1f}' x2='{left + plot_w}' y2='{y:.1f}' stroke='{GRID}'/>"
+            f"<text x='{left - 6}' y='{y + 4:.1f}' text-anchor='end' fill='{AXIS}'>"
+            f"{_t(format_number(tick))}</text>"
+        )
+    for lo, hi, count in zip(edges, edges[1:], counts, strict=False):
+        x0, x1 = sx(lo), sx(hi)
+        y = sy(count)
+        parts.append(
+            f"<rect x='{x0:.1f}' y='{y:.1f}' width='{max(x1 - x0 - 1, 0.5):.1f}' "
+            f"height='{top + plot_h - y:.1f}' fill='{PALETTE[0]}'><title>"
+            f"{_t(format_number(lo))}-{_t(format_number(hi))}: {_t(format_number(count))}"
+            f"</title></rect>"
+        )
+    for tick in nice_ticks(x_lo, x_hi, 7):
+        if x_lo <= tick <= x_hi:
+            x = sx(tick)
+            parts.append(
+                f"<text x='{x:.1f}' y='{top + plot_h + 16}' text-anchor='middle' "
+                f"fill='{AXIS}'>{_t(format_number(tick))}</text>"
+            )
+    for i, mark in enumerate(marks):
+        x = sx(mark.value)
+        parts.append(
+            f"<line x1='{x:.1f}' y1='{top}' x2='{x:.1f}' y2='{top + plot_h}' "
+            f"stroke='{mark.color}' stroke-dasharray='5 3'/>"
+            f"<text x='{x + 3:.1f}' y='{top + 12 + 14 * i}' fill='{mark.color}'>"
+            f"{_t(mark.text)}</text>"
+        )
+    parts.append(
+        f"<line x1='{left}' y1='{top + plot_h}' x2='{left + plot_w}' y2='{top + plot_h}' "
+        f"stroke='{AXIS}'/>"
+        f"<text x='{left + plot_w / 2:.1f}' y='{height - 8}' text-anchor='middle' "
+        f"fill='{AXIS}'>{_t(x_label)}</text>"
+        f"<text transform='translate(14 {top + plot_h / 2:.1f}) rotate(-90)' "
+        f"text-anchor='middle' fill='{AXIS}'>{_t(y_label)}</text></svg>"
+    )
+    return "".join(parts)
+
+
+def bins_from_samples(samples: Sequence[float], count: int = 30) -> tuple[list[float], list[float]]:
+    return bins_from_weighted([(value, 1.0) for value in samples], count)
+
+
+def bins_from_weighted(
+    points: Sequence[tuple[float, float]], count: int = 30
+) -> tuple[list[float], list[float]]:
+    """Equal-width bins of ``(value, weight)`` points up to the 99.5th percentile (the long tail
+    would flatten the rest); values above it fall into the last bin."""
+    if not points:
+        return [], []
+    ordered = sorted(points)
+    total = sum(w for _, w in ordered)
+    low, high, seen = ordered[0][0], ordered[-1][0], 0.0
+    for value, weight in ordered:
+        seen += weight
+        if seen >= total * 0.995:
+            high = value
+            break
+    if high <= low:
+        high = low + 1.0
+    step = (high - low) / count
+    edges = [low + i * step for i in range(count + 1)]
+    counts = [0.0] * count
+    for value, weight in ordered:
+        counts[min(int((value - low) / step), count - 1)] += weight
+    return edges, counts

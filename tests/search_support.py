@@ -1,0 +1,46 @@
+"""Helpers shared by the search tests: the oracle's input, and walking the endpoint's pages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from reference.assets import ASSET_COLUMNS, Asset
+from reference.db import init_connection
+
+USER_ASSETS_SQL = f"select {ASSET_COLUMNS} from assets a where a.user_id = $1"
+
+
+async def user_assets(dsn: str, user_id: UUID) -> list[Asset]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await init_connection(conn)
+        return [Asset.from_record(r) for r in await conn.fetch(USER_ASSETS_SQL, user_id)]
+    finally:
+        await conn.close()
+
+
+async def walk(
+    client: Any, headers: Mapping[str, str], params: Mapping[str, str], max_pages: int = 1000
+) -> tuple[list[str], int, bool]:
+    """Every page of a search: (ids in order, total, whether the last page was reached)."""
+    ids: list[str] = []
+    cursor: str | None = None
+    total = -1
+    for _ in range(max_pages):
+        query = dict(params) if cursor is None else {**params, "cursor": cursor}
+        resp = await client.get("/v1/search", params=query, headers=headers)
+        body = await resp.json()
+        assert resp.status == 200, body
+        assert body["total_is_exact"] is True
+        if total >= 0:
+            assert body["total"] == total, "the total changed between pages"
+        total = body["total"]
+        ids.extend(a["id"] for a in body["assets"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return ids, total, True
+    return ids, total, False

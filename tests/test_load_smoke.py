@@ -1,0 +1,127 @@
+"""Real, short, headless Locust runs against the real service on the seeded tiny dataset.
+
+Locust (and gevent) only ever run in a subprocess; the service runs in its own process too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fixtures.database import run_async
+from fixtures.pytest_plugin import SeededDataset
+from loadtests._config import REPO, Identity, write_tokens
+from loadtests._service import service, write_storage_objects
+from reference.auth import issue_token
+from reference.settings import Settings
+from reports.service_metrics import fetch_url_cache
+
+pytestmark = pytest.mark.slow
+
+STRICT = """
+[load]
+window_s = 5
+[load.thresholds.workspace_page]
+p50_ms = 0.001
+error_rate = 0.01
+"""
+LENIENT = """
+[load]
+window_s = 5
+[load.thresholds.overall]
+p95_ms = 60000
+error_rate = 0.5
+[[target]]
+id = "cache_hit_rate"
+name = "cache hit rate"
+source = "test"
+metric = "load.url_cache_hit_rate"
+unit = "ratio"
+op = ">="
+plan = 0.0
+"""
+
+
+@pytest.fixture
+def served(
+    seeded_template: SeededDataset, seeded_dsn: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """The service on a private copy of the tiny dataset (the batch journey writes)."""
+    storage = tmp_path_factory.mktemp("storage")
+    run_async(write_storage_objects(seeded_dsn, storage))
+    tokens = tmp_path_factory.mktemp("tokens") / "tokens.json"
+    secret, heavy = Settings().jwt_secret, seeded_template.heavy_user
+    users = seeded_template.users[:8]
+    weights = [5.0 if u == heavy else 1.0 for u in users]
+    write_tokens(
+        tokens,
+        [Identity(str(u), issue_token(secret, u), w) for u, w in zip(users, weights, strict=True)],
+    )
+    with service(seeded_dsn, "unified", storage) as base_url:
+        yield base_url, tokens
+
+
+def operations(base_url: str) -> set[str]:
+    with urllib.request.urlopen(f"{base_url}/openapi.json", timeout=5) as resp:  # noqa: S310
+        return set(json.loads(resp.read())["paths"])
+
+
+def run_locust(
+    base_url: str, tokens: Path, targets: Path, out: Path
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")},
+        "LOAD_TOKENS": str(tokens),
+        "TARGETS_FILE": str(targets),
+        "LOAD_OUT": str(out),
+        "URL_MODE": "unified",
+    }
+    command = [
+        sys.executable, "-m", "locust", "--config", str(REPO / "loadtests" / "locust.conf"),
+        "-f", str(REPO / "loadtests"), "--host", base_url, "--headless",
+        "-u", "5", "-r", "5", "-t", "8s", "--csv", str(out / "load"),
+    ]  # fmt: skip
+    return subprocess.run(
+        command, env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_threshold_breach_fails_the_run_and_lenient_targets_pass(
+    served: tuple[str, Path], tmp_path: Path
+) -> None:
+    base_url, tokens = served
+    if "/v1/workspace" not in operations(base_url):
+        pytest.skip("the service does not serve /v1/workspace yet")
+    strict, lenient = tmp_path / "strict.toml", tmp_path / "lenient.toml"
+    strict.write_text(STRICT)
+    lenient.write_text(LENIENT)
+
+    broken = run_locust(base_url, tokens, strict, tmp_path / "strict")
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert "workspace_page: p50_ms < 0.001" in broken.stdout
+    assert "BREACH" in broken.stdout
+
+    before = fetch_url_cache(base_url)
+    passed = run_locust(base_url, tokens, lenient, tmp_path / "lenient")
+    after = fetch_url_cache(base_url)
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "PASS: every threshold met" in passed.stdout
+
+    figures = json.loads((tmp_path / "lenient" / "figures" / "load.json").read_text())["figures"]
+    assert figures["load.workspace_page.count"] > 0
+    assert figures["load.overall.p95_ms"] > 0
+    assert "load.journey.open_workspace.p95_ms" in figures
+    # The cache-hit figure is the service's own /metrics over the run.
+    delta = after - before
+    assert delta.lookups > 0
+    assert figures["load.url_cache_hit_rate"] == pytest.approx(delta.hit_rate)
+    assert (tmp_path / "lenient" / "load_stats.csv").exists()
+    series = json.loads((tmp_path / "lenient" / "load_series.json").read_text())
+    assert {row["group"] for row in series["series"]} >= {"workspace_page", "overall"}

@@ -1,0 +1,370 @@
+"""GET /v1/search and the saved search state, against the tiny dataset over real HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from reference.filter_port import filter_assets, is_dismissed
+from reference.search import SearchQuery, parse_query
+from tests.conftest import auth_headers
+from tests.search_support import user_assets, walk
+
+INSERT_IMAGE = """
+insert into images (id, user_id, prompt, status, quality, model_type, storage_path,
+                    thumbnail_path, metadata, created_at)
+values ($1, $2, $3, 'completed', 'fast', null, 'x.png', 'x.thumb.webp', $4::jsonb, $5)
+"""
+
+
+async def insert_images(dsn: str, user_id: uuid.UUID, prompts: list[str]) -> list[uuid.UUID]:
+    ids = [uuid.uuid4() for _ in prompts]
+    now = datetime.now(UTC)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.executemany(
+            INSERT_IMAGE,
+            [(i, user_id, p, None, now) for i, p in zip(ids, prompts, strict=True)],
+        )
+    finally:
+        await conn.close()
+    return ids
+
+
+def oracle_ids(assets: list[Any], **params: str) -> list[str]:
+    return [str(a.id) for a in filter_assets(assets, parse_query(params))]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"type": "gif"}, "type"),
+        ({"quality": "ultra"}, "quality"),
+        ({"model": "sdxl"}, "model"),
+        ({"status": "done"}, "status"),
+        ({"sort": "size"}, "sort"),
+        ({"order": "up"}, "order"),
+        ({"start": "last tuesday"}, "start"),
+        ({"end": "2024-13-01"}, "end"),
+        ({"start": "2024-05-02", "end": "2024-05-01"}, "end"),
+        ({"start": "2024-05-01T10:00:00Z", "end": "2024-05-01T09:59:59Z"}, "end"),
+        ({"end": "9999-12-31"}, "end"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "100000"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"q": "x" * 201}, "q"),
+        ({"q": "fox\x00"}, "q"),
+        ({"include_dismissed": "maybe"}, "include_dismissed"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+async def test_bad_input_is_400_naming_the_field(
+    make_client: Any, seeded_template: Any, params: dict[str, str], field: str
+) -> None:
+    client = await make_client(seeded_template.dsn)
+    resp = await client.get(
+        "/v1/search", params=params, headers=auth_headers(seeded_template.heavy_user)
+    )
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["field"] == field, body
+
+
+async def test_repeated_parameter_is_400(make_client: Any, seeded_template: Any) -> None:
+    client = await make_client(seeded_template.dsn)
+    resp = await client.get(
+        "/v1/search?type=image&type=video", headers=auth_headers(seeded_template.heavy_user)
+    )
+    assert resp.status == 400
+    assert (await resp.json())["field"] == "type"
+
+
+async def test_requires_a_token(make_client: Any, seeded_template: Any) -> None:
+    client = await make_client(seeded_template.dsn)
+    assert (await client.get("/v1/search")).status == 401
+
+
+async def test_dismissed_left_out_unless_asked(make_client: Any, seeded_template: Any) -> None:
+    user = seeded_template.heavy_user
+    assets = await user_assets(seeded_template.dsn, user)
+    dismissed = {str(a.id) for a in assets if is_dismissed(a)}
+    assert dismissed, "the dataset should have dismissed assets"
+    assert any(a.metadata.get("workspace_dismissed") is None for a in assets)
+    client = await make_client(seeded_template.dsn)
+    headers = auth_headers(user)
+
+    ids, total, done = await walk(client, headers, {"limit": "200"})
+    assert done
+    assert total == len(assets) - len(dismissed) == len(ids)
+    assert not dismissed & set(ids)
+
+    ids, total, done = await walk(client, headers, {"limit": "200", "include_dismissed": "true"})
+    assert done
+    assert total == len(assets)
+    assert dismissed <= set(ids)
+
+
+@pytest.mark.parametrize("q", ["a", "X", "8k", "f/", " l", "zq"])
+async def test_short_queries_match_the_oracle(
+    make_client: Any, seeded_template: Any, q: str
+) -> None:
+    user = seeded_template.heavy_user
+    assets = await user_assets(seeded_template.dsn, user)
+    client = await make_client(seeded_template.dsn)
+    resp = await client.get(
+        "/v1/search", params={"q": q, "limit": "200"}, headers=auth_headers(user)
+    )
+    body = await resp.json()
+    assert body["text_search"] == "short"
+    expected = oracle_ids(assets, q=q)
+    assert body["total"] == len(expected)
+    assert [a["id"] for a in body["assets"]] == expected[:200]
+
+
+async def test_like_wildcards_are_literal(make_client: Any, seeded_dsn: str) -> None:
+    user = uuid.uuid4()
+    prompts = [
+        "sale 100% off today",
+        "sale 1000 off today",
+        "snake_case cat",
+        "snakeXcase cat",
+        "back\\slash path",
+        "backslash path",
+    ]
+    ids = await insert_images(seeded_dsn, user, prompts)
+    by_prompt = dict(zip(prompts, map(str, ids), strict=True))
+    client = await make_client(seeded_dsn)
+    headers = auth_headers(user)
+    for q, expected in [
+        ("100%", {"sale 100% off today"}),
+        ("%", {"sale 100% off today"}),
+        ("snake_case", {"snake_case cat"}),
+        ("_", {"snake_case cat"}),
+        ("back\\s", {"back\\slash path"}),
+        ("\\", {"back\\slash path"}),
+        ("SALE", {"sale 100% off today", "sale 1000 off today"}),
+    ]:
+        got, total, _ = await walk(client, headers, {"q": q})
+        assert set(got) == {by_prompt[p] for p in expected}, q
+        assert total == len(expected)
+
+
+async def test_another_users_assets_never_appear(make_client: Any, seeded_dsn: str) -> None:
+    owner, stranger = uuid.uuid4(), uuid.uuid4()
+    secret = "zanzibar quokka in a teacup"
+    await insert_images(seeded_dsn, owner, [secret])
+    client = await make_client(seeded_dsn)
+    for params in ({"q": "quokka"}, {"q": "zq"}, {"include_dismissed": "true"}, {"sort": "prompt"}):
+        _, total, _ = await walk(client, auth_headers(stranger), params)
+        assert total == 0, params
+    ids, total, _ = await walk(client, auth_headers(owner), {"q": "QUOKKA"})
+    assert total == 1
+    assert len(ids) == 1
+
+
+async def test_results_belong_to_the_caller(make_client: Any, seeded_template: Any) -> None:
+    client = await make_client(seeded_template.dsn)
+    for user in seeded_template.users[:4]:
+        own = {str(a.id) for a in await user_assets(seeded_template.dsn, user)}
+        ids, _, _ = await walk(
+            client, auth_headers(user), {"include_dismissed": "true", "limit": "200"}
+        )
+        assert set(ids) <= own
+        assert len(ids) == len(own)
+
+
+async def test_date_bounds_are_inclusive(make_client: Any, seeded_template: Any) -> None:
+    user = seeded_template.heavy_user
+    assets = await user_assets(seeded_template.dsn, user)
+    visible = [a for a in assets if not is_dismissed(a)]
+    pivot = sorted(visible, key=lambda a: a.created_at)[len(visible) // 2]
+    client = await make_client(seeded_template.dsn)
+    headers = auth_headers(user)
+    moment = pivot.created_at.isoformat()
+    ids, _, _ = await walk(client, headers, {"start": moment, "end": moment})
+    assert str(pivot.id) in ids
+    day = pivot.created_at.date().isoformat()
+    ids, total, _ = await walk(client, headers, {"start": day, "end": day, "limit": "200"})
+    expected = [a for a in visible if a.created_at.date() == pivot.created_at.date()]
+    assert total == len(expected)
+    assert set(ids) == {str(a.id) for a in expected}
+    after = (pivot.created_at + timedelta(microseconds=1)).isoformat()
+    ids, _, _ = await walk(client, headers, {"start": after, "limit": "200"})
+    assert str(pivot.id) not in ids
+
+
+async def test_cursor_of_another_search_is_rejected(make_client: Any, seeded_template: Any) -> None:
+    client = await make_client(seeded_template.dsn)
+    headers = auth_headers(seeded_template.heavy_user)
+    first = await (await client.get("/v1/search?limit=5", headers=headers)).json()
+    assert first["next_cursor"]
+    resp = await client.get(
+        "/v1/search",
+        params={"limit": "5", "sort": "prompt", "cursor": first["next_cursor"]},
+        headers=headers,
+    )
+    assert resp.status == 400
+    assert (await resp.json())["field"] == "cursor"
+
+
+async def test_capabilities_report_the_trigram_index(
+    make_client: Any, seeded_template: Any
+) -> None:
+    client = await make_client(seeded_template.dsn)
+    headers = auth_headers(seeded_template.heavy_user)
+    caps = await (await client.get("/v1/search/capabilities", headers=headers)).json()
+    assert caps["text_index"] is True
+    assert caps["limitation"] is None
+    body = await (await client.get("/v1/search?q=portrait", headers=headers)).json()
+    assert body["text_search"] == "trigram"
+
+
+async def test_without_pg_trgm_search_is_still_exact_and_says_so(
+    make_client: Any, seeded_dsn: str, seeded_template: Any
+) -> None:
+    conn = await asyncpg.connect(seeded_dsn)
+    try:
+        await conn.execute("drop extension if exists btree_gin cascade")
+        await conn.execute("drop extension if exists pg_trgm cascade")
+    finally:
+        await conn.close()
+    user = seeded_template.heavy_user
+    assets = await user_assets(seeded_dsn, user)
+    client = await make_client(seeded_dsn)
+    headers = auth_headers(user)
+    caps = await (await client.get("/v1/search/capabilities", headers=headers)).json()
+    assert caps["text_index"] is False
+    assert "pg_trgm" in caps["limitation"]
+    for q in ("portrait", "light", "Of"):
+        resp = await client.get("/v1/search", params={"q": q, "limit": "200"}, headers=headers)
+        body = await resp.json()
+        assert body["text_index"] is False
+        assert body["text_search"] == ("scan" if len(q) >= 3 else "short")
+        expected = oracle_ids(assets, q=q)
+        assert body["total"] == len(expected)
+        assert [a["id"] for a in body["assets"]] == expected[:200]
+
+
+STATE = {
+    "query": "red fox",
+    "filters": {
+        "type": "image",
+        "quality": "high",
+        "model": "none",
+        "status": "completed",
+        "start": "2024-01-01",
+        "end": "2024-06-30T23:59:59Z",
+        "include_dismissed": True,
+    },
+    "sort": {"by": "prompt", "order": "asc"},
+}
+
+
+async def test_state_survives_a_restart(make_client: Any, seeded_dsn: str) -> None:
+    user = uuid.uuid4()
+    first = await make_client(seeded_dsn)
+    initial = await (await first.get("/v1/search/state", headers=auth_headers(user))).json()
+    assert initial["updated_at"] is None
+    assert initial["state"] == SearchQuery().state()
+    resp = await first.put("/v1/search/state", json=STATE, headers=auth_headers(user))
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["state"] == STATE
+    await first.close()
+
+    second = await make_client(seeded_dsn)
+    body = await (await second.get("/v1/search/state", headers=auth_headers(user))).json()
+    assert body["state"] == STATE
+    assert body["updated_at"] is not None
+    other = await (await second.get("/v1/search/state", headers=auth_headers(uuid.uuid4()))).json()
+    assert other["updated_at"] is None
+
+
+async def test_partial_state_gets_defaults(make_client: Any, seeded_dsn: str) -> None:
+    client = await make_client(seeded_dsn)
+    resp = await client.put(
+        "/v1/search/state", json={"query": "owl"}, headers=auth_headers(uuid.uuid4())
+    )
+    assert resp.status == 200
+    state = (await resp.json())["state"]
+    assert state == {**SearchQuery(q="owl").state()}
+    assert state["sort"] == {"by": "date", "order": "desc"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"filters": {"model": "sdxl"}}, "filters.model"),
+        ({"filters": {"colour": "red"}}, "filters.colour"),
+        ({"filters": {"start": "2024-02-01", "end": "2024-01-01"}}, "filters.end"),
+        ({"filters": {"include_dismissed": "yes"}}, "filters.include_dismissed"),
+        ({"filters": {"type": 3}}, "filters.type"),
+        ({"sort": {"by": "size"}}, "sort.by"),
+        ({"sort": {"order": "sideways"}}, "sort.order"),
+        ({"sort": "date"}, "sort"),
+        ({"query": "x" * 500}, "query"),
+        ({"query": 7}, "query"),
+        ({"page": 2}, "page"),
+        ([1, 2], "body"),
+    ],
+)
+async def test_bad_state_is_400_naming_the_field(
+    make_client: Any, seeded_dsn: str, body: Any, field: str
+) -> None:
+    client = await make_client(seeded_dsn)
+    resp = await client.put("/v1/search/state", json=body, headers=auth_headers(uuid.uuid4()))
+    assert resp.status == 400
+    assert (await resp.json())["field"] == field
+
+
+async def test_state_body_must_be_json(make_client: Any, seeded_dsn: str) -> None:
+    client = await make_client(seeded_dsn)
+    resp = await client.put(
+        "/v1/search/state", data=b"{not json", headers=auth_headers(uuid.uuid4())
+    )
+    assert resp.status == 400
+    assert (await resp.json())["field"] == "body"
+
+
+async def test_every_search_parameter_is_documented(make_client: Any, seeded_template: Any) -> None:
+    client = await make_client(seeded_template.dsn)
+    doc = await (await client.get("/openapi.json")).json()
+    names = {p["name"] for p in doc["paths"]["/v1/search"]["get"]["parameters"]}
+    assert names == {
+        "q", "type", "quality", "model", "status", "start", "end", "sort", "order",
+        "include_dismissed", "cursor", "limit",
+    }  # fmt: skip
+    assert "put" in doc["paths"]["/v1/search/state"]
+    assert "get" in doc["paths"]["/v1/search/capabilities"]
+
+
+async def test_text_counts_are_capped_and_say_so(make_client: Any, seeded_template: Any) -> None:
+    user = seeded_template.heavy_user
+    client = await make_client(seeded_template.dsn, search_count_cap=5)
+    headers = auth_headers(user)
+    for q in ("a", "the"):
+        body = await (await client.get("/v1/search", params={"q": q}, headers=headers)).json()
+        assert body["total"] == 5
+        assert body["total_is_exact"] is False
+        assert len(body["assets"]) > 5
+    body = await (await client.get("/v1/search?q=zzzz-nowhere", headers=headers)).json()
+    assert (body["total"], body["total_is_exact"]) == (0, True)
+    assets = await user_assets(seeded_template.dsn, user)
+    body = await (await client.get("/v1/search?quality=high", headers=headers)).json()
+    assert body["total_is_exact"] is True
+    assert body["total"] == len(oracle_ids(assets, quality="high")) > 5
+
+
+async def test_results_carry_signed_thumbnail_urls(make_client: Any, seeded_template: Any) -> None:
+    client = await make_client(seeded_template.dsn)
+    headers = auth_headers(seeded_template.heavy_user)
+    body = await (await client.get("/v1/search?q=portrait&limit=5", headers=headers)).json()
+    assert body["assets"]
+    for item in body["assets"]:
+        url = item["thumbnail_url"]
+        assert "/storage/v1/object/sign/" in url
+        assert "token=" in url
