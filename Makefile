@@ -43,7 +43,6 @@ bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report i
 serve: $(STAMP) ## database + SCALE data (if empty) + storage files, then the service on 127.0.0.1:PORT (8080)
 	$(PY) -m reference.serve
 
-<<<<<<< HEAD
 bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench-micro.json + figures/bench.json
 	@mkdir -p reports/out
 	$(VENV)/bin/pytest benchmarks --benchmark-json=reports/out/bench-micro.json $(PYTEST_ARGS)
@@ -51,15 +50,11 @@ bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench
 gate: $(STAMP) ## benchmarks at SCALE, targets from same-run ratios, regressions vs baseline (exit 0/1/2/3)
 	$(PY) -m reports.gate $(if $(GATE_JSON),--json $(GATE_JSON)) $(GATE_ARGS) $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
-clean: ## remove generated output (keeps .venv and the gate baselines in .benchmarks/)
-	rm -rf reports/out .pytest_cache .mypy_cache .ruff_cache .data
-=======
 load: $(STAMP) ## headless load test: database, SCALE data, service (URL_MODE), Locust; LOCUST_* override
 	$(PY) -m loadtests --modes $${URL_MODE:-unified} $(LOAD_ARGS)
 
 load-ui: $(STAMP) ## database, data, service and Locust's web UI on 127.0.0.1:8089 (Thresholds tab)
 	$(PY) -m loadtests --ui --modes $${URL_MODE:-unified} $(LOAD_ARGS)
 
-clean: ## remove generated output (keeps .venv)
-	rm -rf reports/out .benchmarks .pytest_cache .mypy_cache .ruff_cache .data
->>>>>>> main
+clean: ## remove generated output (keeps .venv and the gate baselines in .benchmarks/)
+	rm -rf reports/out .pytest_cache .mypy_cache .ruff_cache .data

@@ -30,7 +30,7 @@ import pytest
 
 from benchmarks.harness import FIGURES_DIR, BenchLoop, record, timing_disabled
 from fixtures.database import DatabaseInfo, create_database, drop_database
-from fixtures.generate import DatasetSpec, heavy_user_id, reference_day_start
+from fixtures.generate import DatasetSpec, heavy_user_id
 from fixtures.prepare import BASE_VERSION, prepare_dataset
 from reference.db import SERVER_SETTINGS, init_connection
 from reference.migrate import current_version, migrate
@@ -137,6 +137,11 @@ async def _connect(dsn: str) -> asyncpg.Connection:
     return conn
 
 
+def _day_start(spec: DatasetSpec) -> datetime:
+    """Start of the dataset's "today" (UTC), as the plan's session-only filter computes it."""
+    return spec.reference_now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 async def _query_args(conn: asyncpg.Connection, user: UUID, day_start: datetime) -> dict[str, Any]:
     job_id = await conn.fetchval(BUSIEST_JOB, user)
     if job_id is None:
@@ -169,7 +174,7 @@ def query_db(
         conn = bench_loop.run(_connect(dsn))
         try:
             args = bench_loop.run(
-                _query_args(conn, heavy_user_id(bench_spec), reference_day_start(bench_spec))
+                _query_args(conn, heavy_user_id(bench_spec), _day_start(bench_spec))
             )
             db = QueryDatabase(dsn, bench_spec, conn, args, prepared.load.assets)
             yield db
