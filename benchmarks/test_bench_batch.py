@@ -9,7 +9,14 @@ loopback connection (the plan's calls go over HTTP to PostgREST: each costs far 
 (for undo), chunks of ``batch_chunk_size`` (default 1,000) each in its own transaction.
 ``bare_statements`` is the merge alone, one statement per table, without that bookkeeping.
 
-Run: ``.venv/bin/pytest benchmarks/test_bench_batch.py --benchmark-only``
+Every dismiss case acts on the heavy user's newest 1,000 (10,000) assets in a private copy of the
+dataset (``SCALE``); before each round, untimed, their metadata is put back as it was and the
+tables vacuumed, so every round does the same work on the same rows. The pair behind
+``speedup.batch.dismiss_<size>`` is ``plan_per_asset`` ("before") vs ``set_based`` ("after");
+``bare_statements`` is the floor, outside the pair. A size the dataset cannot fill is skipped
+when timed, and run on what there is under ``--benchmark-disable``.
+
+Run: ``.venv/bin/pytest benchmarks/test_bench_batch.py``
 (``BENCH_DOWNLOAD_MB`` sets the download size, 1024 by default; 32 under --benchmark-disable).
 """
 
@@ -21,108 +28,153 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from uuid import UUID
 
 import aiohttp
 import asyncpg
 import pytest
 
+from benchmarks.harness import ROOT, BenchDataset, BenchLoop, open_pool, record
 from reference.auth import issue_token
 from reference.batch_ops import Kind, PurgePolicy, Selection, create_operation, run_operation
 from reference.buckets import determine_bucket, object_file
-from reference.db import create_pool
-from reference.migrate import migrate
+from reference.db import init_connection
 from reference.settings import Settings
+from reports.targets import load_targets
 
-SEED = 20_250_108
-ROOT = Path(__file__).resolve().parent.parent
-BARE_DISMISS_IMAGES = """
-update images set metadata = coalesce(metadata, '{}'::jsonb) || '{"workspace_dismissed": true}'
+SIZES: Final = (1_000, 10_000)
+#: the plan's way is the claim's "before", the service's operation its "after"
+SIDE: Final = {"plan_per_asset": "before", "set_based": "after"}
+
+NEWEST_ASSETS: Final = """
+select id, metadata::text as metadata from assets
+where user_id = $1
+order by created_at desc, id desc
+limit $2
+"""
+RESTORE_METADATA: Final = """
+update {table} t set metadata = s.metadata::jsonb
+from unnest($1::uuid[], $2::text[]) as s(id, metadata)
+where t.id = s.id
+"""
+BARE_DISMISS: Final = """
+update {table} set metadata = coalesce(metadata, '{{}}'::jsonb) || '{{"workspace_dismissed": true}}'
 where user_id = $1 and id = any($2::uuid[])
 """
-BARE_DISMISS_VIDEOS = """
-update videos set metadata = coalesce(metadata, '{}'::jsonb) || '{"workspace_dismissed": true}'
-where user_id = $1 and id = any($2::uuid[])
-"""
-PLAN_DISMISS_IMAGE = "update images set metadata = $2 where id = $1"
-PLAN_DISMISS_VIDEO = "update videos set metadata = $2 where id = $1"
-INSERT_ASSETS = """
-insert into {table} (id, user_id, prompt, status, quality, storage_path, thumbnail_path, metadata)
-select id, $2::uuid, 'a prompt', 'completed', 'high', $2::uuid::text || '/' || id || '{ext}',
-       $2::uuid::text || '/' || id || '_thumb.webp', jsonb_build_object('job_id', 'j' || (n / 4))
-from unnest($1::uuid[]) with ordinality as t(id, n)
-"""
+PLAN_DISMISS_IMAGE: Final = "update images set metadata = $2 where id = $1"
+PLAN_DISMISS_VIDEO: Final = "update videos set metadata = $2 where id = $1"
+TABLES: Final = ("images", "videos")
 
 
-@pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
+@dataclass(frozen=True)
+class Selected:
+    user: UUID
+    ids: list[UUID]
+    metadata: list[str | None]
 
 
-async def _dataset(dsn: str, size: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
-    await migrate(dsn)
-    user = uuid.UUID(int=SEED)
-    ids = [uuid.UUID(int=SEED * 1_000_000 + i) for i in range(size)]
+async def _select(dsn: str, user: UUID, size: int) -> Selected:
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute(INSERT_ASSETS.format(table="images", ext=".png"), ids[::2], user)
-        await conn.execute(INSERT_ASSETS.format(table="videos", ext=".mp4"), ids[1::2], user)
-        await conn.execute("analyze images; analyze videos")
+        rows = await conn.fetch(NEWEST_ASSETS, user, size)
     finally:
         await conn.close()
-    return user, ids
+    return Selected(user, [r["id"] for r in rows], [r["metadata"] for r in rows])
 
 
-async def _plan_per_asset(pool: asyncpg.Pool, ids: list[uuid.UUID]) -> None:
+async def _restore(pool: asyncpg.Pool, selected: Selected) -> None:
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            for table in TABLES:
+                sql = RESTORE_METADATA.format(table=table)
+                await conn.execute(sql, selected.ids, selected.metadata)
+        await conn.execute("vacuum images, videos")
+
+
+async def _plan_per_asset(pool: asyncpg.Pool, selected: Selected) -> None:
     metadata = {"workspace_dismissed": True}
     async with pool.acquire() as conn:
-        for asset_id in ids:
+        for asset_id in selected.ids:
             await conn.execute(PLAN_DISMISS_IMAGE, asset_id, metadata)
             await conn.execute(PLAN_DISMISS_VIDEO, asset_id, metadata)
 
 
-async def _bare_statements(pool: asyncpg.Pool, user: uuid.UUID, ids: list[uuid.UUID]) -> None:
+async def _bare_statements(pool: asyncpg.Pool, selected: Selected) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(BARE_DISMISS_IMAGES, user, ids)
-        await conn.execute(BARE_DISMISS_VIDEOS, user, ids)
+        for table in TABLES:
+            await conn.execute(BARE_DISMISS.format(table=table), selected.user, selected.ids)
 
 
-async def _set_based(pool: asyncpg.Pool, user: uuid.UUID, ids: list[uuid.UUID]) -> None:
+async def _set_based(pool: asyncpg.Pool, selected: Selected) -> None:
     settings = Settings()
     async with pool.acquire() as conn:
         op, _ = await create_operation(
-            conn, user, Kind.DISMISS, Selection(tuple(ids)), max_ids=len(ids)
+            conn,
+            selected.user,
+            Kind.DISMISS,
+            Selection(tuple(selected.ids)),
+            max_ids=len(selected.ids),
         )
     await run_operation(pool, op.id, settings.batch_chunk_size, PurgePolicy(Path("/nonexistent")))
 
 
-@pytest.mark.parametrize("size", [1_000, 10_000])
-@pytest.mark.parametrize("variant", ["set_based", "bare_statements", "plan_per_asset"])
-def test_dismiss(benchmark, loop, fresh_dsn, size, variant):
-    benchmark.group = f"batch.dismiss_{size}"
-    benchmark.extra_info.update(dataset_assets=size, seed=SEED, variant=variant)
-    # the pair behind speedup.batch.dismiss_<size>: the plan's per-asset calls vs the service's
-    # set-based operation; bare_statements is the floor, outside the pair
-    side = {"plan_per_asset": "before", "set_based": "after"}.get(variant)
-    if side is not None:
-        benchmark.extra_info.update(claim=f"batch.dismiss_{size}", side=side)
-    user, ids = loop.run_until_complete(_dataset(fresh_dsn, size))
-    pool = loop.run_until_complete(create_pool(fresh_dsn, 1, 2))
-    try:
-        if variant == "set_based":
-            work: Any = lambda: loop.run_until_complete(_set_based(pool, user, ids))  # noqa: E731
-        elif variant == "bare_statements":
-            work = lambda: loop.run_until_complete(_bare_statements(pool, user, ids))  # noqa: E731
-        else:
-            work = lambda: loop.run_until_complete(_plan_per_asset(pool, ids))  # noqa: E731
-        benchmark.pedantic(work, rounds=5 if size <= 1_000 else 3, iterations=1, warmup_rounds=0)
-    finally:
-        loop.run_until_complete(pool.close())
+VARIANTS: Final[dict[str, Callable[[asyncpg.Pool, Selected], Awaitable[None]]]] = {
+    "plan_per_asset": _plan_per_asset,
+    "set_based": _set_based,
+    "bare_statements": _bare_statements,
+}
+
+
+async def _dismissed(pool: asyncpg.Pool, selected: Selected) -> int:
+    count: int = await pool.fetchval(
+        "select count(*) from assets where id = any($1::uuid[])"
+        " and metadata->>'workspace_dismissed' = 'true'",
+        selected.ids,
+    )
+    return count
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("size", SIZES)
+def test_dismiss(
+    benchmark: Any,
+    bench_loop: BenchLoop,
+    bench_dataset_copy: BenchDataset,
+    size: int,
+    variant: str,
+) -> None:
+    dataset = bench_dataset_copy
+    selected = bench_loop.run(_select(dataset.dsn, dataset.heavy_user, size))
+    if len(selected.ids) < size and not benchmark.disabled:
+        pytest.skip(f"the heavy user has {len(selected.ids):,} assets, fewer than {size:,}")
+    claim = f"batch.dismiss_{size}"
+    benchmark.group = claim
+    side = SIDE.get(variant)
+    pair: dict[str, Any] = {"claim": claim, "side": side} if side else {}
+    record(benchmark, dataset, **pair, variant=variant, selected=len(selected.ids))
+    act = VARIANTS[variant]
+    with bench_loop.enter(open_pool(dataset.dsn, 1, 2)) as pool:
+        benchmark.pedantic(
+            bench_loop.timed(lambda: act(pool, selected)),
+            setup=lambda: bench_loop.run(_restore(pool, selected)),
+            rounds=1 if benchmark.disabled else load_targets().gate.min_rounds,
+            iterations=1,
+        )
+        assert bench_loop.run(_dismissed(pool, selected)) == len(selected.ids)
+
+
+# --- download: the service's memory while it streams a large archive ---------------------------
+
+DOWNLOAD_ASSETS: Final = """
+select type, id, quality, model_type, storage_path, metadata from assets
+where user_id = $1 and storage_path is not null
+order by created_at desc, id desc
+limit 4
+"""
 
 
 def _free_port() -> int:
@@ -139,25 +191,22 @@ def _high_water_kb(pid: int) -> int:
     raise RuntimeError("no VmHWM")
 
 
-async def _download_files(dsn: str, storage: Path, total_mb: int) -> tuple[uuid.UUID, list[str]]:
-    user, ids = await _dataset(dsn, 4)
+async def _download_files(dsn: str, user: UUID, storage: Path, total_mb: int) -> list[str]:
+    """Large sparse files for a few of the user's assets, in a storage directory of their own."""
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch(
-            "select 'image' as type, id, quality, model_type, storage_path from images "
-            "union all select 'video', id, quality, model_type, storage_path from videos"
-        )
+        await init_connection(conn)
+        rows = await conn.fetch(DOWNLOAD_ASSETS, user)
     finally:
         await conn.close()
     per_file = total_mb * 1024 * 1024 // len(rows)
     for r in rows:
-        path = object_file(
-            storage, determine_bucket(r["type"], r["quality"], None, {}), r["storage_path"]
-        )
+        bucket = determine_bucket(r["type"], r["quality"], r["model_type"], r["metadata"])
+        path = object_file(storage, bucket, r["storage_path"])
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as handle:  # sparse: the service still reads every byte
             handle.truncate(per_file)
-    return user, [str(i) for i in ids]
+    return [str(r["id"]) for r in rows]
 
 
 async def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
@@ -187,6 +236,7 @@ async def _stream(url: str, token: str, ids: list[str]) -> int:
         ) as response,
     ):
         assert response.status == 200
+        assert response.headers["X-Assets-Missing-Files"] == "0"
         expected = int(response.headers["Content-Length"])
         async for block in response.content.iter_chunked(1 << 20):
             received += len(block)
@@ -194,29 +244,33 @@ async def _stream(url: str, token: str, ids: list[str]) -> int:
     return received
 
 
-def test_download_peak_memory(benchmark, loop, fresh_dsn, tmp_path):
-    disabled = getattr(benchmark, "disabled", False)
-    total_mb = int(os.environ.get("BENCH_DOWNLOAD_MB", "32" if disabled else "1024"))
-    benchmark.group = "batch-download-memory"
-    user, ids = loop.run_until_complete(_download_files(fresh_dsn, tmp_path, total_mb))
+@pytest.mark.benchmark(group="batch-download-memory")
+def test_download_peak_memory(
+    benchmark: Any, bench_loop: BenchLoop, bench_dataset: BenchDataset, tmp_path: Path
+) -> None:
+    total_mb = int(os.environ.get("BENCH_DOWNLOAD_MB", "32" if benchmark.disabled else "1024"))
+    user = bench_dataset.heavy_user
+    ids = bench_loop.run(_download_files(bench_dataset.dsn, user, tmp_path, total_mb))
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DATABASE_URL": fresh_dsn, "PORT": str(port), "STORAGE_DIR": str(tmp_path),
-           "DOWNLOAD_MAX_BYTES": str(8 * 1024**3), "PYTHONPATH": str(ROOT)}  # fmt: skip
+    env = {**os.environ, "DATABASE_URL": bench_dataset.dsn, "PORT": str(port),
+           "STORAGE_DIR": str(tmp_path), "DOWNLOAD_MAX_BYTES": str(8 * 1024**3),
+           "PYTHONPATH": str(ROOT)}  # fmt: skip
     process = subprocess.Popen([sys.executable, "-m", "reference"], cwd=ROOT, env=env)
     try:
-        loop.run_until_complete(_wait_healthy(url, process))
+        bench_loop.run(_wait_healthy(url, process))
         token = issue_token(Settings().jwt_secret, user)
-        loop.run_until_complete(_stream(url, token, ids[:1]))  # warm: imports, pool, buffers
+        bench_loop.run(_stream(url, token, ids[:1]))  # warm: imports, pool, buffers
         before_kb = _high_water_kb(process.pid)
         received = benchmark.pedantic(
-            lambda: loop.run_until_complete(_stream(url, token, ids)), rounds=1, iterations=1
+            lambda: bench_loop.run(_stream(url, token, ids)), rounds=1, iterations=1
         )
         peak_kb = _high_water_kb(process.pid)
-        benchmark.extra_info.update(
+        record(
+            benchmark,
+            bench_dataset,
             archive_bytes=received,
             download_mb=total_mb,
-            seed=SEED,
             service_vmhwm_before_mb=round(before_kb / 1024, 1),
             service_vmhwm_peak_mb=round(peak_kb / 1024, 1),
             growth_mb=round((peak_kb - before_kb) / 1024, 1),
