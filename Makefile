@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 SCALE ?= plan
 export SCALE
 
-.PHONY: help install test test-quick lint typecheck bench data serve load load-ui gate clean
+.PHONY: help install test test-quick lint typecheck bench bench-micro data serve load load-ui gate clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,8 +28,8 @@ lint: $(STAMP) ## ruff
 typecheck: $(STAMP) ## mypy --strict
 	$(VENV)/bin/mypy
 
-test: $(STAMP) lint typecheck ## lint, type-check, run every test and every benchmark once (timing off)
-	$(VENV)/bin/pytest --benchmark-disable $(PYTEST_ARGS)
+test: $(STAMP) lint typecheck ## lint, type-check, run every test and every benchmark once (timing off, SCALE=tiny)
+	SCALE=tiny $(VENV)/bin/pytest --benchmark-disable $(PYTEST_ARGS)
 
 test-quick: $(STAMP) ## tests only, skipping slow ones and benchmarks
 	$(VENV)/bin/pytest tests -m 'not slow' $(PYTEST_ARGS)
@@ -43,11 +43,18 @@ bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report i
 serve: $(STAMP) ## database + SCALE data (if empty) + storage files, then the service on 127.0.0.1:PORT (8080)
 	$(PY) -m reference.serve
 
+bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench-micro.json + figures/bench.json
+	@mkdir -p reports/out
+	$(VENV)/bin/pytest benchmarks --benchmark-json=reports/out/bench-micro.json $(PYTEST_ARGS)
+
+gate: $(STAMP) ## benchmarks at SCALE, targets from same-run ratios, regressions vs baseline (exit 0/1/2/3)
+	$(PY) -m reports.gate $(if $(GATE_JSON),--json $(GATE_JSON)) $(GATE_ARGS) $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
+
 load: $(STAMP) ## headless load test: database, SCALE data, service (URL_MODE), Locust; LOCUST_* override
 	$(PY) -m loadtests --modes $${URL_MODE:-unified} $(LOAD_ARGS)
 
 load-ui: $(STAMP) ## database, data, service and Locust's web UI on 127.0.0.1:8089 (Thresholds tab)
 	$(PY) -m loadtests --ui --modes $${URL_MODE:-unified} $(LOAD_ARGS)
 
-clean: ## remove generated output (keeps .venv)
-	rm -rf reports/out .benchmarks .pytest_cache .mypy_cache .ruff_cache .data
+clean: ## remove generated output (keeps .venv and the gate baselines in .benchmarks/)
+	rm -rf reports/out .pytest_cache .mypy_cache .ruff_cache .data

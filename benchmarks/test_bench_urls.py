@@ -11,55 +11,28 @@ client is an aiohttp session on loopback. ``cold`` clears the URL cache before e
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import os
 import socket
 
 import aiohttp
-import asyncpg
 import pytest
 from aiohttp import web
 
-from fixtures.database import create_database, drop_database, run_async
-from fixtures.generate import heavy_user_id, spec_for
-from fixtures.prepare import prepare_dataset
-from fixtures.storage_files import write_storage_objects
+from benchmarks.harness import BenchDataset, BenchLoop, record
 from reference.app import create_app
 from reference.auth import issue_token
 from reference.settings import Settings, UrlMode
 from reference.urls import URLS
 
-SCALE = os.environ.get("BENCH_SCALE", "plan")
 PAGE = 50
+#: legacy is the plan's "before", unified its "after" (claim ``url_generation.page_<cache>``)
+SIDE = {UrlMode.LEGACY: "before", UrlMode.UNIFIED: "after"}
 
 
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-async def _prepare(dsn, spec, storage_dir):
-    prepared = await prepare_dataset(dsn, spec, progress=False)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await write_storage_objects(conn, storage_dir, progress=False)
-    finally:
-        await conn.close()
-    return prepared
-
-
-@pytest.fixture(scope="module")
-def dataset(database, tmp_path_factory):
-    spec = spec_for(SCALE)
-    dsn = run_async(create_database(database.dsn, prefix="wsb_bench_urls"))
-    storage_dir = tmp_path_factory.mktemp("bench_storage")
-    try:
-        prepared = run_async(_prepare(dsn, spec, storage_dir))
-        yield dsn, spec, prepared, storage_dir
-    finally:
-        run_async(drop_database(database.dsn, dsn))
 
 
 class Service:
@@ -102,16 +75,15 @@ class Service:
 
 
 @pytest.fixture(scope="module")
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
+def loop(bench_loop: BenchLoop):
+    return bench_loop.loop
 
 
 @pytest.fixture(scope="module")
-def services(loop, dataset):
-    dsn, _, _, storage_dir = dataset
-    made = {mode: Service(loop, dsn, storage_dir, mode) for mode in UrlMode}
+def services(loop, bench_dataset: BenchDataset):
+    made = {
+        mode: Service(loop, bench_dataset.dsn, bench_dataset.storage_dir, mode) for mode in UrlMode
+    }
     yield made
     for service in made.values():
         service.close()
@@ -119,18 +91,16 @@ def services(loop, dataset):
 
 @pytest.mark.parametrize("mode", [UrlMode.UNIFIED, UrlMode.LEGACY])
 @pytest.mark.parametrize("cache", ["cold", "warm"])
-def test_first_workspace_page(benchmark, loop, services, dataset, mode, cache):
-    _, spec, prepared, _ = dataset
+def test_first_workspace_page(benchmark, loop, services, bench_dataset: BenchDataset, mode, cache):
     service = services[mode]
-    heavy = heavy_user_id(spec)
-    token = issue_token(service.settings.jwt_secret, heavy)
+    token = issue_token(service.settings.jwt_secret, bench_dataset.heavy_user)
     loop.run_until_complete(service.first_page(token, cold=False))  # connections, plans
-    benchmark.group = f"workspace-first-page-{cache}"
-    benchmark.extra_info.update(
-        scale=spec.name,
-        seed=spec.seed,
-        assets=prepared.load.assets,
-        heavy_assets=spec.heavy_assets,
+    benchmark.group = f"url_generation.page_{cache}"
+    record(
+        benchmark,
+        bench_dataset,
+        claim=f"url_generation.page_{cache}",
+        side=SIDE[mode],
         page=PAGE,
         mode=mode.value,
         cache=cache,

@@ -101,6 +101,7 @@ class GateSettings:
     tolerance: float = 0.25
     alpha: float = 0.01
     min_rounds: int = 5
+    quantile: float = 0.10
     tolerance_by_group: Mapping[str, float] = field(default_factory=dict)
 
     def tolerance_for(self, group: str) -> float:
@@ -198,6 +199,7 @@ def parse(data: Mapping[str, Any], path: Path = TARGETS_FILE) -> Targets:
         tolerance=float(gate_raw.get("tolerance", 0.25)),
         alpha=float(gate_raw.get("alpha", 0.01)),
         min_rounds=int(gate_raw.get("min_rounds", 5)),
+        quantile=float(gate_raw.get("quantile", 0.10)),
         tolerance_by_group={k: float(v) for k, v in gate_raw.get("tolerance_by_group", {}).items()},
     )
     return Targets(

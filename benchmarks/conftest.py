@@ -1,0 +1,141 @@
+"""Shared benchmark infrastructure: scale, one event loop, the prepared dataset, pools, servers.
+
+Scale: ``SCALE`` (``tiny``, ``small``, ``plan``, ``100k``, ``1m``), default ``plan``. When timing is
+off (``--benchmark-disable``, as ``make test`` runs every benchmark once) and ``SCALE`` is not set,
+the scale is ``tiny``: a broken benchmark still fails the tests, quickly. ``make test`` also passes
+``SCALE=tiny`` explicitly, since the Makefile exports its own default.
+
+Async code is timed in one event loop that lives for the whole session (:class:`BenchLoop`); pools,
+servers and data are built outside the timed part. The dataset of the chosen scale is prepared
+once per session (``fixtures.prepare.prepare_dataset``) into a template database that nobody
+connects to; readers share one copy of it (``bench_dataset``), writers take a private copy
+(``bench_dataset_copy``).
+
+Pairs: a before/after claim is two benchmarks whose ``extra_info`` carries the same ``claim``
+(``url_generation.page_cold``) and ``side`` = ``before`` | ``after`` (:func:`record`);
+``reports/figures.py`` derives ``saving.<claim>`` and ``speedup.<claim>`` from their medians.
+Other figures: ``extra_info["figures"]`` (a mapping of figure keys to numbers) is merged as is, and
+``extra_info["rate_figure"]`` with ``extra_info["units"]`` gives ``units / median``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from benchmarks.harness import (
+    FIGURES_DIR,
+    BenchDataset,
+    BenchLoop,
+    bench_scale,
+    copy_database,
+)
+from fixtures.database import DatabaseInfo, create_database, drop_database
+from fixtures.generate import DatasetSpec, heavy_user_id, spec_for, user_ids
+from fixtures.prepare import prepare_dataset
+from reports.figures import figures_from_json, format_pairs, write_figures
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def bench_loop() -> Iterator[BenchLoop]:
+    loop = BenchLoop()
+    try:
+        yield loop
+    finally:
+        loop.close()
+
+
+@pytest.fixture(scope="session")
+def scale(request: pytest.FixtureRequest) -> str:
+    return bench_scale(request.config)
+
+
+@pytest.fixture(scope="session")
+def bench_spec(scale: str) -> DatasetSpec:
+    return spec_for(scale)
+
+
+@pytest.fixture(scope="session")
+def bench_template(
+    database: DatabaseInfo,
+    bench_loop: BenchLoop,
+    bench_spec: DatasetSpec,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[BenchDataset]:
+    """The dataset of the chosen scale, fully migrated, with signatures and stored files; a
+    template only (never connect to it)."""
+    storage_dir = tmp_path_factory.mktemp("bench_storage")
+    dsn = bench_loop.run(create_database(database.dsn, prefix="wsb_bench_tpl"))
+    try:
+        prepared = bench_loop.run(
+            prepare_dataset(dsn, bench_spec, progress=False, storage_dir=storage_dir)
+        )
+        yield BenchDataset(
+            dsn,
+            bench_spec,
+            prepared,
+            heavy_user_id(bench_spec),
+            tuple(user_ids(bench_spec)),
+            storage_dir,
+        )
+    finally:
+        bench_loop.run(drop_database(database.dsn, dsn))
+
+
+@contextlib.contextmanager
+def _copy_of(
+    database: DatabaseInfo, bench_loop: BenchLoop, template: BenchDataset
+) -> Iterator[BenchDataset]:
+    dsn = bench_loop.run(copy_database(database.dsn, template.dsn))
+    try:
+        yield dataclasses.replace(template, dsn=dsn)
+    finally:
+        bench_loop.run(drop_database(database.dsn, dsn))
+
+
+@pytest.fixture(scope="session")
+def bench_dataset(
+    database: DatabaseInfo, bench_loop: BenchLoop, bench_template: BenchDataset
+) -> Iterator[BenchDataset]:
+    """The shared, read-only copy of the dataset, for every benchmark that does not write."""
+    with _copy_of(database, bench_loop, bench_template) as dataset:
+        yield dataset
+
+
+@pytest.fixture
+def bench_dataset_copy(
+    database: DatabaseInfo, bench_loop: BenchLoop, bench_template: BenchDataset
+) -> Iterator[BenchDataset]:
+    """A private copy of the dataset for a benchmark that writes."""
+    with _copy_of(database, bench_loop, bench_template) as dataset:
+        yield dataset
+
+
+# --- reporting --------------------------------------------------------------------------------
+
+
+def pytest_benchmark_update_json(
+    config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]
+) -> None:
+    """With ``--benchmark-json``: derive the figures, write ``reports/out/figures/bench.json``."""
+    figures, meta = figures_from_json(output_json)
+    output_json["figures"] = figures
+    write_figures(FIGURES_DIR / "bench.json", figures, meta)
+    config.stash[_PAIRS_KEY] = format_pairs(output_json)
+
+
+_PAIRS_KEY = pytest.StashKey[list[str]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    lines = config.stash.get(_PAIRS_KEY, None)
+    if lines:
+        terminalreporter.section("before/after pairs (medians, same run)")
+        for line in lines:
+            terminalreporter.write_line(line)

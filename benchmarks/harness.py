@@ -1,0 +1,162 @@
+"""Benchmark helpers shared by every benchmark file; the fixtures are in ``conftest.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from fixtures.database import with_database
+from fixtures.generate import DatasetSpec
+from fixtures.prepare import PreparedDataset
+from reference.db import create_pool
+
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURES_DIR = ROOT / "reports" / "out" / "figures"
+SIDES = ("before", "after")
+
+
+def timing_disabled(config: pytest.Config) -> bool:
+    return bool(config.getoption("benchmark_disable", default=False))
+
+
+def bench_scale(config: pytest.Config) -> str:
+    scale = os.environ.get("SCALE")
+    if scale:
+        return scale
+    return "tiny" if timing_disabled(config) else "plan"
+
+
+class BenchLoop:
+    """One event loop for the session: ``run(coro)`` outside or inside the timed part."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    def timed(self, factory: Callable[[], Awaitable[T]]) -> Callable[[], T]:
+        """A sync callable for ``benchmark(...)`` that runs a fresh coroutine each round."""
+
+        async def once() -> T:
+            return await factory()
+
+        return lambda: self.loop.run_until_complete(once())
+
+    @contextlib.contextmanager
+    def enter(self, context: contextlib.AbstractAsyncContextManager[T]) -> Iterator[T]:
+        """An async context manager (``open_pool``, ``serve_app``) used from sync test code."""
+        value = self.run(context.__aenter__())
+        try:
+            yield value
+        except BaseException as exc:
+            if not self.run(context.__aexit__(type(exc), exc, exc.__traceback__)):
+                raise
+        else:
+            self.run(context.__aexit__(None, None, None))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.run_until_complete(self.loop.shutdown_default_executor())
+        self.loop.close()
+
+
+@dataclass(frozen=True)
+class BenchDataset:
+    dsn: str
+    spec: DatasetSpec
+    prepared: PreparedDataset
+    heavy_user: UUID
+    users: tuple[UUID, ...]
+    storage_dir: Path
+
+    @property
+    def scale(self) -> str:
+        return self.spec.name
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "scale": self.spec.name,
+            "seed": self.spec.seed,
+            "heavy_assets": self.spec.heavy_assets,
+            "assets": self.prepared.load.assets,
+        }
+
+
+def record(
+    benchmark: Any,
+    dataset: BenchDataset | None = None,
+    *,
+    claim: str | None = None,
+    side: str | None = None,
+    **extra: Any,
+) -> None:
+    """Record dataset size, seed and scale, and the pair this benchmark belongs to."""
+    if side is not None and side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+    if (claim is None) != (side is None):
+        raise ValueError("claim and side go together")
+    info: dict[str, Any] = dict(dataset.info()) if dataset is not None else {}
+    if claim is not None:
+        info["claim"] = claim
+        info["side"] = side
+    info.update(extra)
+    benchmark.extra_info.update(info)
+
+
+async def copy_database(admin_dsn: str, template_dsn: str, prefix: str = "wsb_bench") -> str:
+    template = template_dsn.rsplit("/", 1)[1]
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'create database "{name}" template "{template}"')
+    finally:
+        await conn.close()
+    return with_database(admin_dsn, name)
+
+
+@contextlib.asynccontextmanager
+async def open_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> AsyncIterator[asyncpg.Pool]:
+    """The service's pool (jsonb codec, ``force_custom_plan``)."""
+    pool = await create_pool(dsn, min_size=min_size, max_size=max_size)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@dataclass
+class RunningServer:
+    server: TestServer
+    session: aiohttp.ClientSession
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: web.Application) -> AsyncIterator[RunningServer]:
+    """The app on a real loopback port, with a client session; both closed on exit."""
+    server = TestServer(app)
+    await server.start_server()
+    session = aiohttp.ClientSession()
+    try:
+        yield RunningServer(server, session)
+    finally:
+        await session.close()
+        await server.close()

@@ -1,0 +1,511 @@
+"""The regression gate: targets from one benchmark run, and every benchmark against a baseline.
+
+    python -m reports.gate                      # run the benchmarks, then judge them
+    python -m reports.gate --json RUN.json      # judge a pytest-benchmark JSON already written
+
+Targets: the before/after claims are judged on ratios measured in the same run (``saving.*``,
+``speedup.*`` from ``reports/figures.py``), so a slower or busier machine moves both sides alike.
+Regressions: each benchmark's raw rounds are compared with the baseline's; a slowdown counts only
+when a low quantile of the rounds (``quantile``, p10) moved by more than the group's tolerance AND
+a one-sided Mann-Whitney U test on the rounds is significant at ``alpha`` (all from ``[gate]`` in
+``benchmarks/targets.toml``). Contention on a shared machine only adds time, to some rounds: it
+moves the median and makes the test significant, but leaves the fastest rounds nearly where they
+were; a real regression moves every round.
+
+The baseline is ``.benchmarks/baseline-<scale>.json`` (git-ignored; one per scale, so like is
+compared with like). A missing baseline is not an error: the run is saved as the baseline.
+
+When it ran the benchmarks itself, the files of benchmarks flagged as regressions run once more
+and the better of the two measurements is judged (``--no-confirm`` skips this).
+
+Exit status: 0 pass, 1 a target missed, 2 a regression, 3 could not measure (the worst wins).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from scipy.stats import mannwhitneyu
+
+from reports.figures import (
+    FIGURES_DIR,
+    ROOT,
+    FiguresError,
+    benchmark_key,
+    figures_from_json,
+    find_pairs,
+    read_json,
+    write_figures,
+)
+from reports.targets import GateSettings, TargetResult, Targets, Verdict, load_targets
+
+BASELINE_DIR: Final = ROOT / ".benchmarks"
+RUN_JSON: Final = ROOT / "reports" / "out" / "bench-gate.json"
+BENCHMARK_PREFIXES: Final = ("bench.", "saving.", "speedup.", "dataset.")
+
+
+class Exit(IntEnum):
+    PASS = 0
+    TARGET_MISSED = 1
+    REGRESSION = 2
+    NOT_MEASURED = 3
+
+
+class Change(StrEnum):
+    OK = "ok"
+    REGRESSION = "REGRESSION"
+    IMPROVED = "improved"
+    NEW = "new (no baseline)"
+    GONE = "not run"
+    FEW_ROUNDS = "too few rounds"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    benchmark: str
+    group: str
+    baseline_median: float | None
+    now_median: float | None
+    change: float | None
+    p_value: float | None
+    alpha: float
+    tolerance: float
+    verdict: Change
+
+    @property
+    def significant(self) -> bool | None:
+        return None if self.p_value is None else self.p_value < self.alpha
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "benchmark": self.benchmark,
+            "group": self.group,
+            "baseline_median_s": self.baseline_median,
+            "now_median_s": self.now_median,
+            "change": self.change,
+            "p_value": self.p_value,
+            "significant": self.significant,
+            "tolerance": self.tolerance,
+            "verdict": self.verdict.value,
+        }
+
+
+def compare_samples(
+    baseline: Sequence[float],
+    now: Sequence[float],
+    tolerance: float,
+    alpha: float,
+    min_rounds: int,
+    quantile: float = 0.5,
+) -> tuple[float, float | None, Change]:
+    """(relative change of the ``quantile`` of the rounds, p-value of the one-sided Mann-Whitney
+    U test in the direction of the change, verdict)."""
+    change = float(np.quantile(now, quantile) / np.quantile(baseline, quantile)) - 1.0
+    if min(len(baseline), len(now)) < min_rounds:
+        return change, None, Change.FEW_ROUNDS
+    if change > 0:
+        p = float(mannwhitneyu(now, baseline, alternative="greater").pvalue)
+        slower = change > tolerance and p < alpha
+        return change, p, Change.REGRESSION if slower else Change.OK
+    p = float(mannwhitneyu(now, baseline, alternative="less").pvalue)
+    faster = -change > tolerance and p < alpha
+    return change, p, Change.IMPROVED if faster else Change.OK
+
+
+def _rounds(bench: Mapping[str, Any]) -> list[float]:
+    data = (bench.get("stats") or {}).get("data")
+    return [float(x) for x in data] if isinstance(data, list) else []
+
+
+def _median(bench: Mapping[str, Any]) -> float | None:
+    median = (bench.get("stats") or {}).get("median")
+    return float(median) if isinstance(median, int | float) else None
+
+
+def compare_runs(
+    baseline: Mapping[str, Mapping[str, Any]],
+    now: Mapping[str, Mapping[str, Any]],
+    gate: GateSettings,
+) -> list[Comparison]:
+    """Both sides map a benchmark's full name to ``{"group", "stats": {"median", "data"}}``."""
+    results: list[Comparison] = []
+    for name in sorted(set(baseline) | set(now)):
+        base, current = baseline.get(name), now.get(name)
+        group = str(((current or base) or {}).get("group") or "ungrouped")
+        tolerance = gate.tolerance_for(group)
+        base_median = _median(base) if base else None
+        now_median = _median(current) if current else None
+        change: float | None = None
+        p_value: float | None = None
+        if current is None:
+            verdict = Change.GONE
+        elif base is None:
+            verdict = Change.NEW
+        else:
+            base_rounds, now_rounds = _rounds(base), _rounds(current)
+            if base_rounds and now_rounds:
+                change, p_value, verdict = compare_samples(
+                    base_rounds, now_rounds, tolerance, gate.alpha, gate.min_rounds, gate.quantile
+                )
+            else:
+                verdict = Change.FEW_ROUNDS
+        results.append(
+            Comparison(
+                name, group, base_median, now_median, change, p_value, gate.alpha, tolerance,
+                verdict,
+            )
+        )  # fmt: skip
+    return results
+
+
+# --- baseline ---------------------------------------------------------------------------------
+
+
+def baseline_path(scale: str, directory: Path = BASELINE_DIR) -> Path:
+    return directory / f"baseline-{scale}.json"
+
+
+def benchmarks_by_name(bench_json: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The part of a pytest-benchmark JSON the gate compares: name -> group, median, rounds."""
+    result: dict[str, dict[str, Any]] = {}
+    for bench in bench_json.get("benchmarks") or []:
+        stats = bench.get("stats") or {}
+        if "median" not in stats:
+            continue
+        result[str(bench["fullname"])] = {
+            "group": bench.get("group"),
+            "key": benchmark_key(bench),
+            "extra_info": bench.get("extra_info") or {},
+            "stats": {"median": stats["median"], "data": list(stats.get("data") or [])},
+        }
+    return result
+
+
+def save_baseline(bench_json: Mapping[str, Any], path: Path, scale: str) -> Path:
+    """Keep this run's medians and raw rounds as the baseline (also for ``reports/history.py``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "version": 1,
+        "scale": scale,
+        "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "run_datetime": bench_json.get("datetime"),
+        "commit": (bench_json.get("commit_info") or {}).get("id"),
+        "machine": (bench_json.get("machine_info") or {}).get("node"),
+        "benchmarks": benchmarks_by_name(bench_json),
+    }
+    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def load_baseline(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), dict):
+        raise FiguresError(f"{path}: not a baseline file")
+    return data
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+def run_benchmarks(out: Path, pytest_args: Sequence[str], *, select: bool = True) -> int:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    where = ["benchmarks"] if select else []
+    command = [
+        sys.executable, "-m", "pytest", *where, "-q", "-p", "no:randomly",
+        f"--benchmark-json={out}", *pytest_args,
+    ]  # fmt: skip
+    print("$ " + " ".join(command), flush=True)
+    return subprocess.run(command, cwd=ROOT, check=False).returncode
+
+
+def confirm(
+    bench_json: Mapping[str, Any],
+    flagged: Sequence[str],
+    out: Path,
+    pytest_args: Sequence[str],
+    quantile: float,
+) -> dict[str, Any]:
+    """Re-measure the flagged benchmarks once and keep, per benchmark, the run whose low quantile
+    is lower: a burst of contention rarely hits the same benchmark twice, a regression does.
+    Whole files run again (in file order: the query pairs depend on it)."""
+    again_path = out.with_name(out.stem + "-confirm.json")
+    files = sorted({name.split("::", 1)[0] for name in flagged})
+    print(f"gate: re-measuring {len(flagged)} flagged benchmark(s) in {', '.join(files)}")
+    if run_benchmarks(again_path, [*files, *pytest_args], select=False) != 0:
+        return dict(bench_json)
+    again = {
+        b["fullname"]: b
+        for b in read_json(again_path).get("benchmarks") or []
+        if b["fullname"] in flagged
+    }
+    merged = dict(bench_json)
+    benchmarks = []
+    for bench in bench_json.get("benchmarks") or []:
+        other = again.get(bench["fullname"])
+        if other is not None and _low(other, quantile) < _low(bench, quantile):
+            bench = {**other, "extra_info": {**bench.get("extra_info", {}), "confirmed": True}}
+        benchmarks.append(bench)
+    merged["benchmarks"] = benchmarks
+    return merged
+
+
+def _low(bench: Mapping[str, Any], quantile: float) -> float:
+    rounds = _rounds(bench)
+    return float(np.quantile(rounds, quantile)) if rounds else float("inf")
+
+
+# --- printing ---------------------------------------------------------------------------------
+
+
+def fmt_seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1:
+        return f"{value:.3f} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.3f} ms"
+    return f"{value * 1e6:.1f} us"
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    rows = [list(headers), *[list(r) for r in rows]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def comparison_table(comparisons: Sequence[Comparison], quantile: float) -> str:
+    def sig(c: Comparison) -> str:
+        if c.significant is None:
+            return "-"
+        return f"{'yes' if c.significant else 'no'} (p={c.p_value:.2g})"
+
+    return _table(
+        (
+            "benchmark",
+            "baseline median",
+            "now median",
+            f"change (p{quantile * 100:.0f})",
+            "tolerance",
+            "significant",
+            "verdict",
+        ),
+        (
+            (
+                c.benchmark.removeprefix("benchmarks/"),
+                fmt_seconds(c.baseline_median),
+                fmt_seconds(c.now_median),
+                "-" if c.change is None else f"{c.change:+.1%}",
+                f"{c.tolerance:.0%}",
+                sig(c),
+                c.verdict.value,
+            )
+            for c in comparisons
+        ),
+    )
+
+
+def _number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "saving":
+        return f"{value:.1%}"
+    if unit == "x":
+        return f"{value:.1f}x"
+    return f"{value:,.6g}"
+
+
+def _bound(op: str, value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{op} {_number(value, unit)}"
+
+
+def targets_table(results: Sequence[TargetResult]) -> str:
+    return _table(
+        ("target", "metric", "measured", "plan", "verdict", "goal", "goal verdict"),
+        (
+            (
+                r.target.id,
+                r.target.metric,
+                _number(r.measured, r.target.unit),
+                _bound(r.target.op, r.target.plan, r.target.unit),
+                r.verdict.value,
+                _bound(r.target.op, r.target.goal, r.target.unit),
+                r.goal_verdict.value,
+            )
+            for r in results
+        ),
+    )  # fmt: skip
+
+
+def pairs_table(bench_json: Mapping[str, Any]) -> str:
+    return _table(
+        ("claim (same run)", "before", "after", "speed-up", "saving"),
+        (
+            (p.claim, fmt_seconds(p.before_median_s), fmt_seconds(p.after_median_s),
+             f"{p.speedup:.1f}x", f"{p.saving:.1%}")
+            for p in find_pairs(bench_json)
+        ),
+    )  # fmt: skip
+
+
+# --- the gate ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GateResult:
+    exit: Exit
+    targets: list[TargetResult]
+    comparisons: list[Comparison]
+    baseline_saved: Path | None
+    message: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "exit": int(self.exit),
+            "verdict": self.exit.name.lower(),
+            "message": self.message,
+            "targets": [r.as_dict() for r in self.targets],
+            "comparisons": [c.as_dict() for c in self.comparisons],
+            "baseline_saved": str(self.baseline_saved) if self.baseline_saved else None,
+        }
+
+
+def benchmark_targets(targets: Targets, figures: Mapping[str, float]) -> list[TargetResult]:
+    """The targets whose figure comes from the benchmarks (the load test judges the others)."""
+    return [r for r in targets.evaluate(figures) if r.target.metric.startswith(BENCHMARK_PREFIXES)]
+
+
+def judge(
+    bench_json: Mapping[str, Any],
+    targets: Targets,
+    baseline_dir: Path = BASELINE_DIR,
+    *,
+    strict: bool = False,
+    update_baseline: bool = False,
+    same_run: Mapping[str, Any] | None = None,
+) -> GateResult:
+    """``same_run``: the one run whose ratios judge the targets when ``bench_json`` mixes in
+    re-measured benchmarks (default: ``bench_json`` itself)."""
+    now = benchmarks_by_name(bench_json)
+    if not now:
+        return GateResult(Exit.NOT_MEASURED, [], [], None, "no benchmark was timed")
+    figures, meta = figures_from_json(same_run if same_run is not None else bench_json)
+    scales = meta["scales"]
+    scale = scales[0] if len(scales) == 1 else "mixed"
+    results = benchmark_targets(targets, figures)
+    missed = [
+        r
+        for r in results
+        if r.verdict is Verdict.FAIL or (strict and r.goal_verdict is Verdict.FAIL)
+    ]
+
+    path = baseline_path(scale, baseline_dir)
+    baseline = load_baseline(path)
+    saved: Path | None = None
+    notes: list[str] = []
+    comparisons: list[Comparison] = []
+    if baseline is None or baseline.get("scale") != scale:
+        saved = save_baseline(bench_json, path, scale)
+        notes.append(f"no baseline for scale {scale!r}: saved this run as {path}")
+    else:
+        comparisons = compare_runs(baseline["benchmarks"], now, targets.gate)
+        if update_baseline:
+            saved = save_baseline(bench_json, path, scale)
+            notes.append(f"baseline updated: {path}")
+
+    regressions = [c for c in comparisons if c.verdict is Change.REGRESSION]
+    if regressions:
+        code = Exit.REGRESSION
+        notes.append(
+            f"{len(regressions)} regression(s): {', '.join(c.benchmark for c in regressions)}"
+        )
+    elif missed:
+        code = Exit.TARGET_MISSED
+    else:
+        code = Exit.PASS
+    if missed:
+        notes.append(f"{len(missed)} target(s) missed: {', '.join(r.target.id for r in missed)}")
+    return GateResult(code, results, comparisons, saved, "; ".join(notes) or "pass")
+
+
+def report(result: GateResult, bench_json: Mapping[str, Any], quantile: float) -> str:
+    parts = [
+        "== before/after pairs (medians, same run)",
+        pairs_table(bench_json),
+        "",
+        "== targets from the benchmarks",
+        targets_table(result.targets),
+        "",
+    ]
+    if result.comparisons:
+        parts += ["== against the baseline", comparison_table(result.comparisons, quantile), ""]
+    parts.append(f"gate: {result.exit.name.lower()} (exit {int(result.exit)}): {result.message}")
+    return "\n".join(parts)
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m reports.gate", description=__doc__)
+    parser.add_argument("--json", type=Path, help="judge this pytest-benchmark JSON, run nothing")
+    parser.add_argument("--baseline-dir", type=Path, default=BASELINE_DIR)
+    parser.add_argument("--out", type=Path, default=RUN_JSON, help="where the run's JSON goes")
+    parser.add_argument("--figures-dir", type=Path, default=FIGURES_DIR)
+    parser.add_argument("--update-baseline", action="store_true", help="save this run as baseline")
+    parser.add_argument(
+        "--strict", action="store_true", default=os.environ.get("STRICT") == "1",
+        help="our goals fail the gate too, not only the plan's figures (STRICT=1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-confirm", dest="confirm", action="store_false",
+        help="do not re-measure the benchmarks flagged as regressions",
+    )  # fmt: skip
+    parser.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+
+    source: Path = args.json or args.out
+    if args.json is None:
+        status = run_benchmarks(args.out, args.pytest_args)
+        if status != 0:
+            print(f"gate: not_measured (exit 3): the benchmarks failed (pytest exit {status})")
+            return Exit.NOT_MEASURED
+    try:
+        bench_json = read_json(source)
+    except (OSError, ValueError) as exc:
+        print(f"gate: not_measured (exit 3): cannot read {source}: {exc}")
+        return Exit.NOT_MEASURED
+    targets = load_targets()
+    result = judge(
+        bench_json,
+        targets,
+        args.baseline_dir,
+        strict=args.strict,
+        update_baseline=args.update_baseline,
+    )
+    flagged = [c.benchmark for c in result.comparisons if c.verdict is Change.REGRESSION]
+    if flagged and args.json is None and args.confirm:
+        bench_json = confirm(bench_json, flagged, args.out, args.pytest_args, targets.gate.quantile)
+        result = judge(bench_json, targets, args.baseline_dir, strict=args.strict)
+    if result.exit is not Exit.NOT_MEASURED:
+        figures, meta = figures_from_json(bench_json)
+        write_figures(args.figures_dir / "bench.json", figures, meta)
+        (args.figures_dir / "gate.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    print(report(result, bench_json, targets.gate.quantile))
+    return int(result.exit)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

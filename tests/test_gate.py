@@ -1,0 +1,240 @@
+"""The regression gate's statistics, verdicts, exit codes and baseline handling (no timing)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reports import gate
+from reports.figures import benchmark_key, figures_from_json, find_pairs
+from reports.gate import Change, Exit, compare_samples, judge
+from reports.targets import GateSettings, load_targets
+
+TOLERANCE = 0.25
+ALPHA = 0.01
+MIN_ROUNDS = 5
+
+
+def samples(median: float, n: int = 200, noise: float = 0.05, seed: int = 0) -> list[float]:
+    """Timings around ``median``: lognormal noise with a few slow outliers, as a busy machine."""
+    rng = np.random.default_rng(seed)
+    values = median * rng.lognormal(0.0, noise, n)
+    outliers = rng.random(n) < 0.03
+    values[outliers] *= rng.uniform(1.5, 4.0, outliers.sum())
+    return [float(v) for v in values]
+
+
+def bench(
+    fullname: str, rounds: list[float], group: str = "queries", **extra: Any
+) -> dict[str, Any]:
+    name = fullname.split("::")[-1]
+    return {
+        "group": group,
+        "name": name,
+        "fullname": fullname,
+        "extra_info": {"scale": "plan", "seed": 42, "heavy_assets": 10_000, **extra},
+        "stats": {"median": float(np.median(rounds)), "data": rounds},
+    }
+
+
+def run_json(*benches: dict[str, Any]) -> dict[str, Any]:
+    return {"benchmarks": list(benches), "datetime": "2025-01-01T00:00:00", "commit_info": {}}
+
+
+def query_pair(before_median: float, after_median: float, seed: int = 0) -> list[dict[str, Any]]:
+    claim = "queries.by_job"
+    return [
+        bench("b.py::test_before[by_job]", samples(before_median, seed=seed), "queries.by_job",
+              claim=claim, side="before"),
+        bench("b.py::test_after[by_job]", samples(after_median, seed=seed + 1), "queries.by_job",
+              claim=claim, side="after"),
+    ]  # fmt: skip
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+
+def test_identical_samples_pass() -> None:
+    rounds = samples(1e-3)
+    change, p, verdict = compare_samples(rounds, list(rounds), TOLERANCE, ALPHA, MIN_ROUNDS)
+    assert change == 0.0
+    assert p is not None
+    assert p > ALPHA
+    assert verdict is Change.OK
+
+
+def test_clearly_slower_sample_is_a_regression() -> None:
+    change, p, verdict = compare_samples(
+        samples(1e-3, seed=1), samples(2e-3, seed=2), TOLERANCE, ALPHA, MIN_ROUNDS
+    )
+    assert change > 0.9
+    assert p is not None
+    assert p < 1e-6
+    assert verdict is Change.REGRESSION
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_noisy_but_equal_samples_are_not_a_regression(seed: int) -> None:
+    base = samples(1e-3, noise=0.3, seed=2 * seed)
+    now = samples(1e-3, noise=0.3, seed=2 * seed + 1)
+    _, _, verdict = compare_samples(base, now, TOLERANCE, ALPHA, MIN_ROUNDS)
+    assert verdict is Change.OK
+
+
+def test_slower_than_tolerance_but_not_significant_is_not_a_regression() -> None:
+    base = [1.0, 1.1, 0.9, 1.0, 1.2, 1.6]
+    now = [1.4, 1.35, 0.9, 1.0, 2.0, 1.42]
+    change, p, verdict = compare_samples(base, now, TOLERANCE, ALPHA, MIN_ROUNDS)
+    assert change > TOLERANCE
+    assert p is not None
+    assert p >= ALPHA
+    assert verdict is Change.OK
+
+
+def test_significant_but_within_tolerance_is_not_a_regression() -> None:
+    base = samples(1e-3, n=5000, noise=0.02, seed=3)
+    now = [v * 1.10 for v in samples(1e-3, n=5000, noise=0.02, seed=4)]
+    change, p, verdict = compare_samples(base, now, TOLERANCE, ALPHA, MIN_ROUNDS)
+    assert 0.05 < change < TOLERANCE
+    assert p is not None
+    assert p < ALPHA
+    assert verdict is Change.OK
+
+
+def test_contention_on_some_rounds_is_not_a_regression_on_the_low_quantile() -> None:
+    base = samples(1e-3, n=1000, seed=11)
+    rng = np.random.default_rng(12)
+    now = [v * (rng.uniform(1.5, 4.0) if rng.random() < 0.6 else 1.0) for v in samples(1e-3, 1000)]
+    median_change, _, median_verdict = compare_samples(base, now, TOLERANCE, ALPHA, MIN_ROUNDS)
+    change, p, verdict = compare_samples(base, now, TOLERANCE, ALPHA, MIN_ROUNDS, quantile=0.1)
+    assert median_change > 0.5
+    assert median_verdict is Change.REGRESSION
+    assert p is not None
+    assert p < ALPHA
+    assert change < TOLERANCE
+    assert verdict is Change.OK
+
+
+def test_a_shift_of_every_round_is_a_regression_on_the_low_quantile() -> None:
+    base = samples(1e-3, n=1000, seed=13)
+    now = [v * 1.4 for v in samples(1e-3, n=1000, seed=14)]
+    change, _, verdict = compare_samples(base, now, TOLERANCE, ALPHA, MIN_ROUNDS, quantile=0.1)
+    assert change > TOLERANCE
+    assert verdict is Change.REGRESSION
+
+
+def test_clearly_faster_sample_is_an_improvement() -> None:
+    _, _, verdict = compare_samples(
+        samples(2e-3, seed=5), samples(1e-3, seed=6), TOLERANCE, ALPHA, MIN_ROUNDS
+    )
+    assert verdict is Change.IMPROVED
+
+
+def test_too_few_rounds_is_never_a_regression() -> None:
+    _, p, verdict = compare_samples([1.0, 1.0], [9.0, 9.0], TOLERANCE, ALPHA, MIN_ROUNDS)
+    assert p is None
+    assert verdict is Change.FEW_ROUNDS
+
+
+def test_group_tolerance_applies() -> None:
+    settings = GateSettings(tolerance=0.25, alpha=ALPHA, tolerance_by_group={"dedup": 0.5})
+    base = {"x": bench("x", samples(1e-3, seed=7), group="dedup.lsh")}
+    now = {"x": bench("x", [v * 1.4 for v in samples(1e-3, seed=8)], group="dedup.lsh")}
+    (comparison,) = gate.compare_runs(base, now, settings)
+    assert comparison.tolerance == 0.5
+    assert comparison.significant
+    assert comparison.verdict is Change.OK
+
+
+def test_new_and_gone_benchmarks_are_listed_not_failed() -> None:
+    base = {"old": bench("old", samples(1e-3))}
+    now = {"new": bench("new", samples(1e-3))}
+    verdicts = {c.benchmark: c.verdict for c in gate.compare_runs(base, now, GateSettings())}
+    assert verdicts == {"new": Change.NEW, "old": Change.GONE}
+
+
+# --- figures ------------------------------------------------------------------------------------
+
+
+def test_pairs_give_saving_and_speedup() -> None:
+    figures, meta = figures_from_json(run_json(*query_pair(10e-3, 1e-3)))
+    assert figures["speedup.queries.by_job"] == pytest.approx(10, rel=0.1)
+    assert figures["saving.queries.by_job"] == pytest.approx(0.9, abs=0.01)
+    assert figures["bench.queries.by_job.before.median_s"] == pytest.approx(10e-3, rel=0.1)
+    assert figures["dataset.heavy_assets"] == 10_000
+    assert meta["scales"] == ["plan"]
+
+
+def test_rate_and_own_figures() -> None:
+    load = bench("l.py::test_fixture_load", [2.0] * 5, "fixture_load", units=100_000,
+                 rate_figure="bench.fixture_load.rows_per_s")  # fmt: skip
+    search = bench("s.py::test_http", [0.01] * 5, "search", figures={"bench.search.http_p95_ms": 7})
+    figures, _ = figures_from_json(run_json(load, search))
+    assert figures["bench.fixture_load.rows_per_s"] == 50_000
+    assert figures["bench.search.http_p95_ms"] == 7
+    assert benchmark_key(load) == "fixture_load"
+
+
+def test_a_claim_with_two_benchmarks_on_one_side_is_an_error() -> None:
+    before, after = query_pair(2e-3, 1e-3)
+    with pytest.raises(ValueError, match="two 'before'"):
+        find_pairs(run_json(before, after, {**before, "fullname": "b.py::other"}))
+
+
+# --- the gate end to end (exit codes, baseline) --------------------------------------------------
+
+
+def write(tmp_path: Path, name: str, data: dict[str, Any]) -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_missing_baseline_is_saved_and_not_an_error(tmp_path: Path) -> None:
+    result = judge(run_json(*query_pair(10e-3, 1e-3)), load_targets(), tmp_path)
+    assert result.exit is Exit.PASS
+    assert result.baseline_saved == tmp_path / "baseline-plan.json"
+    saved = json.loads(result.baseline_saved.read_text())
+    assert saved["scale"] == "plan"
+    assert len(saved["benchmarks"]["b.py::test_after[by_job]"]["stats"]["data"]) == 200
+    assert "no baseline" in result.message
+
+
+def test_unchanged_run_passes_against_its_baseline(tmp_path: Path) -> None:
+    targets = load_targets()
+    judge(run_json(*query_pair(10e-3, 1e-3, seed=0)), targets, tmp_path)
+    result = judge(run_json(*query_pair(10e-3, 1e-3, seed=10)), targets, tmp_path)
+    assert result.exit is Exit.PASS
+    assert {c.verdict for c in result.comparisons} == {Change.OK}
+
+
+def test_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def run(name: str, data: dict[str, Any], baseline: str) -> int:
+        path = write(tmp_path, name, data)
+        dirs = ["--baseline-dir", str(tmp_path / baseline), "--figures-dir", str(tmp_path / "fig")]
+        return gate.main(["--json", str(path), *dirs])
+
+    assert run("good.json", run_json(*query_pair(10e-3, 1e-3)), "base") == Exit.PASS
+
+    assert run("missed.json", run_json(*query_pair(10e-3, 5e-3)), "other") == Exit.TARGET_MISSED
+    assert "query_by_job" in capsys.readouterr().out
+
+    slower = run_json(*query_pair(30e-3, 3e-3, seed=30))
+    assert run("slower.json", slower, "base") == Exit.REGRESSION
+    out = capsys.readouterr().out
+    assert "REGRESSION" in out
+    assert "test_after[by_job]" in out
+
+    assert run("empty.json", run_json(), "base") == Exit.NOT_MEASURED
+    absent = ["--json", str(tmp_path / "absent.json"), "--baseline-dir", str(tmp_path)]
+    assert gate.main(absent) == Exit.NOT_MEASURED
+
+
+def test_strict_fails_on_our_goals(tmp_path: Path) -> None:
+    run = run_json(*query_pair(10e-3, 1e-3))
+    assert judge(run, load_targets(), tmp_path).exit is Exit.PASS
+    assert judge(run, load_targets(), tmp_path, strict=True).exit is Exit.TARGET_MISSED
