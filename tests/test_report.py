@@ -326,3 +326,22 @@ def test_passing_figures_cover_every_target(targets):
 def test_report_written_from_disk_is_utf8(targets, tmp_path: Path):
     _, html_path = write_outputs(synthetic_run(targets), tmp_path)
     assert html_path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_make_bench_line_has_rounds_and_the_gates_regression_check(tmp_path, targets):
+    from tests.test_gate import query_pair, run_json
+
+    run = bench.Bench(scale="plan", targets=targets, out_dir=tmp_path)
+    step = Step("benchmarks", "microbenchmarks")
+    assert run._regression_check([], "fp").regression == "not checked"
+    step.status = StepStatus.OK
+    run.run.steps.append(step)
+    (tmp_path / "raw").mkdir()
+    raw = json.dumps(run_json(*query_pair(10e-3, 1e-3)))
+    (tmp_path / "raw" / "benchmarks.json").write_text(raw)
+    first = run._regression_check([], "fp")
+    assert (first.regression, first.source, len(first.rounds)) == ("no baseline", "bench", 2)
+    history.append_run(replace(first, time="t1", figures={"a": 1.0}), tmp_path / "h.jsonl")
+    second = run._regression_check(history.read_history(tmp_path / "h.jsonl"), "fp")
+    assert second.regression == "ok"
+    assert second.baseline.startswith("line 1 (bench")
