@@ -47,7 +47,7 @@ bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench
 	@mkdir -p reports/out
 	$(VENV)/bin/pytest benchmarks --benchmark-json=reports/out/bench-micro.json $(PYTEST_ARGS)
 
-gate: $(STAMP) ## benchmarks at SCALE, targets from same-run ratios, regressions vs baseline (exit 0/1/2/3)
+gate: $(STAMP) ## benchmarks at SCALE, targets from same-run ratios, regressions vs the history's baseline (exit 0/1/2/3)
 	$(PY) -m reports.gate $(if $(GATE_JSON),--json $(GATE_JSON)) $(GATE_ARGS) $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 load: $(STAMP) ## headless load test: database, SCALE data, service (URL_MODE), Locust; LOCUST_* override
@@ -56,5 +56,5 @@ load: $(STAMP) ## headless load test: database, SCALE data, service (URL_MODE), 
 load-ui: $(STAMP) ## database, data, service and Locust's web UI on 127.0.0.1:8089 (Thresholds tab)
 	$(PY) -m loadtests --ui --modes $${URL_MODE:-unified} $(LOAD_ARGS)
 
-clean: ## remove generated output (keeps .venv and the gate baselines in .benchmarks/)
+clean: ## remove generated output (keeps .venv and the history, reports/history.jsonl)
 	rm -rf reports/out .pytest_cache .mypy_cache .ruff_cache .data

@@ -9,8 +9,6 @@ running by a killed process are resumed when the service starts.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -24,6 +22,7 @@ import orjson
 from aiohttp import web
 
 from reference import batch_sql as q
+from reference import paging
 from reference.auth import current_user
 from reference.batch_ops import (
     Kind,
@@ -52,7 +51,6 @@ log = logging.getLogger(__name__)
 routes = ApiRoutes(tag="batch")
 
 IDEMPOTENCY_KEY_MAX: Final = 200
-TRASH_PAGE_MAX: Final = 200
 
 SELECTION_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
@@ -371,46 +369,26 @@ async def redo(request: web.Request) -> web.Response:
 # --- trash -----------------------------------------------------------------------------------
 
 
-def _encode_cursor(deleted_at: datetime, asset_id: UUID) -> str:
-    raw = orjson.dumps([deleted_at.isoformat(), str(asset_id)])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        moment, asset_id = orjson.loads(raw)
-        return datetime.fromisoformat(moment), UUID(asset_id)
-    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
-        raise BadRequest("not a cursor from this endpoint", field="cursor") from None
-
-
 @routes.operation(
     "GET",
     "/v1/trash",
     summary="The caller's trash, most recently deleted first (keyset pages)",
-    params=[
-        Param("limit", schema={"type": "integer", "minimum": 1, "maximum": TRASH_PAGE_MAX}),
-        Param("cursor", description="next_cursor of the previous page"),
-    ],
+    params=[paging.LIMIT_PARAM, paging.CURSOR_PARAM],
     responses={200: "{assets, next_cursor}"},
 )
 async def trash(request: web.Request) -> web.Response:
-    settings = request.app[SETTINGS]
-    raw_limit = request.query.get("limit", str(settings.page_size_default))
-    try:
-        limit = int(raw_limit)
-    except ValueError:
-        raise BadRequest("limit must be an integer", field="limit") from None
-    if not 1 <= limit <= TRASH_PAGE_MAX:
-        raise BadRequest(f"limit must be 1-{TRASH_PAGE_MAX}", field="limit")
-    cursor = request.query.get("cursor")
-    after: tuple[datetime | None, UUID | None] = _decode_cursor(cursor) if cursor else (None, None)
+    limit = paging.parse_limit(request.query.get("limit"), request.app[SETTINGS])
+    after: tuple[datetime | None, UUID | None] = (None, None)
+    if cursor := request.query.get("cursor"):
+        deleted_at, asset_id = paging.decode_cursor(cursor, shape=(str, str))
+        after = paging.cursor_datetime(deleted_at), paging.cursor_uuid(asset_id)
     async with request.app[POOL].acquire() as conn:
         rows = await conn.fetch(q.TRASH_PAGE, current_user(request), *after, limit + 1)
     page = rows[:limit]
     next_cursor = (
-        _encode_cursor(page[-1]["deleted_at"], page[-1]["id"]) if len(rows) > limit else None
+        paging.encode_cursor([page[-1]["deleted_at"], page[-1]["id"]])
+        if len(rows) > limit
+        else None
     )
     assets = [
         {

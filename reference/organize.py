@@ -11,7 +11,6 @@ process answers from the same database state. Dismissed and deleted assets are l
 from __future__ import annotations
 
 import asyncio
-import base64
 import bisect
 import time
 from collections import Counter, OrderedDict, defaultdict
@@ -27,7 +26,7 @@ import orjson
 from aiohttp import web
 from tqdm import tqdm
 
-from reference import dedup
+from reference import dedup, paging
 from reference.auth import current_user
 from reference.batch import BATCH_RUNNER
 from reference.batch_ops import Kind, Selection, create_operation, get_operation
@@ -343,43 +342,12 @@ async def organize_context(app: web.Application) -> AsyncIterator[None]:
 
 routes = ApiRoutes(tag="organize")
 
-_LIMIT = Param("limit", schema={"type": "integer", "minimum": 1}, description="page size")
-_CURSOR = Param("cursor", description="opaque: next_cursor of the previous page")
 
-
-def _limit(request: web.Request) -> int:
-    settings = request.app[SETTINGS]
-    raw = request.query.get("limit")
-    if raw is None or raw == "":
-        return settings.page_size_default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest("limit must be an integer", field="limit") from None
-    if not 1 <= value <= settings.page_size_max:
-        raise BadRequest(f"limit must be within 1..{settings.page_size_max}", field="limit")
-    return value
-
-
-def _encode_cursor(key: Sequence[Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
-
-
-def _decode_cursor(request: web.Request, shape: tuple[type, ...]) -> tuple[Any, ...] | None:
+def _page(request: web.Request, shape: tuple[type, ...]) -> tuple[int, tuple[Any, ...] | None]:
+    """The page size and, past the first page, the cursor's items (of the JSON types in shape)."""
+    limit = paging.parse_limit(request.query.get("limit"), request.app[SETTINGS])
     raw = request.query.get("cursor")
-    if raw is None or raw == "":
-        return None
-    try:
-        value = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (ValueError, orjson.JSONDecodeError):
-        raise BadRequest("cursor is not one this service issued", field="cursor") from None
-    if (
-        not isinstance(value, list)
-        or len(value) != len(shape)
-        or not all(isinstance(v, t) for v, t in zip(value, shape, strict=True))
-    ):
-        raise BadRequest("cursor is not one this service issued", field="cursor")
-    return tuple(value)
+    return limit, tuple(paging.decode_cursor(raw, shape=shape)) if raw else None
 
 
 def _uuid(raw: str, name: str) -> UUID:
@@ -402,12 +370,11 @@ def _set_json(index: UserIndex, s: DuplicateSet) -> dict[str, Any]:
     "GET",
     "/v1/organize/duplicates",
     summary="Near-duplicate sets (newest set first); each set's first asset is the one to keep",
-    params=[_LIMIT, _CURSOR],
+    params=[paging.LIMIT_PARAM, paging.CURSOR_PARAM],
     responses={200: "a page of duplicate sets"},
 )
 async def duplicates(request: web.Request) -> web.Response:
-    limit = _limit(request)
-    cursor = _decode_cursor(request, (float, str))
+    limit, cursor = _page(request, (float, str))
     index = await request.app[ORGANIZE].get(current_user(request))
     sets, keys = index.duplicate_sets, index.duplicate_keys
     end = len(sets) if cursor is None else bisect.bisect_left(keys, cursor)
@@ -419,7 +386,7 @@ async def duplicates(request: web.Request) -> web.Response:
         "total_sets": len(sets),
         "total_assets": sum(len(s.members) for s in sets),
         "sets": page,
-        "next_cursor": _encode_cursor(keys[start]) if start > 0 else None,
+        "next_cursor": paging.encode_cursor(keys[start]) if start > 0 else None,
     })  # fmt: skip
 
 
@@ -434,8 +401,8 @@ GROUPINGS: Final = ("prompt", "duplicates")
         Param(
             "by", schema={"type": "string", "enum": list(GROUPINGS)}, description="default prompt"
         ),
-        _LIMIT,
-        _CURSOR,
+        paging.LIMIT_PARAM,
+        paging.CURSOR_PARAM,
     ],
     responses={200: "a page of groups"},
 )
@@ -443,8 +410,7 @@ async def groups(request: web.Request) -> web.Response:
     by = request.query.get("by", "prompt")
     if by not in GROUPINGS:
         raise BadRequest(f"by must be one of {', '.join(GROUPINGS)}", field="by")
-    limit = _limit(request)
-    cursor = _decode_cursor(request, (int, str))
+    limit, cursor = _page(request, (int, str))
     index = await request.app[ORGANIZE].get(current_user(request))
     found = index.prompt_groups if by == "prompt" else index.cluster_groups
     start = 0
@@ -464,7 +430,7 @@ async def groups(request: web.Request) -> web.Response:
             }
             for g in page
         ],
-        "next_cursor": _encode_cursor(page[-1].sort_key) if more and page else None,
+        "next_cursor": paging.encode_cursor(page[-1].sort_key) if more and page else None,
     })  # fmt: skip
 
 
@@ -472,7 +438,11 @@ async def groups(request: web.Request) -> web.Response:
     "GET",
     "/v1/organize/tags",
     summary="The plan's tag suggestions (themes, quality, model) for one asset or a page of them",
-    params=[Param("asset_id", description="one asset (any state)"), _LIMIT, _CURSOR],
+    params=[
+        Param("asset_id", description="one asset (any state)"),
+        paging.LIMIT_PARAM,
+        paging.CURSOR_PARAM,
+    ],
     responses={200: "tags"},
 )
 async def tags(request: web.Request) -> web.Response:
@@ -489,20 +459,20 @@ async def tags(request: web.Request) -> web.Response:
             row["prompt"], row["quality"], row["model_type"], themes
         )
         return json_response({"asset_id": str(asset_id), "tags": suggested})
-    limit = _limit(request)
-    cursor = _decode_cursor(request, (int,))
+    limit, cursor = _page(request, (int,))
     index = await request.app[ORGANIZE].get(user)
     order = index.newest_first
     start = 0 if cursor is None else cursor[0]
-    if start > len(order):
-        raise BadRequest("cursor is past the end", field="cursor")
-    page = order[start : start + limit]
+    if not 0 <= start <= len(order):
+        raise BadRequest("cursor is out of range", field="cursor")
+    end = start + limit
+    page = order[start:end]
     return json_response({
         "version": index.version,
         "themes": list(themes),
         "counts": index.tag_counts,
         "assets": [{"asset_id": str(index.ids[i]), "tags": index.tags(i)} for i in page],
-        "next_cursor": _encode_cursor([start + limit]) if start + limit < len(order) else None,
+        "next_cursor": paging.encode_cursor([end]) if end < len(order) else None,
     })  # fmt: skip
 
 

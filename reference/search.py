@@ -23,8 +23,6 @@ test oracle):
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -38,18 +36,19 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from reference import paging
 from reference.assets import ASSET_COLUMNS, Asset, ContentType, ModelType, Quality, Status
 from reference.auth import current_user
 from reference.errors import BadRequest, json_response
 from reference.feature import Feature
 from reference.openapi import ApiRoutes, Param
+from reference.settings import Settings
 from reference.typedefs import POOL, SETTINGS
 from reference.urls import URLS
 
 MAX_QUERY_CHARS: Final = 200
 #: pg_trgm indexes runs of letters and digits; a pattern without three in a row has no trigram.
 TRIGRAM_RUN: Final = re.compile(r"[^\W_]{3}")
-CURSOR_VERSION: Final = 1
 ALL: Final = "all"
 PLAIN_MODEL: Final = "none"
 TRIGRAM_INDEXES: Final = ("idx_images_user_prompt_trgm", "idx_videos_user_prompt_trgm")
@@ -231,7 +230,7 @@ SEARCH_PARAMS: Final = frozenset(
 )  # fmt: skip
 
 
-def parse_page(params: Mapping[str, str], repeated: set[str], default: int, most: int) -> Page:
+def parse_page(params: Mapping[str, str], repeated: set[str], settings: Settings) -> Page:
     for name in params:
         if name not in SEARCH_PARAMS:
             raise BadRequest(f"unknown parameter {name!r}", field=name)
@@ -239,15 +238,7 @@ def parse_page(params: Mapping[str, str], repeated: set[str], default: int, most
         name = min(repeated)
         raise BadRequest(f"{name} is given more than once", field=name)
     query = parse_query(params)
-    raw_limit = params.get("limit")
-    limit = default
-    if raw_limit is not None:
-        try:
-            limit = int(raw_limit)
-        except ValueError:
-            raise BadRequest(f"limit={raw_limit!r}: expected an integer", field="limit") from None
-        if not 1 <= limit <= most:
-            raise BadRequest(f"limit={limit}: must be between 1 and {most}", field="limit")
+    limit = paging.parse_limit(params.get("limit"), settings)
     raw_cursor = params.get("cursor")
     cursor = None if not raw_cursor else decode_cursor(raw_cursor, query)
     return Page(query, limit, cursor)
@@ -268,25 +259,15 @@ def sort_value(asset: Asset, key: SortKey) -> Any:
 
 
 def encode_cursor(query: SearchQuery, asset: Asset) -> str:
-    value = sort_value(asset, query.sort)
-    wire = value.isoformat() if isinstance(value, datetime) else value
-    raw = orjson.dumps([CURSOR_VERSION, query.fingerprint(), wire, str(asset.id)])
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return paging.encode_cursor([query.fingerprint(), sort_value(asset, query.sort), asset.id])
 
 
 def decode_cursor(raw: str, query: SearchQuery) -> tuple[Any, UUID]:
-    bad = BadRequest("cursor is malformed or belongs to a different search", field="cursor")
-    try:
-        data = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        version, fingerprint, wire, asset_id = data
-        if version != CURSOR_VERSION or fingerprint != query.fingerprint():
-            raise bad
-        if not isinstance(wire, str):
-            raise bad
-        value: Any = datetime.fromisoformat(wire) if query.sort is SortKey.DATE else wire
-        return value, UUID(asset_id)
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise bad from None
+    fingerprint, value, asset_id = paging.decode_cursor(raw, shape=(str, str, str))
+    if fingerprint != query.fingerprint():
+        raise BadRequest("cursor belongs to a different search", field="cursor")
+    key = paging.cursor_datetime(value) if query.sort is SortKey.DATE else value
+    return key, paging.cursor_uuid(asset_id)
 
 
 # --- SQL ----------------------------------------------------------------------------------------
@@ -618,9 +599,7 @@ SEARCH_PARAM_DOCS: Final = (
 async def search(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     repeated = {k for k in request.query if len(request.query.getall(k)) > 1}
-    page = parse_page(
-        dict(request.query), repeated, settings.page_size_default, settings.page_size_max
-    )
+    page = parse_page(dict(request.query), repeated, settings)
     caps = request.app[CAPABILITIES]
     result = await search_assets(
         request.app[POOL], caps, current_user(request), page, settings.search_count_cap

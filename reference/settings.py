@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Final
@@ -102,7 +102,6 @@ class Settings:
     )  # fmt: skip
     #: Users whose LSH index one process keeps in memory.
     organize_cache_users: int = 16
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def jwt_secret_is_default(self) -> bool:

@@ -8,8 +8,6 @@ when asked (the plan's progressive loading).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -17,9 +15,9 @@ from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
-import orjson
 from aiohttp import web
 
+from reference import paging
 from reference.assets import ASSET_COLUMNS, Asset
 from reference.auth import current_user
 from reference.errors import BadRequest, NotFound, json_response
@@ -72,20 +70,12 @@ class Cursor:
     id: UUID
 
     def encode(self) -> str:
-        raw = orjson.dumps([self.created_at.isoformat(), str(self.id)])
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return paging.encode_cursor([self.created_at, self.id])
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
-        try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            created, ident = orjson.loads(raw)
-            cursor = cls(datetime.fromisoformat(created), UUID(ident))
-        except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
-            raise BadRequest("cursor is not one this service issued", field="cursor") from None
-        if cursor.created_at.tzinfo is None:
-            raise BadRequest("cursor is not one this service issued", field="cursor")
-        return cursor
+        created, ident = paging.decode_cursor(text, shape=(str, str))
+        return cls(paging.cursor_datetime(created), paging.cursor_uuid(ident))
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +94,7 @@ class WorkspaceQuery:
             raise BadRequest(
                 f"mode must be 'session' or 'all', not {raw_mode!r}", field="mode"
             ) from None
-        limit = parse_limit(query.get("limit"), settings)
+        limit = paging.parse_limit(query.get("limit"), settings)
         raw_cursor = query.get("cursor")
         cursor = Cursor.decode(raw_cursor) if raw_cursor else None
         include = {part for part in query.get("include", "").split(",") if part}
@@ -115,18 +105,6 @@ class WorkspaceQuery:
                 field="include",
             )
         return cls(mode, limit, cursor, INCLUDE_HIGH_RES in include)
-
-
-def parse_limit(raw: str | None, settings: Settings) -> int:
-    if raw is None or raw == "":
-        return min(settings.page_size_default, settings.page_size_max)
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise BadRequest(f"limit must be an integer, not {raw!r}", field="limit") from None
-    if not 1 <= limit <= settings.page_size_max:
-        raise BadRequest(f"limit must be between 1 and {settings.page_size_max}", field="limit")
-    return limit
 
 
 def start_of_today() -> datetime:
@@ -176,8 +154,8 @@ def asset_json(record: asyncpg.Record, asset: Asset) -> dict[str, Any]:
             schema={"type": "string", "enum": ["session", "all"], "default": "all"},
             description="session: today (UTC) and not dismissed; all: everything",
         ),
-        Param("limit", schema={"type": "integer", "minimum": 1}, description="page size"),
-        Param("cursor", description="next_cursor of the previous page"),
+        paging.LIMIT_PARAM,
+        paging.CURSOR_PARAM,
         Param("include", schema={"type": "string", "enum": ["high_res"]}),
     ],
     responses={200: "a page: assets (with thumbnail_url) and next_cursor"},

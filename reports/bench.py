@@ -529,10 +529,12 @@ class Bench:
         if plans.exists():
             self.run.plans = json.loads(plans.read_text(encoding="utf-8"))
         path = history_path(self.env)
-        self.run.history = comparable(read_history(path), fp, self.scale)
+        records = read_history(path)
+        self.run.history = comparable(records, fp, self.scale)
         write_outputs(self.run, self.out_dir)
         verdict = outcome(self.run).verdict.value
         git = self.run.environment.get("git", {})
+        regression = self._regression_check(records, fp)
         append_run(
             RunRecord(
                 time=self.run.started,
@@ -542,10 +544,33 @@ class Bench:
                 verdict=verdict,
                 figures=dict(self.run.figures),
                 machine=self.run.environment.get("machine", {}),
+                source="bench",
+                regression=regression.regression,
+                baseline=regression.baseline,
+                rounds=regression.rounds,
             ),
             path,
         )
-        return f"{_rel(self.out_dir / 'index.html')}; history {_rel(path)}"
+        return (
+            f"{_rel(self.out_dir / 'index.html')}; history {_rel(path)} "
+            f"(regression check: {regression.regression})"
+        )
+
+    def _regression_check(self, records: list[RunRecord], fp: str) -> RunRecord:
+        """The gate's regression check of the microbenchmarks' raw rounds against the history's
+        baseline, so that a ``make bench`` line can be the gate's baseline too."""
+        from reports import gate
+
+        raw = self.out_dir / "raw" / "benchmarks.json"
+        done = {s.name: s.status for s in self.run.steps}
+        if done.get("benchmarks") is not StepStatus.OK or not raw.exists():
+            return RunRecord("", "", fp, self.scale, "", {})
+        bench_json = json.loads(raw.read_text(encoding="utf-8"))
+        bench_json["workspace_bench"] = {"fingerprint": fp}
+        result = gate.judge(bench_json, self.targets, records)
+        if result.exit is gate.Exit.REGRESSION:
+            say(f"regression check: {result.message}")
+        return gate.history_record(bench_json, result, {}, source="bench")
 
     def _rewrite_after_report(self) -> None:
         """The report step's own status and time belong in the files too."""

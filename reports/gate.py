@@ -12,8 +12,17 @@ a one-sided Mann-Whitney U test on the rounds is significant at ``alpha`` (all f
 moves the median and makes the test significant, but leaves the fastest rounds nearly where they
 were; a real regression moves every round.
 
-The baseline is ``.benchmarks/baseline-<scale>.json`` (git-ignored; one per scale, so like is
-compared with like). A missing baseline is not an error: the run is saved as the baseline.
+Every gate run appends its line to the history (``reports/history.py``, ``HISTORY_FILE``; the
+same file ``make bench`` appends to): its figures, each benchmark's raw rounds and the outcome of
+this check. The baseline is the most recent comparable line (same machine fingerprint and scale)
+that passed its regression check and has raw rounds; ``GATE_BASELINE`` (or ``--baseline``) pins one
+instead: a line number of the history file or a commit (prefix). A missing baseline is not an
+error: the gate says so, and its own line becomes the next run's baseline.
+
+The fingerprint needs the PostgreSQL version: when it runs the benchmarks itself the gate brings up
+the database (provider chain) and hands it to pytest through ``DATABASE_URL``, and records the
+fingerprint in the run's JSON; a ``--json`` run without one is fingerprinted with the version
+unknown (comparable only with such runs).
 
 When it ran the benchmarks itself, the files of benchmarks flagged as regressions run once more
 and the better of the two measurements is judged (``--no-confirm`` skips this).
@@ -24,11 +33,13 @@ Exit status: 0 pass, 1 a target missed, 2 a regression, 3 could not measure (the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
@@ -38,19 +49,28 @@ from typing import Any, Final
 import numpy as np
 from scipy.stats import mannwhitneyu
 
+from reports.environment import fingerprint, git_commit, probe_machine
 from reports.figures import (
     FIGURES_DIR,
     ROOT,
-    FiguresError,
     benchmark_key,
     figures_from_json,
     find_pairs,
     read_json,
     write_figures,
 )
+from reports.history import (
+    BaselineError,
+    RegressionCheck,
+    RunRecord,
+    append_run,
+    gate_baseline,
+    history_path,
+    read_history,
+    rounds_of,
+)
 from reports.targets import GateSettings, TargetResult, Targets, Verdict, load_targets
 
-BASELINE_DIR: Final = ROOT / ".benchmarks"
 RUN_JSON: Final = ROOT / "reports" / "out" / "bench-gate.json"
 BENCHMARK_PREFIXES: Final = ("bench.", "saving.", "speedup.", "dataset.")
 
@@ -172,10 +192,6 @@ def compare_runs(
 # --- baseline ---------------------------------------------------------------------------------
 
 
-def baseline_path(scale: str, directory: Path = BASELINE_DIR) -> Path:
-    return directory / f"baseline-{scale}.json"
-
-
 def benchmarks_by_name(bench_json: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The part of a pytest-benchmark JSON the gate compares: name -> group, median, rounds."""
     result: dict[str, dict[str, Any]] = {}
@@ -192,35 +208,77 @@ def benchmarks_by_name(bench_json: Mapping[str, Any]) -> dict[str, dict[str, Any
     return result
 
 
-def save_baseline(bench_json: Mapping[str, Any], path: Path, scale: str) -> Path:
-    """Keep this run's medians and raw rounds as the baseline (also for ``reports/history.py``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "version": 1,
-        "scale": scale,
-        "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "run_datetime": bench_json.get("datetime"),
-        "commit": (bench_json.get("commit_info") or {}).get("id"),
-        "machine": (bench_json.get("machine_info") or {}).get("node"),
-        "benchmarks": benchmarks_by_name(bench_json),
+def benchmarks_of_record(record: RunRecord) -> dict[str, dict[str, Any]]:
+    """A history line's rounds in the shape :func:`compare_runs` takes."""
+    return {
+        name: {"group": r.get("group"), "stats": {"median": r.get("median"), "data": r["data"]}}
+        for name, r in record.rounds.items()
     }
-    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-    return path
 
 
-def load_baseline(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), dict):
-        raise FiguresError(f"{path}: not a baseline file")
-    return data
+def run_fingerprint(bench_json: Mapping[str, Any]) -> str:
+    recorded = (bench_json.get("workspace_bench") or {}).get("fingerprint")
+    return str(recorded) if recorded else fingerprint(probe_machine().as_dict(), None)
+
+
+def run_scale(bench_json: Mapping[str, Any]) -> str:
+    scales = figures_from_json(bench_json)[1]["scales"]
+    return str(scales[0]) if len(scales) == 1 else "mixed"
+
+
+def history_record(
+    bench_json: Mapping[str, Any],
+    result: GateResult,
+    figures: Mapping[str, float],
+    *,
+    source: str = "gate",
+) -> RunRecord:
+    """The history line of a judged run."""
+    commit = (bench_json.get("commit_info") or {}).get("id") or git_commit().get("commit", "")
+    if result.exit is Exit.REGRESSION:
+        check = RegressionCheck.REGRESSION
+    elif result.baseline is None:
+        check = RegressionCheck.FIRST
+    else:
+        check = RegressionCheck.OK
+    missed = any(r.verdict is not Verdict.PASS for r in result.targets)
+    return RunRecord(
+        time=datetime.now(UTC).isoformat(timespec="seconds"),
+        commit=str(commit),
+        fingerprint=result.fingerprint,
+        scale=result.scale,
+        verdict="fail" if missed else "pass",
+        figures=dict(figures),
+        machine=probe_machine().as_dict(),
+        source=source,
+        regression=check.value,
+        baseline=result.baseline.label() if result.baseline else None,
+        rounds=rounds_of(bench_json),
+    )
 
 
 # --- running ----------------------------------------------------------------------------------
 
 
-def run_benchmarks(out: Path, pytest_args: Sequence[str], *, select: bool = True) -> int:
+@contextmanager
+def benchmark_database() -> Iterator[tuple[dict[str, str], str]]:
+    """A database from the provider chain for the benchmark runs: (their environment, this
+    machine's fingerprint, which needs the server's version)."""
+    from fixtures.database import provide_database
+
+    with provide_database(os.environ) as info:
+        print(f"gate: {info.describe()}", flush=True)
+        env = {**os.environ, "DATABASE_URL": info.dsn}
+        yield env, fingerprint(probe_machine().as_dict(), info.server_version)
+
+
+def run_benchmarks(
+    out: Path,
+    pytest_args: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    select: bool = True,
+) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     where = ["benchmarks"] if select else []
@@ -229,7 +287,7 @@ def run_benchmarks(out: Path, pytest_args: Sequence[str], *, select: bool = True
         f"--benchmark-json={out}", *pytest_args,
     ]  # fmt: skip
     print("$ " + " ".join(command), flush=True)
-    return subprocess.run(command, cwd=ROOT, check=False).returncode
+    return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
 
 
 def confirm(
@@ -238,6 +296,7 @@ def confirm(
     out: Path,
     pytest_args: Sequence[str],
     quantile: float,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Re-measure the flagged benchmarks once and keep, per benchmark, the run whose low quantile
     is lower: a burst of contention rarely hits the same benchmark twice, a regression does.
@@ -245,7 +304,7 @@ def confirm(
     again_path = out.with_name(out.stem + "-confirm.json")
     files = sorted({name.split("::", 1)[0] for name in flagged})
     print(f"gate: re-measuring {len(flagged)} flagged benchmark(s) in {', '.join(files)}")
-    if run_benchmarks(again_path, [*files, *pytest_args], select=False) != 0:
+    if run_benchmarks(again_path, [*files, *pytest_args], env=env, select=False) != 0:
         return dict(bench_json)
     again = {
         b["fullname"]: b
@@ -371,17 +430,21 @@ class GateResult:
     exit: Exit
     targets: list[TargetResult]
     comparisons: list[Comparison]
-    baseline_saved: Path | None
+    baseline: RunRecord | None
     message: str
+    fingerprint: str = ""
+    scale: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "exit": int(self.exit),
             "verdict": self.exit.name.lower(),
             "message": self.message,
+            "scale": self.scale,
+            "fingerprint": self.fingerprint,
+            "baseline": self.baseline.label() if self.baseline else None,
             "targets": [r.as_dict() for r in self.targets],
             "comparisons": [c.as_dict() for c in self.comparisons],
-            "baseline_saved": str(self.baseline_saved) if self.baseline_saved else None,
         }
 
 
@@ -393,20 +456,20 @@ def benchmark_targets(targets: Targets, figures: Mapping[str, float]) -> list[Ta
 def judge(
     bench_json: Mapping[str, Any],
     targets: Targets,
-    baseline_dir: Path = BASELINE_DIR,
+    history: Sequence[RunRecord] = (),
     *,
     strict: bool = False,
-    update_baseline: bool = False,
+    pin: str | None = None,
     same_run: Mapping[str, Any] | None = None,
 ) -> GateResult:
-    """``same_run``: the one run whose ratios judge the targets when ``bench_json`` mixes in
-    re-measured benchmarks (default: ``bench_json`` itself)."""
+    """Judge one run against ``history`` (no I/O). ``same_run``: the one run whose ratios judge
+    the targets when ``bench_json`` mixes in re-measured benchmarks (default: ``bench_json``).
+    Raises :class:`BaselineError` when ``pin`` names no usable line."""
     now = benchmarks_by_name(bench_json)
     if not now:
         return GateResult(Exit.NOT_MEASURED, [], [], None, "no benchmark was timed")
-    figures, meta = figures_from_json(same_run if same_run is not None else bench_json)
-    scales = meta["scales"]
-    scale = scales[0] if len(scales) == 1 else "mixed"
+    figures, _ = figures_from_json(same_run if same_run is not None else bench_json)
+    scale, fp = run_scale(bench_json), run_fingerprint(bench_json)
     results = benchmark_targets(targets, figures)
     missed = [
         r
@@ -414,19 +477,17 @@ def judge(
         if r.verdict is Verdict.FAIL or (strict and r.goal_verdict is Verdict.FAIL)
     ]
 
-    path = baseline_path(scale, baseline_dir)
-    baseline = load_baseline(path)
-    saved: Path | None = None
+    baseline = gate_baseline(history, fp, scale, pin)
     notes: list[str] = []
     comparisons: list[Comparison] = []
-    if baseline is None or baseline.get("scale") != scale:
-        saved = save_baseline(bench_json, path, scale)
-        notes.append(f"no baseline for scale {scale!r}: saved this run as {path}")
+    if baseline is None:
+        notes.append(
+            f"no baseline for scale {scale!r} on this machine ({fp}): this run is recorded "
+            "in the history as the baseline"
+        )
     else:
-        comparisons = compare_runs(baseline["benchmarks"], now, targets.gate)
-        if update_baseline:
-            saved = save_baseline(bench_json, path, scale)
-            notes.append(f"baseline updated: {path}")
+        notes.append(f"baseline: history {baseline.label()}")
+        comparisons = compare_runs(benchmarks_of_record(baseline), now, targets.gate)
 
     regressions = [c for c in comparisons if c.verdict is Change.REGRESSION]
     if regressions:
@@ -440,7 +501,7 @@ def judge(
         code = Exit.PASS
     if missed:
         notes.append(f"{len(missed)} target(s) missed: {', '.join(r.target.id for r in missed)}")
-    return GateResult(code, results, comparisons, saved, "; ".join(notes) or "pass")
+    return GateResult(code, results, comparisons, baseline, "; ".join(notes), fp, scale)
 
 
 def report(result: GateResult, bench_json: Mapping[str, Any], quantile: float) -> str:
@@ -453,18 +514,38 @@ def report(result: GateResult, bench_json: Mapping[str, Any], quantile: float) -
         "",
     ]
     if result.comparisons:
-        parts += ["== against the baseline", comparison_table(result.comparisons, quantile), ""]
+        title = (
+            f"== against the baseline: history {result.baseline.label()}" if result.baseline else ""
+        )
+        parts += [title, comparison_table(result.comparisons, quantile), ""]
     parts.append(f"gate: {result.exit.name.lower()} (exit {int(result.exit)}): {result.message}")
     return "\n".join(parts)
+
+
+def _not_measured(figures_dir: Path, message: str) -> int:
+    result = GateResult(Exit.NOT_MEASURED, [], [], None, message)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    (figures_dir / "gate.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    print(f"gate: not_measured (exit 3): {message}")
+    return Exit.NOT_MEASURED
 
 
 def main(argv: Iterable[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reports.gate", description=__doc__)
     parser.add_argument("--json", type=Path, help="judge this pytest-benchmark JSON, run nothing")
-    parser.add_argument("--baseline-dir", type=Path, default=BASELINE_DIR)
+    parser.add_argument(
+        "--history", type=Path, default=None, help="the history file (default: HISTORY_FILE)"
+    )
+    parser.add_argument(
+        "--baseline", default=os.environ.get("GATE_BASELINE") or None,
+        help="pin the baseline: a history line number or a commit prefix (GATE_BASELINE)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-record", dest="record", action="store_false",
+        help="judge only: append no line to the history",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=RUN_JSON, help="where the run's JSON goes")
     parser.add_argument("--figures-dir", type=Path, default=FIGURES_DIR)
-    parser.add_argument("--update-baseline", action="store_true", help="save this run as baseline")
     parser.add_argument(
         "--strict", action="store_true", default=os.environ.get("STRICT") == "1",
         help="our goals fail the gate too, not only the plan's figures (STRICT=1)",
@@ -475,35 +556,58 @@ def main(argv: Iterable[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
     args = parser.parse_args(list(argv) if argv is not None else None)
+    history_file: Path = args.history or history_path()
 
-    source: Path = args.json or args.out
-    if args.json is None:
-        status = run_benchmarks(args.out, args.pytest_args)
+    if args.json is not None:
+        return _judge_and_record(args, args.json, history_file, None)
+    with contextlib.ExitStack() as stack:
+        try:
+            env, fp = stack.enter_context(benchmark_database())
+        except Exception as exc:  # no database: nothing can be measured
+            return _not_measured(args.figures_dir, f"no database: {type(exc).__name__}: {exc}")
+        status = run_benchmarks(args.out, args.pytest_args, env=env)
         if status != 0:
-            print(f"gate: not_measured (exit 3): the benchmarks failed (pytest exit {status})")
-            return Exit.NOT_MEASURED
+            return _not_measured(args.figures_dir, f"the benchmarks failed (pytest exit {status})")
+        with contextlib.suppress(OSError, ValueError):
+            bench_json = read_json(args.out)
+            bench_json["workspace_bench"] = {"fingerprint": fp}
+            args.out.write_text(json.dumps(bench_json), encoding="utf-8")
+        return _judge_and_record(args, args.out, history_file, env)
+    raise AssertionError("unreachable")
+
+
+def _judge_and_record(
+    args: argparse.Namespace, source: Path, history_file: Path, env: Mapping[str, str] | None
+) -> int:
     try:
         bench_json = read_json(source)
     except (OSError, ValueError) as exc:
-        print(f"gate: not_measured (exit 3): cannot read {source}: {exc}")
-        return Exit.NOT_MEASURED
+        return _not_measured(args.figures_dir, f"cannot read {source}: {exc}")
     targets = load_targets()
-    result = judge(
-        bench_json,
-        targets,
-        args.baseline_dir,
-        strict=args.strict,
-        update_baseline=args.update_baseline,
-    )
-    flagged = [c.benchmark for c in result.comparisons if c.verdict is Change.REGRESSION]
-    if flagged and args.json is None and args.confirm:
-        bench_json = confirm(bench_json, flagged, args.out, args.pytest_args, targets.gate.quantile)
-        result = judge(bench_json, targets, args.baseline_dir, strict=args.strict)
-    if result.exit is not Exit.NOT_MEASURED:
-        figures, meta = figures_from_json(bench_json)
-        write_figures(args.figures_dir / "bench.json", figures, meta)
-        (args.figures_dir / "gate.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    history = read_history(history_file)
+    try:
+        result = judge(bench_json, targets, history, strict=args.strict, pin=args.baseline)
+        flagged = [c.benchmark for c in result.comparisons if c.verdict is Change.REGRESSION]
+        if flagged and env is not None and args.confirm:
+            first = bench_json
+            bench_json = confirm(
+                bench_json, flagged, args.out, args.pytest_args, targets.gate.quantile, env
+            )
+            result = judge(
+                bench_json, targets, history, strict=args.strict, pin=args.baseline,
+                same_run=first,
+            )  # fmt: skip
+    except BaselineError as exc:
+        return _not_measured(args.figures_dir, str(exc))
+    if result.exit is Exit.NOT_MEASURED:
+        return _not_measured(args.figures_dir, result.message)
+    figures, meta = figures_from_json(bench_json)
+    write_figures(args.figures_dir / "bench.json", figures, meta)
+    (args.figures_dir / "gate.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     print(report(result, bench_json, targets.gate.quantile))
+    if args.record:
+        path = append_run(history_record(bench_json, result, figures), history_file)
+        print(f"gate: recorded in the history ({path})")
     return int(result.exit)
 
 

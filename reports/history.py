@@ -1,26 +1,46 @@
-"""History of runs: one JSON line per ``make bench`` run, read by the trend charts and the gate.
+"""History of runs: one JSON line per run of ``make bench`` or ``make gate``, read by the report's
+trend charts and by the gate, whose baseline is a line of it.
 
 The file lives at ``reports/history.jsonl`` (``HISTORY_FILE`` overrides): outside
 ``reports/out/`` and ``.data/`` so that ``make clean`` keeps it, and git-ignored because its lines
 describe one machine (they are only compared with runs of the same fingerprint and scale; a
 committed file would mix machines and conflict on every merge). CI starts from a clean clone, so
-its gate compares before/after ratios measured in the same run and uses history when it has some.
+its first gate run finds no baseline and records itself.
+
+A line holds commit, time, machine fingerprint, scale, verdict and every figure; when the run timed
+benchmarks, also each benchmark's raw rounds (at most ``MAX_ROUNDS``, evenly spaced order
+statistics when there were more, 4 significant digits: enough for the gate's rank test, a few
+kilobytes a line) and the outcome of its regression check.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
+
+import numpy as np
 
 from reports.environment import ROOT
 
 DEFAULT_HISTORY: Final = ROOT / "reports" / "history.jsonl"
-RECORD_VERSION: Final = 1
+RECORD_VERSION: Final = 2
+MAX_ROUNDS: Final = 50
+DIGITS: Final = 4
+
+
+class RegressionCheck(StrEnum):
+    OK = "ok"
+    REGRESSION = "regression"
+    FIRST = "no baseline"
+    NOT_CHECKED = "not checked"
+
+
+BASELINE_WORTHY: Final = frozenset({RegressionCheck.OK, RegressionCheck.FIRST})
 
 
 def history_path(env: Mapping[str, str] = os.environ) -> Path:
@@ -37,6 +57,11 @@ class RunRecord:
     verdict: str
     figures: Mapping[str, float]
     machine: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "bench"
+    regression: str = RegressionCheck.NOT_CHECKED.value
+    baseline: str | None = None
+    rounds: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    line: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -48,10 +73,21 @@ class RunRecord:
             "verdict": self.verdict,
             "machine": dict(self.machine),
             "figures": dict(self.figures),
+            "source": self.source,
+            "regression": self.regression,
+            "baseline": self.baseline,
+            "rounds": {k: dict(v) for k, v in self.rounds.items()},
         }
 
+    @property
+    def has_rounds(self) -> bool:
+        return any(v.get("data") for v in self.rounds.values())
+
+    def label(self) -> str:
+        return f"line {self.line} ({self.source}, {self.commit[:10] or '?'}, {self.time})"
+
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
+    def from_dict(cls, data: Mapping[str, Any], line: int = 0) -> RunRecord:
         figures = {
             str(k): float(v)
             for k, v in dict(data.get("figures") or {}).items()
@@ -65,7 +101,55 @@ class RunRecord:
             verdict=str(data.get("verdict", "")),
             figures=figures,
             machine=dict(data.get("machine") or {}),
+            source=str(data.get("source") or "bench"),
+            regression=str(data.get("regression") or RegressionCheck.NOT_CHECKED.value),
+            baseline=str(data["baseline"]) if data.get("baseline") else None,
+            rounds=_read_rounds(data.get("rounds")),
+            line=line,
         )
+
+
+def _read_rounds(raw: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(raw, dict):
+        return {}
+    rounds = {}
+    for name, entry in raw.items():
+        if isinstance(entry, dict) and isinstance(entry.get("data"), list):
+            rounds[str(name)] = {
+                "group": entry.get("group"),
+                "median": entry.get("median"),
+                "data": [float(x) for x in entry["data"] if isinstance(x, int | float)],
+            }
+    return rounds
+
+
+def _sig(value: float) -> float:
+    return float(f"{value:.{DIGITS}g}")
+
+
+def compact_rounds(data: Sequence[float], limit: int = MAX_ROUNDS) -> list[float]:
+    """At most ``limit`` rounds, sorted: all of them, or ``limit`` evenly spaced order statistics
+    (the distribution's shape is what the rank test needs, not every round)."""
+    values = np.sort(np.asarray(data, dtype=float))
+    if len(values) > limit:
+        values = np.quantile(values, (np.arange(limit) + 0.5) / limit, method="inverted_cdf")
+    return [_sig(float(v)) for v in values]
+
+
+def rounds_of(bench_json: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per benchmark of a pytest-benchmark JSON: group, median and compact raw rounds."""
+    result: dict[str, dict[str, Any]] = {}
+    for bench in bench_json.get("benchmarks") or []:
+        stats = bench.get("stats") or {}
+        data = stats.get("data")
+        if not isinstance(data, list) or not data or "median" not in stats:
+            continue
+        result[str(bench["fullname"])] = {
+            "group": bench.get("group"),
+            "median": _sig(float(stats["median"])),
+            "data": compact_rounds(data),
+        }
+    return result
 
 
 def append_run(record: RunRecord, path: Path | None = None) -> Path:
@@ -85,13 +169,13 @@ def read_history(path: Path | None = None) -> list[RunRecord]:
     except FileNotFoundError:
         return []
     records = []
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         try:
             data = json.loads(line)
         except json.JSONDecodeError:
             continue
         if isinstance(data, dict):
-            records.append(RunRecord.from_dict(data))
+            records.append(RunRecord.from_dict(data, number))
     return records
 
 
@@ -103,24 +187,33 @@ def series(records: Sequence[RunRecord], metric: str) -> list[float | None]:
     return [r.figures.get(metric) for r in records]
 
 
-def baseline(
-    fingerprint: str,
-    scale: str,
-    *,
-    last: int = 5,
-    path: Path | None = None,
-    passing_only: bool = True,
-) -> dict[str, float]:
-    """The gate's baseline: per figure, the median over the last ``last`` comparable runs
-    (same machine fingerprint and scale; by default only runs whose verdict was ``pass``).
-    Empty when there is no such run."""
-    runs = comparable(read_history(path), fingerprint, scale)
-    if passing_only:
-        runs = [r for r in runs if r.verdict == "pass"]
-    runs = runs[-last:] if last > 0 else runs
-    keys = {k for r in runs for k in r.figures}
-    return {
-        key: statistics.median(values)
-        for key in sorted(keys)
-        if (values := [r.figures[key] for r in runs if key in r.figures])
-    }
+class BaselineError(ValueError):
+    """A pinned baseline (``GATE_BASELINE``) that names no usable line."""
+
+
+def gate_baseline(
+    records: Sequence[RunRecord], fingerprint: str, scale: str, pin: str | None = None
+) -> RunRecord | None:
+    """The gate's baseline: the most recent comparable run (same machine fingerprint and scale)
+    that passed its regression check (or was the first, with nothing to check against) and has raw
+    rounds. ``pin`` chooses one instead: a line number of the history file, or a commit (prefix);
+    a pinned line need not have passed its check, but must have rounds and the same scale."""
+    if pin:
+        if pin.isdigit():
+            chosen = [r for r in records if r.line == int(pin)]
+        else:
+            chosen = [
+                r for r in comparable(records, fingerprint, scale) if r.commit.startswith(pin)
+            ]
+        chosen = [r for r in chosen if r.has_rounds]
+        if not chosen:
+            raise BaselineError(f"GATE_BASELINE={pin}: no line of the history with raw rounds")
+        if chosen[-1].scale != scale:
+            raise BaselineError(
+                f"GATE_BASELINE={pin}: {chosen[-1].label()} is scale {chosen[-1].scale}"
+            )
+        return chosen[-1]
+    for record in reversed(comparable(records, fingerprint, scale)):
+        if record.has_rounds and record.regression in BASELINE_WORTHY:
+            return record
+    return None

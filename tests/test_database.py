@@ -21,6 +21,7 @@ from fixtures.database import (
     ProviderName,
     choose_provider,
     find_bindir,
+    pgserver_importable,
     probe_environment,
     provide_database,
     run_async,
@@ -167,3 +168,17 @@ def test_local_cluster_stops_when_its_owner_is_interrupted(sig: signal.Signals) 
 
         reap_stale_clusters()
     assert not Path(directory).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not pgserver_importable(), reason="pgserver is not installed")
+def test_pgserver_provider_runs_every_migration_without_pg_trgm() -> None:
+    from reference.migrate import discover, migrate
+
+    with provide_database({"DB_PROVIDER": "pgserver", "PATH": os.environ["PATH"]}) as info:
+        assert info.provider is ProviderName.PGSERVER
+        assert info.has_pg_trgm is False
+        assert run_async(migrate(info.dsn)) == [m.version for m in discover()]
+        directory = Path(info.directory)
+        assert directory.is_dir()
+    assert not directory.exists()

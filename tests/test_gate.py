@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from reports import gate
+from reports import gate, history
 from reports.figures import benchmark_key, figures_from_json, find_pairs
 from reports.gate import Change, Exit, compare_samples, judge
 from reports.targets import GateSettings, load_targets
@@ -185,7 +186,7 @@ def test_a_claim_with_two_benchmarks_on_one_side_is_an_error() -> None:
         find_pairs(run_json(before, after, {**before, "fullname": "b.py::other"}))
 
 
-# --- the gate end to end (exit codes, baseline) --------------------------------------------------
+# --- the gate end to end (exit codes, baseline from the history) ---------------------------------
 
 
 def write(tmp_path: Path, name: str, data: dict[str, Any]) -> Path:
@@ -194,47 +195,104 @@ def write(tmp_path: Path, name: str, data: dict[str, Any]) -> Path:
     return path
 
 
-def test_missing_baseline_is_saved_and_not_an_error(tmp_path: Path) -> None:
-    result = judge(run_json(*query_pair(10e-3, 1e-3)), load_targets(), tmp_path)
-    assert result.exit is Exit.PASS
-    assert result.baseline_saved == tmp_path / "baseline-plan.json"
-    saved = json.loads(result.baseline_saved.read_text())
-    assert saved["scale"] == "plan"
-    assert len(saved["benchmarks"]["b.py::test_after[by_job]"]["stats"]["data"]) == 200
-    assert "no baseline" in result.message
+def gate_main(tmp_path: Path, data: dict[str, Any], history_file: str = "h.jsonl", *extra: str):
+    path = write(tmp_path, "run.json", data)
+    args = ["--json", str(path), "--history", str(tmp_path / history_file)]
+    return gate.main([*args, "--figures-dir", str(tmp_path / "fig"), *extra])
+
+
+def test_missing_baseline_is_recorded_and_not_an_error(tmp_path: Path, capsys) -> None:
+    assert gate_main(tmp_path, run_json(*query_pair(10e-3, 1e-3))) == Exit.PASS
+    assert "no baseline" in capsys.readouterr().out
+    (line,) = history.read_history(tmp_path / "h.jsonl")
+    assert line.source == "gate"
+    assert line.regression == history.RegressionCheck.FIRST
+    assert line.scale == "plan"
+    assert line.figures["speedup.queries.by_job"] == pytest.approx(10, rel=0.1)
+    rounds = line.rounds["b.py::test_after[by_job]"]["data"]
+    assert len(rounds) == history.MAX_ROUNDS
+    assert rounds == sorted(rounds)
+    assert all(float(f"{v:.4g}") == v for v in rounds)
+    assert len((tmp_path / "h.jsonl").read_text()) < 4_000
+    gate_json = json.loads((tmp_path / "fig" / "gate.json").read_text())
+    assert gate_json["exit"] == 0
+    assert gate_json["baseline"] is None
 
 
 def test_unchanged_run_passes_against_its_baseline(tmp_path: Path) -> None:
     targets = load_targets()
-    judge(run_json(*query_pair(10e-3, 1e-3, seed=0)), targets, tmp_path)
-    result = judge(run_json(*query_pair(10e-3, 1e-3, seed=10)), targets, tmp_path)
+    assert gate_main(tmp_path, run_json(*query_pair(10e-3, 1e-3, seed=0))) == Exit.PASS
+    records = history.read_history(tmp_path / "h.jsonl")
+    result = judge(run_json(*query_pair(10e-3, 1e-3, seed=10)), targets, records)
     assert result.exit is Exit.PASS
+    assert result.baseline is not None
+    assert result.baseline.line == 1
     assert {c.verdict for c in result.comparisons} == {Change.OK}
 
 
 def test_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    def run(name: str, data: dict[str, Any], baseline: str) -> int:
-        path = write(tmp_path, name, data)
-        dirs = ["--baseline-dir", str(tmp_path / baseline), "--figures-dir", str(tmp_path / "fig")]
-        return gate.main(["--json", str(path), *dirs])
+    assert gate_main(tmp_path, run_json(*query_pair(10e-3, 1e-3))) == Exit.PASS
 
-    assert run("good.json", run_json(*query_pair(10e-3, 1e-3)), "base") == Exit.PASS
-
-    assert run("missed.json", run_json(*query_pair(10e-3, 5e-3)), "other") == Exit.TARGET_MISSED
+    missed = run_json(*query_pair(10e-3, 5e-3))
+    assert gate_main(tmp_path, missed, "other.jsonl") == Exit.TARGET_MISSED
     assert "query_by_job" in capsys.readouterr().out
 
     slower = run_json(*query_pair(30e-3, 3e-3, seed=30))
-    assert run("slower.json", slower, "base") == Exit.REGRESSION
+    assert gate_main(tmp_path, slower) == Exit.REGRESSION
     out = capsys.readouterr().out
     assert "REGRESSION" in out
     assert "test_after[by_job]" in out
 
-    assert run("empty.json", run_json(), "base") == Exit.NOT_MEASURED
-    absent = ["--json", str(tmp_path / "absent.json"), "--baseline-dir", str(tmp_path)]
-    assert gate.main(absent) == Exit.NOT_MEASURED
+    assert gate_main(tmp_path, run_json()) == Exit.NOT_MEASURED
+    absent = ["--json", str(tmp_path / "absent.json"), "--history", str(tmp_path / "h.jsonl")]
+    assert gate.main([*absent, "--figures-dir", str(tmp_path / "fig")]) == Exit.NOT_MEASURED
+    assert json.loads((tmp_path / "fig" / "gate.json").read_text())["exit"] == 3
 
 
-def test_strict_fails_on_our_goals(tmp_path: Path) -> None:
+def test_a_regressed_run_is_not_the_next_baseline(tmp_path: Path) -> None:
+    assert gate_main(tmp_path, run_json(*query_pair(10e-3, 1e-3, seed=0))) == Exit.PASS
+    assert gate_main(tmp_path, run_json(*query_pair(30e-3, 3e-3, seed=2))) == Exit.REGRESSION
+    assert gate_main(tmp_path, run_json(*query_pair(10e-3, 1e-3, seed=4))) == Exit.PASS
+    lines = history.read_history(tmp_path / "h.jsonl")
+    assert [r.regression for r in lines] == ["no baseline", "regression", "ok"]
+    assert lines[2].baseline is not None
+    assert lines[2].baseline.startswith("line 1 ")
+    assert history.gate_baseline(lines, lines[0].fingerprint, "plan") == lines[2]
+
+
+def test_only_the_same_machine_and_scale_is_a_baseline(tmp_path: Path) -> None:
     run = run_json(*query_pair(10e-3, 1e-3))
-    assert judge(run, load_targets(), tmp_path).exit is Exit.PASS
-    assert judge(run, load_targets(), tmp_path, strict=True).exit is Exit.TARGET_MISSED
+    assert gate_main(tmp_path, run) == Exit.PASS
+    (line,) = history.read_history(tmp_path / "h.jsonl")
+    assert history.gate_baseline([line], "another machine", "plan") is None
+    assert history.gate_baseline([line], line.fingerprint, "tiny") is None
+    no_rounds = replace(line, rounds={}, line=2)
+    assert history.gate_baseline([line, no_rounds], line.fingerprint, "plan") == line
+
+
+def test_pinned_baseline(tmp_path: Path, capsys) -> None:
+    assert gate_main(tmp_path, run_json(*query_pair(10e-3, 1e-3, seed=0))) == Exit.PASS
+    assert gate_main(tmp_path, run_json(*query_pair(30e-3, 3e-3, seed=2))) == Exit.REGRESSION
+    # Pinned to the slow run, the same slow run again is no regression; unpinned it is.
+    slow_again = run_json(*query_pair(30e-3, 3e-3, seed=4))
+    pinned = ("--baseline", "2", "--no-record")
+    assert gate_main(tmp_path, slow_again, "h.jsonl", *pinned) == Exit.PASS
+    assert gate_main(tmp_path, slow_again, "h.jsonl", "--no-record") == Exit.REGRESSION
+    # A commit pin takes that commit's latest line, passed or not.
+    commit = history.read_history(tmp_path / "h.jsonl")[0].commit
+    by_commit = ("--baseline", commit[:8], "--no-record")
+    assert gate_main(tmp_path, slow_again, "h.jsonl", *by_commit) == Exit.PASS
+    capsys.readouterr()
+    assert gate_main(tmp_path, slow_again, "h.jsonl", "--baseline", "99") == Exit.NOT_MEASURED
+    assert "GATE_BASELINE=99" in capsys.readouterr().out
+
+
+def test_no_record_leaves_the_history_alone(tmp_path: Path) -> None:
+    assert gate_main(tmp_path, run_json(*query_pair(10e-3, 1e-3)), "h.jsonl", "--no-record") == 0
+    assert not (tmp_path / "h.jsonl").exists()
+
+
+def test_strict_fails_on_our_goals() -> None:
+    run = run_json(*query_pair(10e-3, 1e-3))
+    assert judge(run, load_targets()).exit is Exit.PASS
+    assert judge(run, load_targets(), strict=True).exit is Exit.TARGET_MISSED

@@ -208,7 +208,7 @@ def test_summary_json_shape(targets, tmp_path):
     assert summary == json.loads(json.dumps(summarize(run)))
 
 
-def test_history_append_read_and_baseline(tmp_path):
+def test_history_append_read_and_compact_rounds(tmp_path):
     path = tmp_path / "history.jsonl"
     for i, verdict in enumerate(["pass", "pass", "fail", "pass"]):
         history.append_run(
@@ -227,14 +227,20 @@ def test_history_append_read_and_baseline(tmp_path):
         handle.write("not json\n")
     records = history.read_history(path)
     assert len(records) == 5
+    assert [r.line for r in records] == [1, 2, 3, 4, 5]
     assert len(history.comparable(records, "fp", "plan")) == 4
     assert history.comparable(records, "fp", "tiny") == []
-    assert history.baseline("fp", "plan", path=path) == {"a": 1.0, "b": 10.0}
-    assert history.baseline("fp", "plan", path=path, passing_only=False, last=2) == {
-        "a": 2.5,
-        "b": 10.0,
-    }
-    assert history.baseline("nope", "plan", path=path) == {}
+    assert records[0].regression == "not checked"
+    # No raw rounds: no line is a baseline for the gate.
+    assert history.gate_baseline(records, "fp", "plan") is None
+
+    rounds = [1e-3 * (1 + i / 997) for i in range(997)]
+    compact = history.compact_rounds(rounds)
+    assert len(compact) == history.MAX_ROUNDS
+    assert compact[0] >= min(rounds)
+    assert compact[-1] <= max(rounds)
+    assert abs(compact[25] - 1.5e-3) < 2e-5
+    assert history.compact_rounds([3.14159265, 1.0]) == [1.0, 3.142]
 
 
 def test_history_path_env(tmp_path):
@@ -320,3 +326,22 @@ def test_passing_figures_cover_every_target(targets):
 def test_report_written_from_disk_is_utf8(targets, tmp_path: Path):
     _, html_path = write_outputs(synthetic_run(targets), tmp_path)
     assert html_path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_make_bench_line_has_rounds_and_the_gates_regression_check(tmp_path, targets):
+    from tests.test_gate import query_pair, run_json
+
+    run = bench.Bench(scale="plan", targets=targets, out_dir=tmp_path)
+    step = Step("benchmarks", "microbenchmarks")
+    assert run._regression_check([], "fp").regression == "not checked"
+    step.status = StepStatus.OK
+    run.run.steps.append(step)
+    (tmp_path / "raw").mkdir()
+    raw = json.dumps(run_json(*query_pair(10e-3, 1e-3)))
+    (tmp_path / "raw" / "benchmarks.json").write_text(raw)
+    first = run._regression_check([], "fp")
+    assert (first.regression, first.source, len(first.rounds)) == ("no baseline", "bench", 2)
+    history.append_run(replace(first, time="t1", figures={"a": 1.0}), tmp_path / "h.jsonl")
+    second = run._regression_check(history.read_history(tmp_path / "h.jsonl"), "fp")
+    assert second.regression == "ok"
+    assert second.baseline.startswith("line 1 (bench")
