@@ -27,6 +27,7 @@ from aiohttp import web
 from tqdm import tqdm
 
 from reference import dedup, paging
+from reference.assets import ASSET_COLUMNS, Asset
 from reference.auth import current_user
 from reference.batch import BATCH_RUNNER
 from reference.batch_ops import Kind, Selection, create_operation, get_operation
@@ -34,6 +35,7 @@ from reference.errors import BadRequest, NotFound, json_response
 from reference.feature import Feature
 from reference.openapi import ApiRoutes, Param
 from reference.typedefs import POOL, SETTINGS
+from reference.urls import URLS
 
 SELECT_VERSION: Final = "select version from organize_versions where user_id = $1"
 
@@ -70,6 +72,10 @@ on conflict (asset_id) do nothing
 SELECT_ASSET_TAG_FIELDS: Final = """
 select a.prompt, a.quality, a.model_type from assets a where a.id = $1 and a.user_id = $2
 """
+
+ASSETS_BY_ID: Final = f"""
+select {ASSET_COLUMNS} from assets a where a.user_id = $1 and a.id = any($2::uuid[])
+"""  # noqa: S608 - composed from constants only
 
 SIGNATURE_BATCH: Final = 10_000
 GROUP_SAMPLE: Final = 20
@@ -366,6 +372,22 @@ def _set_json(index: UserIndex, s: DuplicateSet) -> dict[str, Any]:
     }
 
 
+async def _attach_thumbnails(request: web.Request, sets: list[dict[str, Any]]) -> None:
+    """Give each asset of a page of sets its thumbnail URL (one query, one signing batch)."""
+    members = [asset for s in sets for asset in s["assets"]]
+    if not members:
+        return
+    ids = [UUID(asset["id"]) for asset in members]
+    rows = await request.app[POOL].fetch(ASSETS_BY_ID, current_user(request), ids)
+    by_id = {row["id"]: Asset.from_record(row) for row in rows}
+    found = [by_id[i] for i in ids if i in by_id]
+    urls = dict(
+        zip((a.id for a in found), await request.app[URLS].thumbnail_urls(found), strict=True)
+    )
+    for asset, asset_id in zip(members, ids, strict=True):
+        asset["thumbnail_url"] = urls.get(asset_id)
+
+
 @routes.operation(
     "GET",
     "/v1/organize/duplicates",
@@ -380,6 +402,7 @@ async def duplicates(request: web.Request) -> web.Response:
     end = len(sets) if cursor is None else bisect.bisect_left(keys, cursor)
     start = max(0, end - limit)
     page = [_set_json(index, s) for s in reversed(sets[start:end])]
+    await _attach_thumbnails(request, page)
     return json_response({
         "threshold": index.threshold,
         "version": index.version,

@@ -346,3 +346,35 @@ async def test_users_see_only_their_own_sets(
     sets = await _all_sets(client, user)
     assert all(a["id"] in mine for s in sets for a in s["assets"])
     assert _as_sets(sets) == _exact_sets(list(rows))
+
+
+async def test_duplicate_sets_carry_signed_thumbnail_urls(
+    seeded_dsn: str, seeded_template: Any, make_client: Any
+) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from reference.settings import Settings
+    from reference.storage import verify_object_token
+
+    user = seeded_template.heavy_user
+    client = await make_client(seeded_dsn)
+    sets = await _all_sets(client, user)
+    assets = [a for s in sets for a in s["assets"]]
+    assert assets
+    conn = await asyncpg.connect(seeded_dsn)
+    try:
+        paths = dict(
+            await conn.fetch(
+                "select id::text, thumbnail_path from assets where id = any($1::uuid[])",
+                [uuid.UUID(a["id"]) for a in assets],
+            )
+        )
+    finally:
+        await conn.close()
+    prefix = "/storage/v1/object/sign/"
+    for asset in assets:
+        url = urlsplit(asset["thumbnail_url"])
+        bucket, _, path = url.path.removeprefix(prefix).partition("/")
+        assert path == paths[asset["id"]]
+        token = parse_qs(url.query)["token"][0]
+        verify_object_token(Settings().storage_key, token, bucket, path)
