@@ -86,7 +86,8 @@ def service(dsn: str, mode: str, storage_dir: Path) -> Iterator[str]:
         say(f"service ({mode} URLs) at {base_url}, pid {process.pid}")
         yield base_url
     finally:
-        process.send_signal(signal.SIGINT)
+        # SIGTERM, not SIGINT: a non-interactive shell starts background jobs with SIGINT ignored.
+        process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:

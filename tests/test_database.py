@@ -130,7 +130,9 @@ def test_local_cluster_is_removed_on_exception() -> None:
 
 SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
+    # A shell's Ctrl-C: the child may inherit SIGINT ignored from the test runner.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from fixtures.database import provide_database
     with provide_database({"DB_PROVIDER": "local", "PATH": %r}) as info:
         print(info.dsn.rsplit(":", 1)[1].split("/")[0], info.directory, flush=True)
@@ -150,7 +152,12 @@ def test_local_cluster_stops_when_its_owner_is_interrupted(sig: signal.Signals) 
     assert port.isdigit()
     assert Path(directory).is_dir()
     proc.send_signal(sig)
-    proc.wait(timeout=30)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
     proc.stdout.close()
     isready = str(find_bindir() / "pg_isready")  # type: ignore[operator]
     deadline_ok = False
