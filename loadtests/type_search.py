@@ -51,9 +51,11 @@ class TypeSearch(WorkspaceUser):
             self._sleep(KEYSTROKE_S)
         filtered = {"q": word, **random.choice(FILTERS)}
         self.search(**filtered)
-        results = self.search(**filtered, **random.choice(SORTS))
+        sorted_search = {**filtered, **random.choice(SORTS)}
+        results = self.search(**sorted_search)
         if results and results.get("next_cursor"):
-            self.search(**filtered, cursor=str(results["next_cursor"]))
+            # The next page repeats the whole search: a cursor is only valid for its own search.
+            self.search(**sorted_search, cursor=str(results["next_cursor"]))
 
     def _sleep(self, seconds: float) -> None:
         import gevent
