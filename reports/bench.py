@@ -9,7 +9,7 @@ the steps that need it are skipped; the report is written in any case and says w
 stopped. Exit 0 only when every plan target holds and every step ran (``STRICT=1``: our goals
 too); otherwise the failures are named and the exit code is 1.
 
-Environment: ``SCALE`` (plan), ``STRICT``, ``TARGETS_FILE``, ``LOAD_RUN_TIME`` (60s per URL mode),
+Environment: ``SCALE`` (plan), ``STRICT``, ``TARGETS_FILE``, ``LOAD_RUN_TIME`` (3m per URL mode),
 ``BENCH_TIMEOUT_S`` (bound of the microbenchmarks, 3600), ``HISTORY_FILE``, ``STORAGE_DIR``,
 plus the provider chain's (``DATABASE_URL``, ``DB_PROVIDER``, ...).
 """
@@ -276,7 +276,7 @@ class Bench:
     targets: Targets
     out_dir: Path
     strict: bool = False
-    load_run_time: str = "60s"
+    load_run_time: str = "3m"
     bench_timeout_s: float = 3600.0
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     run: RunData = field(init=False)
@@ -631,7 +631,7 @@ def main(env: Mapping[str, str] = os.environ) -> int:
     except (TargetsError, OSError) as exc:
         say(f"cannot read the targets file: {exc}")
         return 2
-    load_run_time = env.get("LOAD_RUN_TIME", "60s")
+    load_run_time = env.get("LOAD_RUN_TIME", "3m")
     try:
         parse_duration(load_run_time)
         bench_timeout = float(env.get("BENCH_TIMEOUT_S", "3600"))
