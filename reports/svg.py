@@ -223,6 +223,9 @@ def line_chart(
     if x_hi == x_lo:
         x_lo, x_hi = x_lo - 1, x_hi + 1
     x_ticks = [t for t in nice_ticks(x_lo, x_hi, 6) if x_lo <= t <= x_hi]
+    if all(float(x).is_integer() for x in xs):
+        # Counts (run numbers, seconds) take whole ticks, never 1.2 of a run.
+        x_ticks = sorted({float(round(t)) for t in x_ticks} | {float(x_lo), float(x_hi)})
     plot_w, plot_h = width - left - right, height - top - bottom
     y_lo, y_hi = y_ticks[0], y_ticks[-1]
 
