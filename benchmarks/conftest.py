@@ -33,7 +33,6 @@ from benchmarks.harness import (
     BenchDataset,
     BenchLoop,
     bench_scale,
-    copy_database,
 )
 from fixtures.database import DatabaseInfo, create_database, drop_database
 from fixtures.generate import DatasetSpec, heavy_user_id, spec_for, user_ids
@@ -105,7 +104,7 @@ async def _vacuum_analyze(dsn: str) -> None:
 def _copy_of(
     database: DatabaseInfo, bench_loop: BenchLoop, template: BenchDataset
 ) -> Iterator[BenchDataset]:
-    dsn = bench_loop.run(copy_database(database.dsn, template.dsn))
+    dsn = bench_loop.run(create_database(database.dsn, "wsb_bench", template.dsn))
     try:
         yield dataclasses.replace(template, dsn=dsn)
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from fixtures.database import with_database
 from fixtures.generate import DatasetSpec
 from fixtures.prepare import PreparedDataset
 from reference.db import create_pool
@@ -117,17 +115,6 @@ def record(
         info["side"] = side
     info.update(extra)
     benchmark.extra_info.update(info)
-
-
-async def copy_database(admin_dsn: str, template_dsn: str, prefix: str = "wsb_bench") -> str:
-    template = template_dsn.rsplit("/", 1)[1]
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'create database "{name}" template "{template}"')
-    finally:
-        await conn.close()
-    return with_database(admin_dsn, name)
 
 
 @contextlib.asynccontextmanager
