@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -79,9 +78,15 @@ def run_locust(args: argparse.Namespace, host: str, mode: str, tokens: Path | No
     process = subprocess.Popen(command, env=env, cwd=REPO)
     try:
         return process.wait()
-    except KeyboardInterrupt:
-        process.send_signal(signal.SIGINT)
-        return process.wait()
+    finally:
+        # Ctrl-C, SIGTERM (SystemExit) or any error here: Locust must not outlive its runner.
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
