@@ -79,7 +79,9 @@ class Asset:
     @property
     def dismissed(self) -> bool:
         """A missing key means not dismissed (the plan's partial index got this wrong)."""
-        return str(self.metadata.get("workspace_dismissed")).lower() == "true"
+        # Exactly what SQL's `metadata->>'workspace_dismissed' = 'true'` means.
+        value = self.metadata.get("workspace_dismissed")
+        return value is True or value == "true"
 
     @property
     def job_id(self) -> str | None:

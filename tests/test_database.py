@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -15,11 +18,13 @@ import pytest
 
 from fixtures.database import (
     CLUSTER_PREFIX,
+    SERVER_TOOLS,
     DatabaseInfo,
     Environment,
     NoDatabaseAvailable,
     ProviderName,
     choose_provider,
+    docker_engine_answers,
     find_bindir,
     pgserver_importable,
     probe_environment,
@@ -30,7 +35,7 @@ from fixtures.database import (
 BINDIR = Path("/usr/lib/postgresql/15/bin")
 
 
-def env(**kw: object) -> Environment:
+def env_with(**kw: object) -> Environment:
     base: dict[str, object] = {
         "database_url": None,
         "forced": None,
@@ -43,7 +48,7 @@ def env(**kw: object) -> Environment:
 
 
 def test_database_url_wins_over_everything() -> None:
-    e = env(
+    e = env_with(
         database_url="postgresql://x@h/db",
         docker_available=True,
         bindir=BINDIR,
@@ -53,29 +58,29 @@ def test_database_url_wins_over_everything() -> None:
 
 
 def test_docker_comes_before_local_binaries() -> None:
-    e = env(docker_available=True, bindir=BINDIR, pgserver_available=True)
+    e = env_with(docker_available=True, bindir=BINDIR, pgserver_available=True)
     assert choose_provider(e) is ProviderName.DOCKER
 
 
 def test_docker_absent_falls_to_local_binaries() -> None:
-    e = env(docker_available=False, bindir=BINDIR, pgserver_available=True)
+    e = env_with(docker_available=False, bindir=BINDIR, pgserver_available=True)
     assert choose_provider(e) is ProviderName.LOCAL
 
 
 def test_binaries_absent_falls_to_pgserver() -> None:
-    assert choose_provider(env(pgserver_available=True)) is ProviderName.PGSERVER
+    assert choose_provider(env_with(pgserver_available=True)) is ProviderName.PGSERVER
 
 
 def test_nothing_available_says_what_to_do() -> None:
     with pytest.raises(NoDatabaseAvailable, match="DATABASE_URL"):
-        choose_provider(env())
+        choose_provider(env_with())
 
 
 def test_forced_provider_is_honoured_and_checked() -> None:
-    e = env(docker_available=True, bindir=BINDIR, forced=ProviderName.LOCAL)
+    e = env_with(docker_available=True, bindir=BINDIR, forced=ProviderName.LOCAL)
     assert choose_provider(e) is ProviderName.LOCAL
     with pytest.raises(NoDatabaseAvailable, match="pgserver"):
-        choose_provider(env(bindir=BINDIR, forced=ProviderName.PGSERVER))
+        choose_provider(env_with(bindir=BINDIR, forced=ProviderName.PGSERVER))
 
 
 def test_probe_reads_database_url_without_probing_the_rest() -> None:
@@ -90,14 +95,60 @@ def test_probe_rejects_unknown_forced_provider() -> None:
         probe_environment({"DB_PROVIDER": "oracle"})
 
 
-def test_docker_is_absent_without_socket_or_host(tmp_path: Path) -> None:
-    probed = probe_environment({"PATH": "", "DOCKER_HOST": ""})
-    assert probed.docker_available is Path("/var/run/docker.sock").exists()
+def test_docker_absent_when_the_engine_does_not_answer() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    assert docker_engine_answers({"DOCKER_HOST": f"tcp://127.0.0.1:{closed}"}) is False
+
+
+def test_docker_absent_without_socket_or_host(tmp_path: Path) -> None:
+    assert docker_engine_answers({"DOCKER_HOST": f"unix://{tmp_path}/docker.sock"}) is False
+
+
+def test_docker_present_when_an_engine_answers_ping() -> None:
+    class Ping(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"OK" if self.path == "/_ping" else b"no"
+            self.send_response(200 if self.path == "/_ping" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ping) as engine:
+        thread = threading.Thread(target=engine.serve_forever, daemon=True)
+        thread.start()
+        try:
+            port = engine.server_address[1]
+            assert docker_engine_answers({"DOCKER_HOST": f"tcp://127.0.0.1:{port}"}) is True
+        finally:
+            engine.shutdown()
+            thread.join()
+
+
+def _fake_bindir(root: Path, name: str, tools: tuple[str, ...] = SERVER_TOOLS) -> Path:
+    bindir = root / name / "bin"
+    bindir.mkdir(parents=True)
+    for tool in tools:
+        (bindir / tool).touch()
+    return bindir
 
 
 def test_bindir_absent_when_no_binaries(tmp_path: Path) -> None:
-    found = find_bindir({"PATH": str(tmp_path), "PG_BINDIR": str(tmp_path)})
-    assert found is None or found != tmp_path
+    incomplete = _fake_bindir(tmp_path, "15", tools=("initdb",))
+    env = {"PATH": str(tmp_path), "PG_BINDIR": str(incomplete)}
+    assert find_bindir(env, system_glob=str(tmp_path / "*" / "bin")) is None
+    assert choose_provider(env_with(bindir=None, pgserver_available=True)) is ProviderName.PGSERVER
+
+
+def test_bindir_prefers_explicit_then_newest_installed(tmp_path: Path) -> None:
+    system = str(tmp_path / "*" / "bin")
+    older, newer = _fake_bindir(tmp_path, "9"), _fake_bindir(tmp_path, "16")
+    assert find_bindir({"PATH": ""}, system_glob=system) == newer
+    assert find_bindir({"PATH": "", "PG_BINDIR": str(older)}, system_glob=system) == older
 
 
 def test_session_database_reports_its_facts(database: DatabaseInfo) -> None:
