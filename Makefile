@@ -41,7 +41,7 @@ bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report i
 	$(PY) -m reports.bench
 
 serve: $(STAMP) ## database + SCALE data (if empty) + storage files, then the service on 127.0.0.1:PORT (8080)
-	$(PY) -m reference.serve
+	$(PY) -m fixtures.serve
 
 bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench-micro.json + figures/bench.json
 	@mkdir -p reports/out

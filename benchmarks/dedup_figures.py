@@ -25,12 +25,12 @@ from aiohttp.test_utils import TestServer
 from fixtures.database import create_database, drop_database, provide_database
 from fixtures.generate import heavy_user_id, spec_for
 from fixtures.prepare import prepare_dataset
-from reference import dedup
 from reference.app import create_app
-from reference.auth import issue_token
-from reference.db import create_pool
-from reference.organize import ORGANIZE, OrganizeIndexes, store_signatures
+from reference.db.pool import create_pool
+from reference.organize import dedup
+from reference.organize.index import ORGANIZE, OrganizeIndexes, store_signatures
 from reference.settings import Settings
+from reference.web.auth import issue_token
 
 HEAVY_PROMPTS = "select a.id, a.prompt from assets a where a.user_id = $1"
 

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 
 from fixtures.generate import DatasetSpec
 from fixtures.prepare import PreparedDataset
-from reference.db import create_pool
+from reference.db.pool import create_pool
 
 T = TypeVar("T")
 

@@ -39,11 +39,11 @@ import asyncpg
 import pytest
 
 from benchmarks.harness import ROOT, BenchDataset, BenchLoop, open_pool, record
-from reference.auth import issue_token
-from reference.batch_ops import Kind, PurgePolicy, Selection, create_operation, run_operation
-from reference.buckets import determine_bucket, object_file
-from reference.db import init_connection
+from reference.batch.operations import Kind, PurgePolicy, Selection, create_operation, run_operation
+from reference.db.pool import init_connection
 from reference.settings import Settings
+from reference.urls.buckets import determine_bucket, object_file
+from reference.web.auth import issue_token
 from reports.targets import load_targets
 
 SIZES: Final = (1_000, 10_000)

@@ -21,12 +21,12 @@ from aiohttp.test_utils import TestServer
 
 from benchmarks.harness import BenchDataset, BenchLoop, record
 from fixtures.generate import DatasetSpec
-from reference import dedup
 from reference.app import create_app
-from reference.auth import issue_token
-from reference.db import create_pool
-from reference.organize import OrganizeIndexes
+from reference.db.pool import create_pool
+from reference.organize import dedup
+from reference.organize.index import OrganizeIndexes
 from reference.settings import Settings
+from reference.web.auth import issue_token
 from reports.targets import load_targets
 
 DISABLED_ALL_PAIRS = 500

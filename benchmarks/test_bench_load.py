@@ -18,7 +18,7 @@ from fixtures.database import DatabaseInfo, create_database, drop_database
 from fixtures.generate import DatasetSpec, expected_assets
 from fixtures.load import LoadReport, load_dataset
 from fixtures.prepare import BASE_VERSION
-from reference.migrate import migrate
+from reference.db.migrate import migrate
 from reports.targets import load_targets
 
 

@@ -32,8 +32,8 @@ from benchmarks.harness import FIGURES_DIR, BenchLoop, record, timing_disabled
 from fixtures.database import DatabaseInfo, create_database, drop_database
 from fixtures.generate import DatasetSpec, heavy_user_id
 from fixtures.prepare import BASE_VERSION, prepare_dataset
-from reference.db import SERVER_SETTINGS, init_connection
-from reference.migrate import current_version, migrate
+from reference.db.migrate import current_version, migrate
+from reference.db.pool import SERVER_SETTINGS, init_connection
 
 PAGE_SIZE: Final = 50
 FILTER_STATUS: Final = "completed"

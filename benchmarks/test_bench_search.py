@@ -28,10 +28,10 @@ from benchmarks.harness import BenchDataset, BenchLoop, RunningServer, record, s
 from benchmarks.search_queries import QUERY_SEED, search_queries
 from reference.app import create_app
 from reference.assets import Asset
-from reference.auth import issue_token
-from reference.filter_port import filter_assets
-from reference.search import parse_query
+from reference.search.in_memory import filter_assets
+from reference.search.query import parse_query
 from reference.settings import Settings
+from reference.web.auth import issue_token
 from reports.targets import load_targets
 from tests.search_support import user_assets
 

@@ -37,13 +37,13 @@ from aiohttp import web
 from benchmarks.harness import BenchDataset, BenchLoop, record
 from reference.app import create_app
 from reference.assets import Asset
-from reference.auth import issue_token
-from reference.legacy import EXPIRES_IN_S, LegacyUrlService
-from reference.metrics import METRICS, Metrics
 from reference.settings import Settings, UrlMode
-from reference.typedefs import POOL
-from reference.urls import URLS, UrlService, make_unified
-from reference.workspace import WorkspaceMode, WorkspaceQuery, fetch_page
+from reference.urls.legacy import EXPIRES_IN_S, LegacyUrlService
+from reference.urls.service import URLS, UrlService, make_unified
+from reference.web.auth import issue_token
+from reference.web.metrics import METRICS, Metrics
+from reference.web.typedefs import POOL
+from reference.workspace.views import WorkspaceMode, WorkspaceQuery, fetch_page
 
 PAGE = 50
 BATCH = 1000

@@ -89,8 +89,8 @@ def fixture_identities(
 ) -> list[Identity]:
     """The fixtures' users of ``scale`` with tokens signed by ``JWT_SECRET`` (or the default)."""
     from fixtures.generate import spec_for, user_ids
-    from reference.auth import issue_token
     from reference.settings import Settings
+    from reference.web.auth import issue_token
 
     secret = env.get("JWT_SECRET") or Settings().jwt_secret
     users: list[UUID] = user_ids(spec_for(scale))

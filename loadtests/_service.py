@@ -20,7 +20,7 @@ from fixtures.database import free_port
 from fixtures.generate import spec_for
 from fixtures.prepare import prepare_dataset, say
 from loadtests._config import REPO
-from reference.migrate import migrate
+from reference.db.migrate import migrate
 
 HAS_IMAGES_TABLE: Final = "select to_regclass('images') is not null"
 HAS_ASSETS: Final = "select exists (select 1 from images limit 1)"

@@ -1,4 +1,4 @@
-"""``python -m reference``: run the service against ``DATABASE_URL`` (see reference.serve)."""
+"""``python -m reference``: run the service against ``DATABASE_URL`` (see fixtures.serve)."""
 
 from __future__ import annotations
 

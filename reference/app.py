@@ -6,15 +6,20 @@ from typing import Final
 
 from aiohttp import web
 
-from reference import batch, organize, search, storage, system, workspace
-from reference.auth import make_auth_middleware
-from reference.db import pool_context
-from reference.errors import error_middleware
-from reference.feature import Feature
-from reference.metrics import METRICS, Metrics, make_metrics_middleware
-from reference.openapi import build_document, public_routes
+from reference import system
+from reference.batch import views as batch
+from reference.db.pool import pool_context
+from reference.organize import views as organize
+from reference.search import views as search
 from reference.settings import Settings
-from reference.typedefs import SETTINGS
+from reference.urls import storage_api as storage
+from reference.web.auth import make_auth_middleware
+from reference.web.errors import error_middleware
+from reference.web.feature import Feature
+from reference.web.metrics import METRICS, Metrics, make_metrics_middleware
+from reference.web.openapi import build_document, public_routes
+from reference.web.typedefs import SETTINGS
+from reference.workspace import views as workspace
 
 VERSION: Final = "0.1.0"
 #: Every feature of the service, in registration order. Add a module's FEATURE here.

@@ -6,11 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
-from reference.errors import json_response
-from reference.feature import Feature
-from reference.metrics import CONTENT_TYPE, METRICS
-from reference.openapi import ApiRoutes
-from reference.typedefs import POOL
+from reference.web.errors import json_response
+from reference.web.feature import Feature
+from reference.web.metrics import CONTENT_TYPE, METRICS
+from reference.web.openapi import ApiRoutes
+from reference.web.typedefs import POOL
 
 routes = ApiRoutes(tag="system")
 OPENAPI = web.AppKey("openapi", dict[str, Any])

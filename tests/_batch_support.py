@@ -13,8 +13,8 @@ from uuid import UUID
 
 import asyncpg
 
-from reference.buckets import determine_bucket, object_file
-from reference.db import init_connection
+from reference.db.pool import init_connection
+from reference.urls.buckets import determine_bucket, object_file
 
 INSERT_IMAGE = """
 insert into images (id, user_id, prompt, status, quality, model_type, storage_path,

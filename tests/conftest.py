@@ -11,8 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from reference.app import create_app
-from reference.auth import issue_token
 from reference.settings import Settings
+from reference.web.auth import issue_token
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 

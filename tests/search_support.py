@@ -9,7 +9,7 @@ from uuid import UUID
 import asyncpg
 
 from reference.assets import ASSET_COLUMNS, Asset
-from reference.db import init_connection
+from reference.db.pool import init_connection
 
 USER_ASSETS_SQL = f"select {ASSET_COLUMNS} from assets a where a.user_id = $1"
 

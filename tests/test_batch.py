@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from reference.batch_ops import PurgePolicy, purge_expired
-from reference.db import create_pool
+from reference.batch.operations import PurgePolicy, purge_expired
+from reference.db.pool import create_pool
 from tests._batch_support import add_assets, asset_files, connect, locate, new_user
 from tests.conftest import auth_headers
 

@@ -9,7 +9,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from reference.batch_ops import PurgePolicy, remove_due_files
+from reference.batch.operations import PurgePolicy, remove_due_files
 from tests._batch_support import add_assets, asset_files, connect, locate, new_user
 from tests.conftest import auth_headers
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from reference.batch_ops import Kind, PurgePolicy, Selection, create_operation, run_operation
-from reference.db import create_pool
+from reference.batch.operations import Kind, PurgePolicy, Selection, create_operation, run_operation
+from reference.db.pool import create_pool
 from tests._batch_support import add_assets, connect, locate, new_user, ordered_ids, wait_for
 
 CHUNK = 10
@@ -97,7 +97,7 @@ async def test_connection_killed_mid_chunk_then_resumed(seeded_dsn):
 
 def _worker(dsn: str, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "reference.batch_worker", "--dsn", dsn,
+        [sys.executable, "-m", "reference.batch", "--dsn", dsn,
          "--chunk-size", str(CHUNK), *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reference.assets import ContentType, Quality
-from reference.buckets import (
+from reference.urls.buckets import (
     BUCKETS,
     IMAGE_BUCKETS,
     VIDEO_BUCKETS,

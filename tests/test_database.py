@@ -231,7 +231,7 @@ def test_local_cluster_stops_when_its_owner_is_interrupted(sig: signal.Signals) 
 @pytest.mark.slow
 @pytest.mark.skipif(not pgserver_importable(), reason="pgserver is not installed")
 def test_pgserver_provider_runs_every_migration_without_pg_trgm() -> None:
-    from reference.migrate import discover, migrate
+    from reference.db.migrate import discover, migrate
 
     with provide_database({"DB_PROVIDER": "pgserver", "PATH": os.environ["PATH"]}) as info:
         assert info.provider is ProviderName.PGSERVER

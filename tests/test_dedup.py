@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fixtures.generate import generate, heavy_user_id, spec_for
-from reference import dedup
+from reference.organize import dedup
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 
 from fixtures.generate import Batch, DatasetSpec, generate, heavy_user_id, spec_for
 from fixtures.load import load_dataset
-from reference.migrate import migrate
+from reference.db.migrate import migrate
 
 NOW = datetime(2025, 3, 14, 15, 0, tzinfo=UTC)
 

@@ -19,8 +19,8 @@ from fixtures.database import run_async
 from fixtures.pytest_plugin import SeededDataset
 from loadtests._config import REPO, Identity, write_tokens
 from loadtests._service import service, write_storage_objects
-from reference.auth import issue_token
 from reference.settings import Settings
+from reference.web.auth import issue_token
 from reports.service_metrics import fetch_url_cache
 
 pytestmark = pytest.mark.slow

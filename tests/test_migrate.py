@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from reference.migrate import SQL_DIR, MigrationError, discover, migrate
+from reference.db.migrate import SQL_DIR, MigrationError, discover, migrate
 
 ALL_VERSIONS = [m.version for m in discover()]
 PLAN_PREDICATE = "(metadata->>'workspace_dismissed')::boolean = false"
@@ -53,7 +53,7 @@ async def test_concurrent_runners_apply_each_migration_once(fresh_dsn: str) -> N
 
 
 def test_two_processes_at_once(fresh_dsn: str) -> None:
-    command = [sys.executable, "-m", "reference.migrate", fresh_dsn]
+    command = [sys.executable, "-m", "reference.db.migrate", fresh_dsn]
     procs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from reference.app import FEATURES, create_app
-from reference.openapi import public_routes
 from reference.settings import Settings
 from reference.system import OPENAPI
+from reference.web.openapi import public_routes
 
 
 def registered(app):

@@ -11,8 +11,8 @@ import asyncpg
 import orjson
 import pytest
 
-from reference import dedup
-from reference.organize import store_signatures
+from reference.organize import dedup
+from reference.organize.index import store_signatures
 from tests.conftest import auth_headers
 
 ACTIVE_ROWS = """
@@ -354,7 +354,7 @@ async def test_duplicate_sets_carry_signed_thumbnail_urls(
     from urllib.parse import parse_qs, urlsplit
 
     from reference.settings import Settings
-    from reference.storage import verify_object_token
+    from reference.urls.storage_api import verify_object_token
 
     user = seeded_template.heavy_user
     client = await make_client(seeded_dsn)

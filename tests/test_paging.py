@@ -1,4 +1,4 @@
-"""Keyset cursors and page sizes (reference.paging), and every paged endpoint's use of them."""
+"""Keyset cursors and page sizes (reference.web.paging), and every paged endpoint's use of them."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from reference.errors import BadRequest
-from reference.paging import (
+from reference.settings import Settings
+from reference.web.errors import BadRequest
+from reference.web.paging import (
     cursor_datetime,
     cursor_uuid,
     decode_cursor,
     encode_cursor,
     parse_limit,
 )
-from reference.settings import Settings
 from tests.conftest import auth_headers
 
 SETTINGS = dataclasses.replace(Settings(), page_size_default=50, page_size_max=200)

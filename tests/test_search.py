@@ -9,8 +9,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from reference.filter_port import filter_assets, is_dismissed
-from reference.search import SearchQuery, parse_query
+from reference.search.in_memory import filter_assets, is_dismissed
+from reference.search.query import SearchQuery, parse_query
 from tests.conftest import auth_headers
 from tests.search_support import user_assets, walk
 

@@ -18,8 +18,10 @@ import pytest
 from fixtures.database import DatabaseInfo, create_database, drop_database, run_async
 from fixtures.generate import heavy_user_id, spec_for
 from fixtures.prepare import prepare_dataset
-from reference.db import SERVER_SETTINGS, init_connection
-from reference.search import COUNT_SQL, PAGE_SQL, detect_capabilities, parse_query, search_args
+from reference.db.pool import SERVER_SETTINGS, init_connection
+from reference.search.query import parse_query
+from reference.search.service import detect_capabilities, search_args
+from reference.search.sql import COUNT_SQL, PAGE_SQL
 
 ASSET_TABLES = {"images", "videos"}
 COMMON_SEARCHES: list[dict[str, str]] = [

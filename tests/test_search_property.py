@@ -24,10 +24,10 @@ from hypothesis import strategies as st
 
 from reference.app import create_app
 from reference.assets import Asset
-from reference.errors import BadRequest
-from reference.filter_port import filter_assets
-from reference.search import parse_query
+from reference.search.in_memory import filter_assets
+from reference.search.query import parse_query
 from reference.settings import Settings
+from reference.web.errors import BadRequest
 from tests.conftest import auth_headers
 from tests.search_support import user_assets, walk
 

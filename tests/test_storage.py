@@ -14,10 +14,10 @@ import pytest
 from fixtures.storage_files import BlobStore
 from reference.app import create_app
 from reference.assets import Asset, ContentType
-from reference.buckets import object_file
-from reference.metrics import METRICS
 from reference.settings import Settings, UrlMode
-from reference.urls import URLS, make_unified, sign_token
+from reference.urls.buckets import object_file
+from reference.urls.service import URLS, make_unified, sign_token
+from reference.web.metrics import METRICS
 from tests.conftest import auth_headers
 
 OWNER = uuid.UUID("11111111-1111-4111-8111-111111111111")

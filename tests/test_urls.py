@@ -11,10 +11,10 @@ import jwt
 import pytest
 
 from reference.assets import Asset, ContentType
-from reference.metrics import Metrics
 from reference.settings import Settings
-from reference.storage import StorageError, verify_object_token
-from reference.urls import LocalSigner, UnifiedUrlService, UrlCache, window_bounds
+from reference.urls.service import LocalSigner, UnifiedUrlService, UrlCache, window_bounds
+from reference.urls.storage_api import StorageError, verify_object_token
+from reference.web.metrics import Metrics
 
 WINDOW = 3600
 T0 = 1_700_000_000 - 1_700_000_000 % WINDOW  # the start of a window

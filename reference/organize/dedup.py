@@ -1,7 +1,8 @@
 """Near-duplicate prompts: normalization, word-pair shingles, MinHash signatures, LSH banding,
 exact confirmation; and the plan's all-pairs ``detectDuplicates``, ported as the baseline.
 
-Pure computation, no I/O: :mod:`reference.organize` stores the signatures and serves the answer.
+Pure computation, no I/O: :mod:`reference.organize.views` stores the signatures and serves
+the answer.
 
 Normalization: NFKC, case-folded; apostrophes dropped inside words ("wizard's" = "wizards"); any
 other non-word character (punctuation, ``_``) separates words; whitespace collapses. Shingles are

@@ -23,9 +23,9 @@ import jwt
 from aiohttp import web
 
 from reference.assets import Asset
-from reference.buckets import BUCKETS, UnsafePath, determine_bucket, safe_object_path
-from reference.metrics import Metrics
 from reference.settings import Settings, UrlMode
+from reference.urls.buckets import BUCKETS, UnsafePath, determine_bucket, safe_object_path
+from reference.web.metrics import Metrics
 
 ALGORITHM: Final = "HS256"
 SIGN_PREFIX: Final = "/storage/v1/object/sign"

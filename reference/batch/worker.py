@@ -1,4 +1,4 @@
-"""``python -m reference.batch_worker``: finish batch operations left running, then exit.
+"""``python -m reference.batch``: finish batch operations left running, then exit.
 
 The service does this at start; this entry point does it without serving (after a crash, from
 a cron job, or in tests that kill it between chunks). It prints one line per committed chunk.
@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
 from uuid import UUID
 
-from reference.batch_ops import PurgePolicy, resume_all, run_operation
-from reference.db import create_pool
+from reference.batch.operations import PurgePolicy, resume_all, run_operation
+from reference.db.pool import create_pool
 from reference.settings import Settings
 
 
@@ -49,7 +48,3 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, help="assets per transaction")
     parser.add_argument("--storage-dir", type=Path, help="default: STORAGE_DIR")
     return asyncio.run(_main(parser.parse_args(argv)))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

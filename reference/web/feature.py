@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from reference.openapi import ApiRoutes
+from reference.web.openapi import ApiRoutes
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from reference.typedefs import Handler
+from reference.web.typedefs import Handler
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from uuid import UUID
 
 import orjson
 
-from reference.errors import BadRequest
-from reference.openapi import Param
 from reference.settings import Settings
+from reference.web.errors import BadRequest
+from reference.web.openapi import Param
 
 LIMIT_PARAM: Final = Param(
     "limit", schema={"type": "integer", "minimum": 1}, description="page size"

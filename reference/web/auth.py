@@ -10,8 +10,8 @@ import jwt
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from reference.errors import Unauthorized
-from reference.typedefs import USER_ID, Handler
+from reference.web.errors import Unauthorized
+from reference.web.typedefs import USER_ID, Handler
 
 ALGORITHM: Final = "HS256"
 DEFAULT_TTL_S: Final = 24 * 3600

@@ -10,7 +10,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from reference.typedefs import Handler
+from reference.web.typedefs import Handler
 
 #: Fine buckets below 100 ms: most of this service's answers land there.
 LATENCY_BUCKETS = (

@@ -26,10 +26,10 @@ from uuid import UUID
 import aiohttp
 
 from reference.assets import Asset, ContentType, Quality
-from reference.auth import issue_token
-from reference.metrics import Metrics
 from reference.settings import Settings, UrlMode
-from reference.urls import Clock, UrlService
+from reference.urls.service import Clock, UrlService
+from reference.web.auth import issue_token
+from reference.web.metrics import Metrics
 
 #: supabase-js callers passed an hour, as most of the app's code did.
 EXPIRES_IN_S: Final = 3600

@@ -20,16 +20,23 @@ import jwt
 import orjson
 from aiohttp import web
 
-from reference import auth
-from reference.buckets import UnsafePath, object_file
-from reference.errors import ApiError, json_response
-from reference.feature import Feature
-from reference.legacy import LegacyUrlService
-from reference.metrics import METRICS
-from reference.openapi import ApiRoutes, Param
 from reference.settings import Settings, UrlMode
-from reference.typedefs import SETTINGS
-from reference.urls import ALGORITHM, URLS, UrlService, make_unified, sign_token, signed_path
+from reference.urls.buckets import UnsafePath, object_file
+from reference.urls.legacy import LegacyUrlService
+from reference.urls.service import (
+    ALGORITHM,
+    URLS,
+    UrlService,
+    make_unified,
+    sign_token,
+    signed_path,
+)
+from reference.web import auth
+from reference.web.errors import ApiError, json_response
+from reference.web.feature import Feature
+from reference.web.metrics import METRICS
+from reference.web.openapi import ApiRoutes, Param
+from reference.web.typedefs import SETTINGS
 
 routes = ApiRoutes(tag="storage")
 

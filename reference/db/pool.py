@@ -9,7 +9,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from reference.typedefs import POOL, SETTINGS
+from reference.web.typedefs import POOL, SETTINGS
 
 #: ``force_custom_plan``: users differ by orders of magnitude in size, and after five
 #: executions PostgreSQL would switch a prepared statement to a generic plan sized for the

@@ -24,9 +24,9 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from reference import batch_sql as q
-from reference.buckets import UnsafePath, determine_bucket, object_file
-from reference.errors import Conflict, NotFound, PayloadTooLarge
+from reference.batch import sql as q
+from reference.urls.buckets import UnsafePath, determine_bucket, object_file
+from reference.web.errors import Conflict, NotFound, PayloadTooLarge
 
 log = logging.getLogger(__name__)
 

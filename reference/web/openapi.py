@@ -14,7 +14,7 @@ from typing import Any, Final, Literal
 
 from aiohttp import web
 
-from reference.typedefs import Handler
+from reference.web.typedefs import Handler
 
 ParamLocation = Literal["query", "path", "header"]
 

@@ -2,7 +2,7 @@
 
 This is the "before" of the search benchmarks (what the browser does with every asset loaded) and
 the oracle of the search tests. It follows the plan line by line, with the semantics that
-:mod:`reference.search` makes precise where the TypeScript leaves them open:
+:mod:`reference.search.service` makes precise where the TypeScript leaves them open:
 
 * the query is a case-insensitive substring (``str.lower``, the same as PostgreSQL's ``lower``
   and ``ILIKE`` for the ASCII prompts of the fixtures);
@@ -22,7 +22,7 @@ from typing import Any, Final
 import orjson
 
 from reference.assets import Asset
-from reference.search import SearchQuery, SortKey, SortOrder
+from reference.search.query import SearchQuery, SortKey, SortOrder
 
 DISMISSED_KEY: Final = "workspace_dismissed"
 

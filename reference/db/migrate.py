@@ -22,7 +22,7 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
-SQL_DIR: Final = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR: Final = Path(__file__).resolve().parents[2] / "sql"
 NO_TRANSACTION_MARKER: Final = "-- migrate: no-transaction"
 LOCK_KEY: Final = 0x5753_4245_4E43  # "WSBENC"
 LOCK_POLL_SECONDS: Final = 0.05

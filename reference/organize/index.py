@@ -1,0 +1,301 @@
+"""Smart organization: near-duplicate sets, prompt groups, tag suggestions, and applying them.
+
+MinHash signatures live in ``asset_signatures`` (sql/0006), computed when assets are loaded
+(:func:`store_signatures`) or created (:func:`store_signatures_for`). Each process keeps, per user,
+an index built from the stored signatures under the user's ``organize_versions.version``, which
+triggers bump in the same transaction as any insert, delete, dismissal or prompt edit. A request
+reads the version (one indexed row) and rebuilds only when it moved, from one snapshot, so every
+process answers from the same database state. Dismissed and deleted assets are left out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, OrderedDict, defaultdict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import Any, Final
+from uuid import UUID
+
+import asyncpg
+from aiohttp import web
+from tqdm import tqdm
+
+from reference.organize import dedup
+from reference.organize.sql import (
+    COUNT_MISSING,
+    INSERT_SIGNATURES,
+    SELECT_INDEX_ROWS,
+    SELECT_MISSING,
+    SELECT_VERSION,
+)
+from reference.web.typedefs import POOL, SETTINGS
+
+SIGNATURE_BATCH: Final = 10_000
+GROUP_SAMPLE: Final = 20
+
+
+# --- signatures ---------------------------------------------------------------------------------
+
+
+def _signature_columns(prompts: Sequence[str]) -> tuple[list[int], list[bytes]]:
+    sigs = dedup.prompt_signatures(prompts)
+    return [dedup.text_key(p) for p in prompts], [dedup.signature_bytes(s) for s in sigs]
+
+
+async def store_signatures_for(
+    conn: asyncpg.Connection, ids: Sequence[UUID], prompts: Sequence[str]
+) -> None:
+    """Compute and store the signatures of assets just created (call after the insert)."""
+    keys, blobs = await asyncio.to_thread(_signature_columns, prompts)
+    await conn.execute(INSERT_SIGNATURES, list(ids), list(prompts), keys, blobs)
+
+
+async def store_signatures(conn: asyncpg.Connection, *, progress: bool = True) -> int:
+    """Compute and store a signature for every asset that lacks one; returns how many."""
+    missing: int = await conn.fetchval(COUNT_MISSING)
+    stored = 0
+    bar = tqdm(total=missing, unit="asset", unit_scale=True, desc="minhash", disable=not progress)
+    try:
+        async with conn.transaction():
+            cursor = await conn.cursor(SELECT_MISSING)
+            while rows := await cursor.fetch(SIGNATURE_BATCH):
+                ids = [r["id"] for r in rows]
+                prompts = [r["prompt"] for r in rows]
+                await store_signatures_for(conn, ids, prompts)
+                stored += len(rows)
+                bar.update(len(rows))
+    finally:
+        bar.close()
+    return stored
+
+
+# --- one user's index -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateSet:
+    """Assets newest first; the first is the one to keep."""
+
+    members: tuple[int, ...]
+    sort_key: tuple[float, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    key: str
+    members: tuple[int, ...]
+
+    @property
+    def sort_key(self) -> tuple[int, str]:
+        return (-len(self.members), self.key)
+
+
+@dataclass
+class UserIndex:
+    """One user's not-dismissed assets at one version, and what organize derives from them."""
+
+    version: int
+    ids: list[UUID]
+    types: list[str]
+    created: list[datetime]
+    prompts: list[str]
+    qualities: list[str]
+    models: list[str | None]
+    result: dedup.DuplicateResult
+    threshold: float
+    themes: tuple[str, ...]
+    missing_signatures: list[int] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @cached_property
+    def duplicate_sets(self) -> list[DuplicateSet]:
+        """Ascending by (newest created_at, newest id); pages walk it from the end."""
+        out = []
+        for members in self.result.sets:
+            ordered = tuple(
+                sorted(members, key=lambda i: (self.created[i], str(self.ids[i])), reverse=True)
+            )
+            newest = ordered[0]
+            key = (self.created[newest].timestamp(), str(self.ids[newest]))
+            out.append(DuplicateSet(ordered, key))
+        out.sort(key=lambda s: s.sort_key)
+        return out
+
+    @cached_property
+    def duplicate_keys(self) -> list[tuple[float, str]]:
+        return [s.sort_key for s in self.duplicate_sets]
+
+    def redundant(self) -> list[int]:
+        """Every member of every duplicate set except its newest."""
+        return [i for s in self.duplicate_sets for i in s.members[1:]]
+
+    def _newest_first(self, members: Sequence[int]) -> tuple[int, ...]:
+        return tuple(
+            sorted(members, key=lambda i: (self.created[i], str(self.ids[i])), reverse=True)
+        )
+
+    @cached_property
+    def prompt_groups(self) -> list[Group]:
+        """The plan's ``autoGroupByPrompt``: one group per ``extractPromptKey``."""
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, prompt in enumerate(self.prompts):
+            groups[dedup.plan_prompt_key(prompt)].append(i)
+        out = [Group(k, self._newest_first(m)) for k, m in groups.items()]
+        out.sort(key=lambda g: g.sort_key)
+        return out
+
+    @cached_property
+    def cluster_groups(self) -> list[Group]:
+        """Near-duplicate clusters as groups: every asset in one, singletons included."""
+        seen: set[int] = set()
+        out: list[Group] = []
+        for s in self.duplicate_sets:
+            seen.update(s.members)
+            out.append(Group(str(self.ids[s.members[0]]), s.members))
+        out.extend(Group(str(self.ids[i]), (i,)) for i in range(len(self.ids)) if i not in seen)
+        out.sort(key=lambda g: g.sort_key)
+        return out
+
+    def tags(self, i: int) -> list[str]:
+        return dedup.plan_suggest_tags(
+            self.prompts[i], self.qualities[i], self.models[i], self.themes
+        )
+
+    @cached_property
+    def tag_counts(self) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        for i in range(len(self.ids)):
+            counts.update(self.tags(i))
+        return dict(counts.most_common())
+
+    @cached_property
+    def newest_first(self) -> list[int]:
+        return self._newest_first(range(len(self.ids)))  # type: ignore[return-value]
+
+    def asset_json(self, i: int) -> dict[str, Any]:
+        return {
+            "id": str(self.ids[i]),
+            "type": self.types[i],
+            "created_at": self.created[i].isoformat(),
+            "prompt": self.prompts[i],
+        }
+
+
+def build_index(
+    rows: Sequence[asyncpg.Record],
+    version: int,
+    threshold: float = dedup.DEFAULT_THRESHOLD,
+    themes: tuple[str, ...] = dedup.DEFAULT_THEMES,
+) -> UserIndex:
+    """Banding over the stored signatures and exact confirmation (CPU work: run in a thread).
+
+    Rows without a stored signature (added since the last :func:`store_signatures`) are hashed
+    here; the caller stores them.
+    """
+    started = time.perf_counter()
+    n = len(rows)
+    ids = [r["id"] for r in rows]
+    prompts = [r["prompt"] for r in rows]
+    blobs: list[bytes] = [r["signature"] or b"" for r in rows]
+    keys: list[int] = [r["text_key"] if r["text_key"] is not None else 0 for r in rows]
+    missing = [i for i in range(n) if not blobs[i]]
+    if missing:
+        fresh = dedup.prompt_signatures([prompts[i] for i in missing])
+        for j, i in enumerate(missing):
+            blobs[i] = dedup.signature_bytes(fresh[j])
+            keys[i] = dedup.text_key(prompts[i])
+    sigs = dedup.signatures_from_bytes(blobs)
+    decoded = time.perf_counter()
+    result = dedup.find_duplicates(keys, sigs, lambda i: dedup.shingles(prompts[i]), threshold)
+    done = time.perf_counter()
+    index = UserIndex(
+        version=version,
+        ids=ids,
+        types=[r["type"] for r in rows],
+        created=[r["created_at"] for r in rows],
+        prompts=prompts,
+        qualities=[r["quality"] for r in rows],
+        models=[r["model_type"] for r in rows],
+        result=result,
+        threshold=threshold,
+        themes=themes,
+        missing_signatures=missing,
+        timings={"decode_s": decoded - started, "lsh_confirm_s": done - decoded},
+    )
+    _ = index.duplicate_sets
+    return index
+
+
+class OrganizeIndexes:
+    """Per-process cache of users' indexes, each valid for one database version."""
+
+    def __init__(self, pool: asyncpg.Pool, threshold: float, themes: tuple[str, ...],
+                 capacity: int) -> None:  # fmt: skip
+        self.pool = pool
+        self.threshold = threshold
+        self.themes = themes
+        self.capacity = capacity
+        self._cache: OrderedDict[UUID, UserIndex] = OrderedDict()
+        self._locks: dict[UUID, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.builds = 0
+
+    async def version(self, conn: asyncpg.Connection, user_id: UUID) -> int:
+        value = await conn.fetchval(SELECT_VERSION, user_id)
+        return 0 if value is None else int(value)
+
+    async def get(self, user_id: UUID) -> UserIndex:
+        async with self.pool.acquire() as conn:
+            version = await self.version(conn, user_id)
+        cached = self._cache.get(user_id)
+        if cached is not None and cached.version == version:
+            self._cache.move_to_end(user_id)
+            return cached
+        async with self._locks[user_id]:
+            cached = self._cache.get(user_id)
+            if cached is not None and cached.version == version:
+                return cached
+            index = await self.rebuild(user_id)
+            self._cache[user_id] = index
+            self._cache.move_to_end(user_id)
+            while len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
+            return index
+
+    async def rebuild(self, user_id: UUID) -> UserIndex:
+        started = time.perf_counter()
+        async with self.pool.acquire() as conn:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                version = await self.version(conn, user_id)
+                rows = await conn.fetch(SELECT_INDEX_ROWS, user_id)
+            fetched = time.perf_counter()
+            index = await asyncio.to_thread(build_index, rows, version, self.threshold, self.themes)
+            if index.missing_signatures:
+                miss = index.missing_signatures
+                await store_signatures_for(
+                    conn, [index.ids[i] for i in miss], [index.prompts[i] for i in miss]
+                )
+        index.timings["fetch_s"] = fetched - started
+        index.timings["total_s"] = time.perf_counter() - started
+        self.builds += 1
+        return index
+
+
+ORGANIZE = web.AppKey("organize", OrganizeIndexes)
+
+
+async def organize_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[ORGANIZE] = OrganizeIndexes(
+        app[POOL],
+        settings.organize_threshold,
+        settings.organize_themes,
+        settings.organize_cache_users,
+    )
+    yield

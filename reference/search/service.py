@@ -1,0 +1,154 @@
+"""Search over the caller's assets: the plan's ``useWorkspaceSearch``, in PostgreSQL.
+
+Semantics (the in-memory port, :mod:`reference.search.in_memory`, implements the same ones and is
+the test oracle):
+
+* ``q``: case-insensitive substring of the prompt (the plan's ``toLowerCase().includes``), with
+  ``%``, ``_`` and ``\\`` literal. A query with a run of three letters or digits is answered with
+  ``ILIKE`` (the trigram index serves it); a shorter one has no trigram to look up, so it runs as
+  ``strpos(lower(prompt), lower(q))`` over the user's rows, which no trigram index is tempted by.
+* ``model=none`` selects the plain model (``model_type`` NULL).
+* ``start`` and ``end`` are inclusive; a date without a time is a whole UTC day (``end=2024-05-01``
+  includes all of May 1st); a datetime without an offset is UTC.
+* Sorting compares text in code-point order (``COLLATE "C"``), not the browser's locale-dependent
+  ``localeCompare``; a NULL model sorts as ``''`` (the plan's ``modelType || ''``). Ties are broken
+  by ``id`` in the same direction, so the order is total and keyset cursors are exact.
+* Dismissed (``metadata->>'workspace_dismissed' = 'true'``; a missing key is not dismissed) assets
+  are left out unless ``include_dismissed=true``.
+* ``total`` is exact for filters (an index-only count). With a prompt query each candidate row
+  must be tested, so it is exact up to ``search_count_cap`` (10,000) matches; beyond, ``total`` is
+  the cap and ``total_is_exact`` is false ("10,000+").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from reference.assets import Asset
+from reference.search.query import (
+    MAX_QUERY_CHARS,
+    PLAIN_TRIGRAM_INDEXES,
+    TRIGRAM_INDEXES,
+    TRIGRAM_RUN,
+    Page,
+    SearchQuery,
+    TextMode,
+    encode_cursor,
+)
+from reference.search.sql import CAPABILITIES_SQL, COUNT_CAPPED_SQL, COUNT_SQL, PAGE_SQL
+
+
+def like_pattern(q: str) -> str:
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchCapabilities:
+    pg_trgm: bool
+    btree_gin: bool
+    trigram_index: str | None  # "user_prompt" (btree_gin composite), "prompt", or None
+
+    @property
+    def text_index(self) -> bool:
+        return self.trigram_index is not None
+
+    def mode_for(self, q: str) -> TextMode | None:
+        if not q:
+            return None
+        if TRIGRAM_RUN.search(q) is None:
+            return TextMode.SHORT
+        return TextMode.TRIGRAM if self.text_index else TextMode.SCAN
+
+    def to_json(self) -> dict[str, Any]:
+        limitation = None
+        if not self.text_index:
+            limitation = (
+                "pg_trgm is not available on this server (the pgserver provider has no contrib): "
+                "prompt queries scan the user's rows with ILIKE. Results are exact, but slower."
+            )
+        return {
+            "pg_trgm": self.pg_trgm,
+            "btree_gin": self.btree_gin,
+            "trigram_index": self.trigram_index,
+            "text_index": self.text_index,
+            "short_query_chars": 3,
+            "max_query_chars": MAX_QUERY_CHARS,
+            "collation": "C (code-point order)",
+            "limitation": limitation,
+        }
+
+
+async def detect_capabilities(conn: asyncpg.Connection) -> SearchCapabilities:
+    row = await conn.fetchrow(CAPABILITIES_SQL, list(TRIGRAM_INDEXES), list(PLAIN_TRIGRAM_INDEXES))
+    assert row is not None
+    index = None
+    if row["user_prompt_indexes"] == len(TRIGRAM_INDEXES):
+        index = "user_prompt"
+    elif row["prompt_indexes"] == len(PLAIN_TRIGRAM_INDEXES):
+        index = "prompt"
+    return SearchCapabilities(row["pg_trgm"], row["btree_gin"], index)
+
+
+def search_args(user_id: UUID, query: SearchQuery, mode: TextMode | None) -> list[Any]:
+    return [
+        user_id,
+        like_pattern(query.q) if mode in (TextMode.TRIGRAM, TextMode.SCAN) else None,
+        query.q if mode is TextMode.SHORT else None,
+        None if query.type is None else query.type.value,
+        None if query.quality is None else query.quality.value,
+        query.model,
+        None if query.status is None else query.status.value,
+        query.start_at,
+        query.end_before,
+        query.include_dismissed,
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    assets: list[Asset]
+    next_cursor: str | None
+    total: int
+    total_is_exact: bool
+    mode: TextMode | None
+
+
+async def _fetch_page(pool: asyncpg.Pool, page: Page, args: list[Any]) -> list[asyncpg.Record]:
+    cursor_value, cursor_id = page.cursor if page.cursor is not None else (None, None)
+    sql = PAGE_SQL[page.query.sort, page.query.order]
+    async with pool.acquire() as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(
+            sql, *args, cursor_value, cursor_id, page.limit + 1
+        )
+    return rows
+
+
+async def _count(pool: asyncpg.Pool, args: list[Any], cap: int | None) -> int:
+    async with pool.acquire() as conn:
+        if cap is None:
+            total = await conn.fetchval(COUNT_SQL, *args)
+        else:
+            total = await conn.fetchval(COUNT_CAPPED_SQL, *args, cap + 1)
+    return int(total)
+
+
+async def search_assets(
+    pool: asyncpg.Pool, caps: SearchCapabilities, user_id: UUID, page: Page, count_cap: int
+) -> SearchResult:
+    """One page and the total, on two connections at once (the total is the slower half)."""
+    query = page.query
+    mode = caps.mode_for(query.q)
+    args = search_args(user_id, query, mode)
+    cap = count_cap if mode is not None else None
+    rows, total = await asyncio.gather(_fetch_page(pool, page, args), _count(pool, args, cap))
+    assets = [Asset.from_record(r) for r in rows[: page.limit]]
+    more = len(rows) > page.limit
+    next_cursor = encode_cursor(query, assets[-1]) if more else None
+    exact = cap is None or total <= cap
+    return SearchResult(assets, next_cursor, total if exact else count_cap, exact, mode)
