@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests._config import LoadSettings
+from reports import uncertainty
 from reports.latency import WindowedStats
 from reports.service_metrics import UrlCacheCounters, fetch_url_cache
 from reports.targets import Targets, load_targets
@@ -64,6 +66,8 @@ class LoadState:
     targets: Targets | None = None
     started: float | None = None
     cache_before: UrlCacheCounters | None = None
+    #: The busiest load-generator process's CPU (share of one core), one sample per check.
+    cpu: list[float] = field(default_factory=list)
     live: list[Check] = field(default_factory=list)
     breach_since: float | None = None
     aborted: str | None = None
@@ -156,16 +160,43 @@ def on_worker_report(data: dict[str, Any], **_: Any) -> None:
 @events.test_start.add_listener
 def on_test_start(environment: Environment, **_: Any) -> None:
     STATE.stats.clear()
+    STATE.cpu.clear()
     STATE.started = time.time()
     STATE.breach_since = None
     STATE.aborted = None
     STATE.reported = False
+    STATE.cache_before = None
     if isinstance(environment.runner, WorkerRunner) or not environment.host:
         return
+    gevent.spawn(_cache_after_warmup, environment.host, warmup_s())
+
+
+def warmup_s() -> float:
+    return STATE.targets.warmup_s if STATE.targets else 0.0
+
+
+def measured_from() -> int:
+    """The first second that counts: the run's start plus the declared warm-up."""
+    started = STATE.started if STATE.started is not None else time.time()
+    return int(started + warmup_s())
+
+
+def _cache_after_warmup(host: str, delay_s: float) -> None:
+    """The cache counters once the warm-up is over, so the hit rate leaves the cold start out."""
+    gevent.sleep(delay_s)
     try:
-        STATE.cache_before = fetch_url_cache(environment.host)
+        STATE.cache_before = fetch_url_cache(host)
     except OSError as exc:
-        log.warning("cannot read %s/metrics before the run: %s", environment.host, exc)
+        log.warning("cannot read %s/metrics after the warm-up: %s", host, exc)
+
+
+def generator_cpu(runner: Any) -> float | None:
+    """The busiest load-generating process's CPU, as a share of one core."""
+    if isinstance(runner, MasterRunner):
+        usages = [float(w.cpu_usage) for w in runner.clients.values()]
+    else:
+        usages = [float(getattr(runner, "current_cpu_usage", 0.0))]
+    return max(usages) / 100 if usages else None
 
 
 @events.reset_stats.add_listener
@@ -191,9 +222,11 @@ def window_checks(now: int) -> list[Check]:
     if targets is None or STATE.started is None:
         return []
     window = int(targets.window_s)
-    first = max(now - window, int(STATE.started))
+    if now <= measured_from():
+        return []
+    first = max(now - window, measured_from())
     seconds = max(now - first, 1)
-    full = now - STATE.started >= window
+    full = now - measured_from() >= window
     return evaluate(targets.thresholds, STATE.stats.span(first, now - 1), seconds, rates=full)
 
 
@@ -203,6 +236,9 @@ def _watch(environment: Environment) -> None:
         runner = environment.runner
         if runner is None or STATE.started is None or runner.state not in ("spawning", "running"):
             continue
+        cpu = generator_cpu(runner)
+        if cpu is not None:
+            STATE.cpu.append(cpu)
         now = now_second()
         STATE.live = window_checks(now)
         broken = breaches(STATE.live)
@@ -237,6 +273,8 @@ def final_report(environment: Environment) -> None:
     if targets is None or STATE.started is None:
         return
     first, last = int(STATE.started), now_second()
+    if last - measured_from() >= 1:
+        first = measured_from()
     ramp = STATE.ramp
     if ramp is not None and ramp.best_span is not None:
         first, last = ramp.best_span
@@ -250,7 +288,7 @@ def final_report(environment: Environment) -> None:
             counters = fetch_url_cache(environment.host)
             if STATE.cache_before is not None:
                 counters = counters - STATE.cache_before
-            hit_rate = counters.hit_rate
+            hit_rate = counters.hit_rate_ci
             log.info("url cache: %d hits, %d misses", counters.hits, counters.misses)
         except OSError as exc:
             log.warning("cannot read %s/metrics: %s", environment.host, exc)
@@ -260,13 +298,19 @@ def final_report(environment: Environment) -> None:
 
     prefix = settings.figure_prefix
     figures = load_figures(stats, seconds, prefix=prefix, journeys=JOURNEYS)
-    if hit_rate is not None:
-        figures[f"{prefix}.url_cache_hit_rate"] = hit_rate
+    uncertainty.put(figures, f"{prefix}.url_cache_hit_rate", hit_rate)
+    figures[f"{prefix}.measured_s"] = float(seconds)
+    saturated = saturation(figures, prefix, STATE.cpu, targets.saturation_cpu)
     if ramp is not None and ramp.best_users is not None:
         figures[f"{prefix}.ramp.max_users_passing"] = float(ramp.best_users)
 
-    title = f"thresholds ({settings.url_mode} URLs, {seconds} s, targets {targets.path})"
+    title = (
+        f"thresholds ({settings.url_mode} URLs, {seconds} s after a {warmup_s():g} s warm-up, "
+        f"targets {targets.path})"
+    )
     print(format_table(checks, title), flush=True)
+    if saturated:
+        print(saturated, flush=True)
     for message in STATE.skipped:
         print(message, flush=True)
     if ramp is not None:
@@ -293,6 +337,8 @@ def final_report(environment: Environment) -> None:
             environment.runner.worker_count if isinstance(environment.runner, MasterRunner) else 0
         ),
         "targets_file": str(targets.path),
+        "warmup_s": warmup_s(),
+        "saturated": saturated,
         "skipped": STATE.skipped,
         "aborted": STATE.aborted,
         "checks": [c.as_dict() for c in checks],
@@ -307,6 +353,24 @@ def final_report(environment: Environment) -> None:
             "series": STATE.stats.series(),
             "histograms": {g: s.histogram.buckets_ms() for g, s in stats.items()},
         },
+    )
+
+
+def saturation(
+    figures: dict[str, float], prefix: str, cpu: list[float], limit: float
+) -> str | None:
+    """Record the generator's CPU; a warning when it was busy enough to queue requests itself."""
+    if not cpu:
+        return None
+    ordered = sorted(cpu)
+    p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+    figures[f"{prefix}.generator_cpu_p95"] = p95
+    figures[f"{prefix}.generator_cpu_max"] = ordered[-1]
+    if p95 <= limit:
+        return None
+    return (
+        f"load generator saturated (p95 CPU {p95:.0%} of a core, limit {limit:.0%}): latencies "
+        "include client queuing; load verdicts are inconclusive"
     )
 
 

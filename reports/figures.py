@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from reports import uncertainty
+
 ROOT: Final = Path(__file__).resolve().parent.parent
 FIGURES_DIR: Final = ROOT / "reports" / "out" / "figures"
 BENCH_FIGURES: Final = FIGURES_DIR / "bench.json"
@@ -45,6 +47,8 @@ class Pair:
     after: str
     before_median_s: float
     after_median_s: float
+    before_rounds: tuple[float, ...] = ()
+    after_rounds: tuple[float, ...] = ()
 
     @property
     def speedup(self) -> float:
@@ -77,6 +81,12 @@ def benchmark_key(bench: Mapping[str, Any]) -> str:
     return ".".join([group, *parts])
 
 
+def rounds(bench: Mapping[str, Any]) -> list[float]:
+    """Every timed round of a benchmark (pytest-benchmark's JSON keeps them all)."""
+    data = (bench.get("stats") or {}).get("data")
+    return [float(x) for x in data] if isinstance(data, list) else []
+
+
 def _median(bench: Mapping[str, Any]) -> float | None:
     stats = bench.get("stats")
     if not isinstance(stats, Mapping):
@@ -93,7 +103,7 @@ def _benchmarks(bench_json: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def find_pairs(bench_json: Mapping[str, Any]) -> list[Pair]:
-    sides: dict[str, dict[str, tuple[str, float]]] = {}
+    sides: dict[str, dict[str, tuple[str, float, tuple[float, ...]]]] = {}
     for bench in _benchmarks(bench_json):
         extra = bench.get("extra_info") or {}
         claim, side, median = extra.get("claim"), extra.get("side"), _median(bench)
@@ -105,11 +115,12 @@ def find_pairs(bench_json: Mapping[str, Any]) -> list[Pair]:
                 f"claim {claim!r} has two '{side}' benchmarks: {named[side][0]} and "
                 f"{bench['fullname']}"
             )
-        named[side] = (str(bench["fullname"]), median)
+        named[side] = (str(bench["fullname"]), median, tuple(rounds(bench)))
     return [
-        Pair(claim, s["before"][0], s["after"][0], s["before"][1], s["after"][1])
+        Pair(claim, before[0], after[0], before[1], after[1], before[2], after[2])
         for claim, s in sorted(sides.items())
         if "before" in s and "after" in s
+        for before, after in [(s["before"], s["after"])]
     ]
 
 
@@ -132,10 +143,16 @@ def figures_from_json(bench_json: Mapping[str, Any]) -> tuple[dict[str, float], 
         extra = bench.get("extra_info") or {}
         median = _median(bench)
         if median is not None:
-            figures[f"bench.{benchmark_key(bench)}.median_s"] = median
+            key = f"bench.{benchmark_key(bench)}.median_s"
+            figures[key] = median
+            time = uncertainty.median_ci(rounds(bench)) or uncertainty.Estimate.exact(median)
+            uncertainty.put(figures, key, time)
             rate_key, units = extra.get("rate_figure"), extra.get("units")
             if rate_key and isinstance(units, int | float) and median > 0:
-                figures[str(rate_key)] = float(units) / median
+                rate = uncertainty.Estimate(
+                    units / median, units / time.high, units / max(time.low, 1e-12), time.n
+                )
+                uncertainty.put(figures, str(rate_key), rate)
         own = {k: v for k, v in extra.items() if str(k).startswith(FIGURE_PREFIXES)}
         for key, value in {**own, **(extra.get("figures") or {})}.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
@@ -151,6 +168,9 @@ def figures_from_json(bench_json: Mapping[str, Any]) -> tuple[dict[str, float], 
     for pair in pairs:
         figures[f"saving.{pair.claim}"] = pair.saving
         figures[f"speedup.{pair.claim}"] = pair.speedup
+        before, after = pair.before_rounds, pair.after_rounds
+        uncertainty.put(figures, f"saving.{pair.claim}", uncertainty.saving_ci(before, after))
+        uncertainty.put(figures, f"speedup.{pair.claim}", uncertainty.speedup_ci(before, after))
     meta = {
         "source": "benchmarks (pytest-benchmark)",
         "scales": sorted(scales),

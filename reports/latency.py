@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from reports.uncertainty import Estimate, order_statistic_ranks
+
 SUB_BUCKET_BITS: Final = 8
 SUB_BUCKETS: Final = 1 << SUB_BUCKET_BITS
 HALF: Final = SUB_BUCKETS // 2
@@ -84,7 +86,19 @@ class Histogram:
             return None
         if not 0 <= q <= 100:
             raise ValueError(f"percentile must be within [0, 100], got {q}")
-        rank = max(1, math.ceil(q / 100 * self.count))
+        return self.at_rank_ms(max(1, math.ceil(q / 100 * self.count)))
+
+    def percentile_ci_ms(self, q: float) -> Estimate | None:
+        """The ``q``-th percentile and its 95% order-statistic interval (distribution-free)."""
+        value = self.percentile_ms(q)
+        if value is None:
+            return None
+        low_rank, high_rank = order_statistic_ranks(self.count, q / 100)
+        low, high = self.at_rank_ms(low_rank), self.at_rank_ms(high_rank)
+        return Estimate(value, min(low, value), max(high, value), self.count)
+
+    def at_rank_ms(self, rank: int) -> float:
+        """The ``rank``-th smallest value (1-based), within :data:`RELATIVE_ERROR`."""
         if rank == self.count and self.max_us is not None:
             return self.max_us / 1000
         if rank == 1 and self.min_us is not None:

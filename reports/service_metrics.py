@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from reports.uncertainty import Estimate, proportion_ci
+
 HITS = "url_cache_hits"
 MISSES = "url_cache_misses"
 
@@ -26,6 +28,10 @@ class UrlCacheCounters:
     @property
     def hit_rate(self) -> float | None:
         return self.hits / self.lookups if self.lookups > 0 else None
+
+    @property
+    def hit_rate_ci(self) -> Estimate | None:
+        return proportion_ci(round(self.hits), round(self.lookups))
 
 
 def parse_url_cache(text: str) -> UrlCacheCounters:

@@ -1,8 +1,14 @@
 """The targets file: the plan's figures and our goals, and their verdicts on a run's figures.
 
 A run's *figures* are one flat mapping from a metric key (``load.search.p95_ms``,
-``saving.queries.by_job``, ...) to a number; benchmarks, the load test and the dataset each
-contribute theirs. :func:`evaluate` compares them with every target.
+``saving.queries.by_job``, ...) to a number, with its 95% interval beside it
+(:mod:`reports.uncertainty`); benchmarks, the load test and the dataset each contribute theirs.
+
+A target *passes* when the figure's whole interval lies on the good side of the bound, *fails*
+when it lies wholly on the bad side, and is *inconclusive* otherwise; a figure without an
+interval (a count) is its own interval. Below the scale a target needs (``min_scale``), or
+without the figures it needs to mean something (``requires``), it is *not applicable*, with the
+reason, and judges nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +20,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
+
+from fixtures.generate import Scale
+from reports.uncertainty import Estimate, get
 
 TARGETS_FILE: Final = Path(__file__).resolve().parent.parent / "benchmarks" / "targets.toml"
 
@@ -32,8 +41,15 @@ class TargetsError(ValueError):
 class Verdict(StrEnum):
     PASS = "pass"
     FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+    NOT_APPLICABLE = "not applicable"
     NOT_MEASURED = "not measured"
     NO_FIGURE = "no figure"
+
+
+#: Verdicts that keep a run from passing.
+FAILING: Final = frozenset({Verdict.FAIL, Verdict.INCONCLUSIVE, Verdict.NOT_MEASURED})
+SCALE_ORDER: Final = tuple(s.value for s in Scale)
 
 
 @dataclass(frozen=True)
@@ -46,9 +62,41 @@ class Target:
     op: str
     plan: float | None = None
     goal: float | None = None
+    #: The smallest dataset scale at which the figure means something.
+    min_scale: str | None = None
+    #: Figures the target needs, with their minimum (a long enough load run, say).
+    requires: Mapping[str, float] = field(default_factory=dict)
+    #: Why, in a few words, for the "not applicable" verdict.
+    applies_when: str = ""
 
     def holds(self, measured: float, bound: float) -> bool:
         return OPS[self.op](measured, bound)
+
+    def judge(self, estimate: Estimate, bound: float) -> Verdict:
+        """Pass when every value of the interval holds, fail when none does."""
+        low_holds, high_holds = self.holds(estimate.low, bound), self.holds(estimate.high, bound)
+        if low_holds and high_holds and self.holds(estimate.value, bound):
+            return Verdict.PASS
+        if not low_holds and not high_holds and not self.holds(estimate.value, bound):
+            return Verdict.FAIL
+        return Verdict.INCONCLUSIVE
+
+    def not_applicable(self, figures: Mapping[str, float], scale: str | None) -> str | None:
+        """Why the target means nothing for this run (None: it applies)."""
+        why = f": {self.applies_when}" if self.applies_when else ""
+        small = (
+            self.min_scale is not None
+            and scale in SCALE_ORDER
+            and SCALE_ORDER.index(scale) < SCALE_ORDER.index(self.min_scale)
+        )
+        if small:
+            return f"needs SCALE={self.min_scale} or larger (this run: {scale}){why}"
+        for key, minimum in self.requires.items():
+            value = figures.get(key)
+            if value is None or value < minimum:
+                seen = "absent" if value is None else f"{value:g}"
+                return f"needs {key} >= {minimum:g} (this run: {seen}){why}"
+        return None
 
     def margin(self, measured: float, bound: float) -> float | None:
         """How far on the good side of the bound, as a fraction of it (negative: missed)."""
@@ -66,6 +114,8 @@ class TargetResult:
     goal_verdict: Verdict
     plan_margin: float | None
     goal_margin: float | None
+    estimate: Estimate | None = None
+    reason: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         t = self.target
@@ -83,6 +133,10 @@ class TargetResult:
             "goal_verdict": self.goal_verdict.value,
             "plan_margin": self.plan_margin,
             "goal_margin": self.goal_margin,
+            "low": None if self.estimate is None else self.estimate.low,
+            "high": None if self.estimate is None else self.estimate.high,
+            "n": None if self.estimate is None else self.estimate.n,
+            "reason": self.reason,
         }
 
 
@@ -119,33 +173,88 @@ class Targets:
     abort_on_breach_s: float
     gate: GateSettings
     path: Path
+    #: Seconds at the start of a load run left out of every windowed and final figure.
+    warmup_s: float = 0.0
+    #: Above this share of one core, the load generator queues requests itself: its
+    #: latencies are not the service's and load verdicts become inconclusive.
+    saturation_cpu: float = 0.9
 
-    def evaluate(self, figures: Mapping[str, float]) -> list[TargetResult]:
-        return [evaluate_one(t, figures.get(t.metric)) for t in self.targets]
+    def evaluate(
+        self, figures: Mapping[str, float], scale: str | None = None
+    ) -> list[TargetResult]:
+        return [evaluate_one(t, figures, scale, self.saturation_cpu) for t in self.targets]
 
     def threshold(self, group: str) -> Threshold | None:
         return next((t for t in self.thresholds if t.group == group), None)
 
 
-def _verdict(target: Target, measured: float | None, bound: float | None) -> Verdict:
+def _verdict(target: Target, estimate: Estimate | None, bound: float | None) -> Verdict:
     if bound is None:
         return Verdict.NO_FIGURE
-    if measured is None:
+    if estimate is None:
         return Verdict.NOT_MEASURED
-    return Verdict.PASS if target.holds(measured, bound) else Verdict.FAIL
+    return target.judge(estimate, bound)
 
 
-def evaluate_one(target: Target, measured: float | None) -> TargetResult:
+def saturated(target: Target, figures: Mapping[str, float], limit: float) -> str | None:
+    """Why a load latency or throughput figure cannot be trusted (None: it can)."""
+    root = target.metric.split(".", 1)[0]
+    if not root.startswith("load") or not target.metric.endswith(("_ms", "rps")):
+        return None
+    cpu = figures.get(f"{root}.generator_cpu_p95")
+    if cpu is None or cpu <= limit:
+        return None
+    return (
+        f"load generator saturated (p95 CPU {cpu:.0%} of a core): latencies include client queuing"
+    )
+
+
+def evaluate_one(
+    target: Target,
+    figures: Mapping[str, float],
+    scale: str | None = None,
+    saturation_cpu: float = 0.9,
+) -> TargetResult:
+    """The target's verdicts on a run's figures (its interval included, where it has one)."""
+    estimate = get(figures, target.metric)
+    measured = None if estimate is None else estimate.value
+
     def margin(bound: float | None) -> float | None:
         return None if measured is None or bound is None else target.margin(measured, bound)
+
+    reason = target.not_applicable(figures, scale)
+    if reason is not None:
+        na = Verdict.NOT_APPLICABLE
+
+        def inapplicable(bound: float | None) -> Verdict:
+            return Verdict.NO_FIGURE if bound is None else na
+
+        return TargetResult(
+            target,
+            measured,
+            inapplicable(target.plan),
+            inapplicable(target.goal),
+            margin(target.plan),
+            margin(target.goal),
+            estimate,
+            reason,
+        )
+    untrusted = saturated(target, figures, saturation_cpu)
+
+    def verdict(bound: float | None) -> Verdict:
+        found = _verdict(target, estimate, bound)
+        decided = found in (Verdict.PASS, Verdict.FAIL)
+        return Verdict.INCONCLUSIVE if untrusted and decided else found
 
     return TargetResult(
         target,
         measured,
-        _verdict(target, measured, target.plan),
-        _verdict(target, measured, target.goal),
+        verdict(target.plan),
+        verdict(target.goal),
         margin(target.plan),
         margin(target.goal),
+        estimate,
+        untrusted or "",
     )
 
 
@@ -156,6 +265,20 @@ def _number(raw: Mapping[str, Any], key: str, where: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TargetsError(f"{where}: {key} must be a number, not {value!r}")
     return float(value)
+
+
+def _scale(raw: Mapping[str, Any], where: str) -> str | None:
+    value = raw.get("min_scale")
+    if value is not None and value not in SCALE_ORDER:
+        raise TargetsError(f"{where}: min_scale must be one of {', '.join(SCALE_ORDER)}")
+    return None if value is None else str(value)
+
+
+def _requires(raw: Mapping[str, Any], where: str) -> dict[str, float]:
+    table = raw.get("requires", {})
+    if not isinstance(table, Mapping):
+        raise TargetsError(f"{where}: requires must be a table of figure = minimum")
+    return {str(k): v for k in table if (v := _number(table, k, f"{where} requires")) is not None}
 
 
 def _target(raw: Mapping[str, Any], index: int) -> Target:
@@ -174,6 +297,9 @@ def _target(raw: Mapping[str, Any], index: int) -> Target:
         raw["op"],
         _number(raw, "plan", where),
         _number(raw, "goal", where),
+        _scale(raw, where),
+        _requires(raw, where),
+        str(raw.get("applies_when", "")),
     )
     if target.plan is None and target.goal is None:
         raise TargetsError(f"{where}: needs a plan figure, a goal, or both")
@@ -209,6 +335,8 @@ def parse(data: Mapping[str, Any], path: Path = TARGETS_FILE) -> Targets:
         float(load.get("abort_on_breach_s", 0)),
         gate,
         path,
+        float(load.get("warmup_s", 0)),
+        float(load.get("saturation_cpu", 0.9)),
     )
 
 

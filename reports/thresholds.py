@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
+from reports import uncertainty
 from reports.latency import OVERALL, GroupStats
 from reports.targets import Target, TargetResult, Targets, Threshold, Verdict, evaluate_one
+from reports.uncertainty import Estimate
 
 PERCENTILES: Final = {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0}
 FIGURE_KEYS: Final = ("p50_ms", "p95_ms", "p99_ms", "error_rate", "rps", "count")
@@ -23,6 +25,7 @@ CACHE_HIT_METRIC: Final = "load.url_cache_hit_rate"
 class Outcome(StrEnum):
     PASS = "pass"
     BREACH = "BREACH"
+    INCONCLUSIVE = "inconclusive"
     NO_DATA = "no data"
 
 
@@ -53,9 +56,7 @@ class Check:
 def group_figures(stats: GroupStats, seconds: float) -> dict[str, float | None]:
     h = stats.histogram
     return {
-        "p50_ms": h.percentile_ms(50),
-        "p95_ms": h.percentile_ms(95),
-        "p99_ms": h.percentile_ms(99),
+        **{key: h.percentile_ms(q) for key, q in PERCENTILES.items()},
         "error_rate": stats.error_rate,
         "rps": stats.count / seconds if seconds > 0 else None,
         "count": float(stats.count),
@@ -107,16 +108,21 @@ def cache_hit_target(targets: Targets) -> Target | None:
     return next((t for t in targets.targets if t.metric == CACHE_HIT_METRIC), None)
 
 
-def cache_hit_check(targets: Targets, hit_rate: float | None) -> TargetResult | None:
+def cache_hit_check(targets: Targets, hit_rate: Estimate | None) -> TargetResult | None:
     """The cache-hit target's verdict against its plan figure (None: no such target)."""
     target = cache_hit_target(targets)
-    return None if target is None else evaluate_one(target, hit_rate)
+    if target is None:
+        return None
+    figures: dict[str, float] = {}
+    uncertainty.put(figures, target.metric, hit_rate)
+    return evaluate_one(target, figures)
 
 
 def cache_hit_as_check(result: TargetResult) -> Check:
     outcome = {
         Verdict.PASS: Outcome.PASS,
         Verdict.FAIL: Outcome.BREACH,
+        Verdict.INCONCLUSIVE: Outcome.INCONCLUSIVE,
     }.get(result.verdict, Outcome.NO_DATA)
     bound = result.target.plan if result.target.plan is not None else float("nan")
     return Check("url_cache", "hit_rate", result.target.op, bound, result.measured, outcome)
@@ -129,7 +135,8 @@ def load_figures(
     prefix: str = "load",
     journeys: Iterable[str] = (),
 ) -> dict[str, float]:
-    """The figure keys of harness.md: ``<prefix>.<group>.<key>`` and journey percentiles."""
+    """The figure keys of harness.md: ``<prefix>.<group>.<key>`` and journey percentiles, each
+    percentile and error rate with its 95% interval (:mod:`reports.uncertainty`)."""
     journey_set = set(journeys)
     figures: dict[str, float] = {}
     for group, group_stats in sorted(stats.items()):
@@ -139,6 +146,10 @@ def load_figures(
         for key, value in group_figures(group_stats, seconds).items():
             if value is not None:
                 figures[f"{base}.{key}"] = value
+        for key, q in PERCENTILES.items():
+            uncertainty.put(figures, f"{base}.{key}", group_stats.histogram.percentile_ci_ms(q))
+        errors = uncertainty.proportion_ci(group_stats.failures, group_stats.count)
+        uncertainty.put(figures, f"{base}.error_rate", errors)
     return figures
 
 

@@ -18,6 +18,7 @@ from reports.thresholds import (
     format_table,
     load_figures,
 )
+from reports.uncertainty import proportion_ci
 
 
 def stats_of(times_ms: list[float], failures: int = 0) -> GroupStats:
@@ -71,17 +72,21 @@ def test_thresholds_from_the_targets_file_cover_the_request_groups() -> None:
     assert targets.window_s > 0
 
 
-def test_cache_hit_target_uses_the_plan_figure() -> None:
+def test_cache_hit_target_uses_the_plan_figure_and_its_interval() -> None:
     targets = load_targets()
-    ok, low, missing = (cache_hit_check(targets, v) for v in (0.95, 0.5, None))
+    rates = (proportion_ci(9_500, 10_000), proportion_ci(500, 1_000), proportion_ci(19, 20), None)
+    ok, low, few, missing = (cache_hit_check(targets, v) for v in rates)
     assert ok is not None
     assert low is not None
+    assert few is not None
     assert missing is not None
     assert cache_hit_as_check(ok).outcome is Outcome.PASS
     assert cache_hit_as_check(low).outcome is Outcome.BREACH
+    # 95% of 20 lookups: above 90%, but the interval reaches well below it.
+    assert cache_hit_as_check(few).outcome is Outcome.INCONCLUSIVE
     assert cache_hit_as_check(missing).outcome is Outcome.NO_DATA
     without = dataclasses.replace(targets, targets=())
-    assert cache_hit_check(without, 0.95) is None
+    assert cache_hit_check(without, ok.estimate) is None
 
 
 def test_figures_use_the_contract_keys() -> None:
