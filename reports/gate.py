@@ -56,6 +56,7 @@ from reports.figures import (
     read_json,
     write_figures,
 )
+from reports.formatting import fmt_bound, fmt_seconds, fmt_terse
 from reports.history import (
     BaselineError,
     RegressionCheck,
@@ -216,16 +217,6 @@ def confirm(
 # --- printing ---------------------------------------------------------------------------------
 
 
-def fmt_seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 1:
-        return f"{value:.3f} s"
-    if value >= 1e-3:
-        return f"{value * 1e3:.3f} ms"
-    return f"{value * 1e6:.1f} us"
-
-
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     rows = [list(headers), *[list(r) for r in rows]]
     widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
@@ -265,20 +256,6 @@ def comparison_table(comparisons: Sequence[Comparison], quantile: float) -> str:
     )
 
 
-def _number(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    if unit == "saving":
-        return f"{value:.1%}"
-    if unit == "x":
-        return f"{value:.1f}x"
-    return f"{value:,.6g}"
-
-
-def _bound(op: str, value: float | None, unit: str) -> str:
-    return "-" if value is None else f"{op} {_number(value, unit)}"
-
-
 def targets_table(results: Sequence[TargetResult]) -> str:
     return _table(
         ("target", "metric", "measured", "plan", "verdict", "goal", "goal verdict"),
@@ -286,10 +263,10 @@ def targets_table(results: Sequence[TargetResult]) -> str:
             (
                 r.target.id,
                 r.target.metric,
-                _number(r.measured, r.target.unit),
-                _bound(r.target.op, r.target.plan, r.target.unit),
+                fmt_terse(r.measured, r.target.unit),
+                fmt_bound(r.target.op, r.target.plan, r.target.unit, fmt_terse),
                 r.verdict.value,
-                _bound(r.target.op, r.target.goal, r.target.unit),
+                fmt_bound(r.target.op, r.target.goal, r.target.unit, fmt_terse),
                 r.goal_verdict.value,
             )
             for r in results

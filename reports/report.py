@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from reports import svg
+from reports.formatting import fmt_bound, fmt_count, fmt_margin, fmt_value, format_number
 from reports.history import RunRecord
 from reports.targets import Target, TargetResult, Targets, Verdict
 
@@ -114,7 +115,8 @@ def outcome(run: RunData) -> Outcome:
             failures.append(
                 f"plan target {r.target.id}: {r.verdict.value}"
                 + (
-                    f" ({_measured(r)}, plan {_bound(r.target, r.target.plan)})"
+                    f" ({fmt_value(r.measured, r.target.unit)}, "
+                    f"plan {fmt_bound(r.target.op, r.target.plan, r.target.unit)})"
                     if r.measured is not None
                     else ""
                 )
@@ -129,37 +131,6 @@ def outcome(run: RunData) -> Outcome:
     stopped_at = failed_steps[0].name if failed_steps else None
     verdict = Verdict.FAIL if failures else Verdict.PASS
     return Outcome(verdict, goals_met, failures, stopped_at)
-
-
-# --- formatting -----------------------------------------------------------------------------
-
-
-def fmt_value(value: float | None, unit: str) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    if unit in ("saving", "ratio"):
-        return f"{value * 100:.1f}%" if abs(value) >= 0.001 or value == 0 else f"{value:.2%}"
-    if unit == "x":
-        return f"{value:,.1f}x"
-    if unit == "ms":
-        return f"{svg.format_number(value)} ms"
-    if unit in ("assets", "rows/s"):
-        return f"{value:,.0f} {unit}" if unit != "assets" else f"{value:,.0f}"
-    return f"{svg.format_number(value)} {unit}"
-
-
-def _bound(target: Target, bound: float | None) -> str:
-    return "—" if bound is None else f"{target.op} {fmt_value(bound, target.unit)}"
-
-
-def _margin(margin: float | None) -> str:
-    if margin is None:
-        return "—"
-    return f"{margin * 100:+.0f}%"
-
-
-def _measured(result: TargetResult) -> str:
-    return fmt_value(result.measured, result.target.unit)
 
 
 # --- summary.json ---------------------------------------------------------------------------
@@ -193,10 +164,10 @@ def summary_table(run: RunData) -> str:
         rows.append(
             (
                 t.id,
-                _measured(r),
-                _bound(t, t.plan),
+                fmt_value(r.measured, t.unit),
+                fmt_bound(t.op, t.plan, t.unit),
                 r.verdict.value,
-                _bound(t, t.goal),
+                fmt_bound(t.op, t.goal, t.unit),
                 _goal_word(r.goal_verdict),
             )
         )
@@ -285,12 +256,12 @@ def _targets_table(run: RunData) -> str:
         rows.append(
             f"<tr data-target='{_e(t.id)}' data-verdict='{_e(r.verdict.value)}'>"
             f"<td>{_e(t.name)}<br><code>{_e(t.metric)}</code></td><td>{_e(t.source)}</td>"
-            f"<td class='num'>{_e(_bound(t, t.plan))}</td>"
-            f"<td class='num'>{_e(_bound(t, t.goal))}</td>"
-            f"<td class='num'>{_e(_measured(r))}</td>"
-            f"<td class='num'>{_e(_margin(r.plan_margin))}</td>"
+            f"<td class='num'>{_e(fmt_bound(t.op, t.plan, t.unit))}</td>"
+            f"<td class='num'>{_e(fmt_bound(t.op, t.goal, t.unit))}</td>"
+            f"<td class='num'>{_e(fmt_value(r.measured, t.unit))}</td>"
+            f"<td class='num'>{_e(fmt_margin(r.plan_margin))}</td>"
             f"{_verdict_cell(r.verdict)}"
-            f"<td class='num'>{_e(_margin(r.goal_margin))}</td>{_goal_cell(r.goal_verdict)}</tr>"
+            f"<td class='num'>{_e(fmt_margin(r.goal_margin))}</td>{_goal_cell(r.goal_verdict)}</tr>"
         )
     return (
         "<table id='targets'><thead><tr><th>target</th><th>source</th><th>plan figure</th>"
@@ -520,7 +491,7 @@ def _threshold_text(threshold: Any) -> str:
         value = getattr(threshold, key)
         if value is not None:
             op = ">" if key == "min_rps" else "<"
-            parts.append(f"{key.removeprefix('min_')}{op}{svg.format_number(value)}")
+            parts.append(f"{key.removeprefix('min_')}{op}{format_number(value)}")
     return ", ".join(parts) or "—"
 
 
@@ -639,10 +610,10 @@ def _environment(run: RunData) -> str:
     if data:
         ds_items += [
             ("seed", data.get("seed")),
-            ("assets of the heavy user", _int(data.get("heavy_assets"))),
-            ("assets, all users", _int(data.get("assets"))),
+            ("assets of the heavy user", fmt_count(data.get("heavy_assets"))),
+            ("assets, all users", fmt_count(data.get("assets"))),
         ]
-        ds_items += [(f"rows: {k}", _int(v)) for k, v in dict(data.get("rows", {})).items()]
+        ds_items += [(f"rows: {k}", fmt_count(v)) for k, v in dict(data.get("rows", {})).items()]
         rate = data.get("rows_per_second")
         if isinstance(rate, int | float):
             ds_items.append(
@@ -654,10 +625,6 @@ def _environment(run: RunData) -> str:
         + "<h3>Dataset</h3>"
         + _kv_table("dataset", ds_items)
     )
-
-
-def _int(value: Any) -> str | None:
-    return f"{value:,}" if isinstance(value, int) else None
 
 
 def _steps(run: RunData) -> str:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Final
 
+from reports.formatting import format_number
+
 PALETTE: Final = (
     "#4e79a7",
     "#f28e2b",
@@ -48,22 +50,6 @@ class RefLine:
 
 def _t(text: object) -> str:
     return escape(str(text), quote=True)
-
-
-def format_number(value: float) -> str:
-    """Short, readable number: 1,234 / 12.3 / 0.0123."""
-    if value == 0:
-        return "0"
-    magnitude = abs(value)
-    if magnitude >= 1000:
-        return f"{value:,.0f}"
-    if magnitude >= 100:
-        return f"{value:.0f}"
-    if magnitude >= 10:
-        return f"{value:.1f}".rstrip("0").rstrip(".")
-    if magnitude >= 0.01:
-        return f"{value:.3g}"
-    return f"{value:.2g}"
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
