@@ -62,6 +62,30 @@ def fmt_margin(margin: float | None) -> str:
     return "—" if margin is None else f"{margin * 100:+.0f}%"
 
 
+def fmt_factor(op: str, measured: float | None, bound: float | None) -> str:
+    """How far a figure is from its bound, as a factor: ``5.2x under``, ``0.8x of`` (missed)."""
+    if measured is None or bound is None or measured <= 0 or bound <= 0:
+        return "—"
+    if op in ("<", "<="):
+        factor, word = bound / measured, "under"
+    else:
+        factor, word = measured / bound, "over"
+    if factor < 1:
+        return f"{1 / factor:.2g}x {'over' if word == 'under' else 'under'} (missed)"
+    return f"{factor:.3g}x {word}"
+
+
+def fmt_interval(low: float | None, high: float | None, unit: str) -> str:
+    """``[4.1, 4.6] ms``: a 95% interval in the figure's own unit."""
+    if low is None or high is None:
+        return "—"
+    lo, hi = fmt_value(low, unit), fmt_value(high, unit)
+    suffix = f" {unit}" if lo.endswith(f" {unit}") and hi.endswith(f" {unit}") else ""
+    if suffix:
+        lo, hi = lo.removesuffix(suffix), hi.removesuffix(suffix)
+    return f"[{lo}, {hi}]{suffix}"
+
+
 def fmt_seconds(value: float | None) -> str:
     if value is None:
         return "-"

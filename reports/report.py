@@ -19,9 +19,16 @@ from typing import Any, Final
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from reports import svg
-from reports.formatting import fmt_bound, fmt_count, fmt_margin, fmt_value, format_number
+from reports.formatting import (
+    fmt_bound,
+    fmt_count,
+    fmt_factor,
+    fmt_interval,
+    fmt_value,
+    format_number,
+)
 from reports.history import RunRecord
-from reports.targets import Target, TargetResult, Targets, Threshold, Verdict
+from reports.targets import FAILING, Target, TargetResult, Targets, Threshold, Verdict
 
 TEMPLATES: Final = Environment(
     loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
@@ -99,7 +106,7 @@ class RunData:
 
     @property
     def results(self) -> list[TargetResult]:
-        return self.targets.evaluate(self.figures)
+        return self.targets.evaluate(self.figures, self.scale)
 
 
 @dataclass(frozen=True)
@@ -120,20 +127,23 @@ def outcome(run: RunData) -> Outcome:
     failures = []
     results = run.results
     for r in results:
-        if r.verdict in (Verdict.FAIL, Verdict.NOT_MEASURED):
+        if r.verdict in FAILING:
             failures.append(
                 f"plan target {r.target.id}: {r.verdict.value}"
                 + (
-                    f" ({fmt_value(r.measured, r.target.unit)}, "
+                    f" ({fmt_value(r.measured, r.target.unit)}, 95% "
+                    f"{fmt_interval(r.estimate.low, r.estimate.high, r.target.unit)}, "
                     f"plan {fmt_bound(r.target.op, r.target.plan, r.target.unit)})"
-                    if r.measured is not None
+                    if r.estimate is not None
                     else ""
                 )
+                + (f": {r.reason}" if r.reason else "")
             )
-    goals_met = all(r.goal_verdict in (Verdict.PASS, Verdict.NO_FIGURE) for r in results)
+    usable = (Verdict.PASS, Verdict.NO_FIGURE, Verdict.NOT_APPLICABLE)
+    goals_met = all(r.goal_verdict in usable for r in results)
     if run.strict:
         for r in results:
-            if r.goal_verdict in (Verdict.FAIL, Verdict.NOT_MEASURED):
+            if r.goal_verdict in FAILING:
                 failures.append(f"goal {r.target.id} (STRICT=1): {r.goal_verdict.value}")
     failed_steps = [s for s in run.steps if s.status is StepStatus.FAILED]
     failures += [f"step {s.name} failed: {s.error}" for s in failed_steps]
@@ -167,13 +177,15 @@ def summarize(run: RunData) -> dict[str, Any]:
 
 def summary_table(run: RunData) -> str:
     """Plain-text targets table for the terminal."""
-    rows = [("target", "measured", "plan", "verdict", "goal", "goal")]
+    rows = [("target", "n", "median", "95% interval", "plan", "verdict", "goal", "goal verdict")]
     for r in run.results:
-        t = r.target
+        t, e = r.target, r.estimate
         rows.append(
             (
                 t.id,
+                "—" if e is None else str(e.n),
                 fmt_value(r.measured, t.unit),
+                "—" if e is None else fmt_interval(e.low, e.high, t.unit),
                 fmt_bound(t.op, t.plan, t.unit),
                 r.verdict.value,
                 fmt_bound(t.op, t.goal, t.unit),
@@ -181,15 +193,19 @@ def summary_table(run: RunData) -> str:
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows
-    )
+    table = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    notes = [f"  {r.target.id}: {r.verdict.value}: {r.reason}" for r in run.results if r.reason]
+    return "\n".join(table + notes)
 
 
 def _goal_word(verdict: Verdict) -> str:
     return {
         Verdict.PASS: "met",
         Verdict.FAIL: "not yet",
+        Verdict.INCONCLUSIVE: "inconclusive",
+        Verdict.NOT_APPLICABLE: "n/a",
         Verdict.NOT_MEASURED: "not measured",
         Verdict.NO_FIGURE: "—",
     }[verdict]
@@ -221,10 +237,13 @@ class TargetRow:
     plan: str
     goal: str
     measured: str
+    interval: str
+    n: str
     plan_margin: str
     verdict: Cell
     goal_margin: str
     goal_verdict: Cell
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -267,14 +286,26 @@ class Trends:
     charts: list[str]
 
 
-def _verdict_cell(verdict: Verdict) -> Cell:
-    css = {Verdict.PASS: "pass", Verdict.FAIL: "fail", Verdict.NOT_MEASURED: "missing"}
-    return Cell(verdict.value, css.get(verdict, ""))
+def _verdict_cell(verdict: Verdict, reason: str = "") -> Cell:
+    css = {
+        Verdict.PASS: "pass",
+        Verdict.FAIL: "fail",
+        Verdict.NOT_MEASURED: "missing",
+        Verdict.INCONCLUSIVE: "inconclusive",
+        Verdict.NOT_APPLICABLE: "na",
+    }
+    return Cell(verdict.value, css.get(verdict, ""), reason)
 
 
-def _goal_cell(verdict: Verdict) -> Cell:
-    css = {Verdict.PASS: "goal-met", Verdict.FAIL: "goal-not", Verdict.NOT_MEASURED: "missing"}
-    return Cell(_goal_word(verdict), css.get(verdict, ""))
+def _goal_cell(verdict: Verdict, reason: str = "") -> Cell:
+    css = {
+        Verdict.PASS: "goal-met",
+        Verdict.FAIL: "goal-not",
+        Verdict.NOT_MEASURED: "missing",
+        Verdict.INCONCLUSIVE: "inconclusive",
+        Verdict.NOT_APPLICABLE: "na",
+    }
+    return Cell(_goal_word(verdict), css.get(verdict, ""), reason)
 
 
 def _banner(run: RunData, result: Outcome) -> Banner:
@@ -308,13 +339,16 @@ def _target_rows(run: RunData) -> list[TargetRow]:
             plan=fmt_bound(t.op, t.plan, t.unit),
             goal=fmt_bound(t.op, t.goal, t.unit),
             measured=fmt_value(r.measured, t.unit),
-            plan_margin=fmt_margin(r.plan_margin),
-            verdict=_verdict_cell(r.verdict),
-            goal_margin=fmt_margin(r.goal_margin),
-            goal_verdict=_goal_cell(r.goal_verdict),
+            interval="—" if e is None else fmt_interval(e.low, e.high, t.unit),
+            n="—" if e is None else f"{e.n:,}",
+            plan_margin=fmt_factor(t.op, r.measured, t.plan),
+            verdict=_verdict_cell(r.verdict, r.reason),
+            goal_margin=fmt_factor(t.op, r.measured, t.goal),
+            goal_verdict=_goal_cell(r.goal_verdict, r.reason),
+            reason=r.reason,
         )
         for r in run.results
-        for t in [r.target]
+        for t, e in [(r.target, r.estimate)]
     ]
 
 
