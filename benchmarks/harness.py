@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 from uuid import UUID
 
 import aiohttp
@@ -20,6 +22,7 @@ from aiohttp.test_utils import TestServer
 from fixtures.prepare import PreparedDataset
 from fixtures.spec import DatasetSpec
 from reference.db.pool import create_pool
+from reports.targets import load_targets
 
 T = TypeVar("T")
 
@@ -94,6 +97,29 @@ class BenchDataset:
             "heavy_assets": self.spec.heavy_assets,
             "assets": self.prepared.load.assets,
         }
+
+
+#: Every timed benchmark runs at least the gate's ``min_rounds`` rounds and about this much timed
+#: work, whichever is more (within ``MAX_ROUNDS``), so each median has an interval worth reading.
+ROUND_BUDGET_S: Final = 3.0
+MAX_ROUNDS: Final = 200
+
+
+def rounds_for(benchmark: Any, seconds_per_round: float) -> int:
+    """Rounds for a figure with an interval: a minimum count and a minimum timing budget."""
+    if benchmark.disabled:
+        return 1
+    minimum = load_targets().gate.min_rounds
+    if seconds_per_round <= 0:
+        return MAX_ROUNDS
+    return max(minimum, min(MAX_ROUNDS, math.ceil(ROUND_BUDGET_S / seconds_per_round)))
+
+
+def probe_s(run: Callable[[], object]) -> float:
+    """One untimed call (a warm-up) and how long it took, to size the rounds."""
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
 
 
 def record(

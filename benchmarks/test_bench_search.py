@@ -31,7 +31,15 @@ from typing import Any
 import orjson
 import pytest
 
-from benchmarks.harness import BenchDataset, BenchLoop, RunningServer, record, serve_app
+from benchmarks.harness import (
+    BenchDataset,
+    BenchLoop,
+    RunningServer,
+    probe_s,
+    record,
+    rounds_for,
+    serve_app,
+)
 from benchmarks.search_queries import QUERY_SEED, search_queries
 from reference.app import create_app
 from reference.assets import Asset
@@ -39,7 +47,6 @@ from reference.search.in_memory import filter_assets
 from reference.search.query import parse_query
 from reference.settings import Settings
 from reference.web.auth import issue_token
-from reports.targets import load_targets
 from tests.search_support import user_assets
 
 CLAIM = "search.sql_vs_in_memory"
@@ -70,10 +77,6 @@ def search_bench(bench_loop: BenchLoop, bench_dataset: BenchDataset) -> Iterator
     assets = bench_loop.run(user_assets(bench_dataset.dsn, user))
     with bench_loop.enter(serve_app(create_app(settings))) as server:
         yield SearchBench(server, headers, assets, search_queries(bench_dataset.spec))
-
-
-def rounds_for(benchmark: Any) -> int:
-    return 1 if benchmark.disabled else load_targets().gate.min_rounds
 
 
 async def _get(bench: SearchBench, path: str, params: dict[str, str]) -> bytes:
@@ -112,9 +115,8 @@ def test_first_search_plan_client(
 
     benchmark.group = FIRST_CLAIM
     record(benchmark, bench_dataset, claim=FIRST_CLAIM, side="before", **bench.info())
-    found = benchmark.pedantic(
-        bench_loop.timed(first_searches), rounds=rounds_for(benchmark), iterations=1
-    )
+    run = bench_loop.timed(first_searches)
+    found = benchmark.pedantic(run, rounds=rounds_for(benchmark, probe_s(run)), iterations=1)
     assert found > 0
 
 
@@ -130,7 +132,8 @@ def test_first_search_sql(
 
     benchmark.group = FIRST_CLAIM
     record(benchmark, bench_dataset, claim=FIRST_CLAIM, side="after", **bench.info())
-    benchmark.pedantic(bench_loop.timed(first_searches), rounds=rounds_for(benchmark), iterations=1)
+    run = bench_loop.timed(first_searches)
+    benchmark.pedantic(run, rounds=rounds_for(benchmark, probe_s(run)), iterations=1)
 
 
 def test_in_memory_port(
@@ -146,7 +149,8 @@ def test_in_memory_port(
 
     benchmark.group = CLAIM
     record(benchmark, bench_dataset, claim=CLAIM, side="before", **bench.info())
-    found = benchmark.pedantic(run_queries, rounds=rounds_for(benchmark), iterations=1)
+    rounds = rounds_for(benchmark, probe_s(run_queries))
+    found = benchmark.pedantic(run_queries, rounds=rounds, iterations=1)
     assert found > 0
 
 
@@ -170,13 +174,9 @@ def test_sql_over_http(
 
     benchmark.group = CLAIM
     record(benchmark, bench_dataset, claim=CLAIM, side="after", **bench.info())
-    timed = rounds_for(benchmark)
-    benchmark.pedantic(
-        bench_loop.timed(run_queries),
-        rounds=timed,
-        iterations=1,
-        warmup_rounds=0 if benchmark.disabled else 1,
-    )
+    run = bench_loop.timed(run_queries)
+    timed = rounds_for(benchmark, probe_s(run))
+    benchmark.pedantic(run, rounds=timed, iterations=1)
     samples = [ms for latencies in rounds[-timed:] for ms in latencies]
     cuts = statistics.quantiles(samples, n=100, method="inclusive")
     benchmark.extra_info.update(

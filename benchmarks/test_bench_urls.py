@@ -34,7 +34,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from benchmarks.harness import BenchDataset, BenchLoop, record
+from benchmarks.harness import BenchDataset, BenchLoop, record, rounds_for
 from reference.app import create_app
 from reference.assets import Asset
 from reference.settings import Settings, UrlMode
@@ -50,9 +50,6 @@ BATCH = 1000
 #: legacy is the plan's "before", unified its "after"
 SIDE = {UrlMode.LEGACY: "before", UrlMode.UNIFIED: "after"}
 MODES = [UrlMode.UNIFIED, UrlMode.LEGACY]
-#: pedantic (cold) rounds: about this much timed work per benchmark, within the bounds below
-ROUND_BUDGET_S = 3.0
-MIN_ROUNDS, MAX_ROUNDS = 7, 200
 
 
 def free_port():
@@ -138,12 +135,6 @@ def counter(metrics: Metrics, name: str, **labels: str) -> float:
     return total
 
 
-def rounds_for(seconds_per_round: float) -> int:
-    if seconds_per_round <= 0:
-        return MAX_ROUNDS
-    return max(MIN_ROUNDS, min(MAX_ROUNDS, int(ROUND_BUDGET_S / seconds_per_round)))
-
-
 def check_urls(urls, n):
     assert len(urls) == n
     assert all(urls), "every asset has a URL"
@@ -205,7 +196,7 @@ def bench_generation(benchmark, loop, service, assets, *, claim, dataset, cold, 
     )
     if cold:
         result = benchmark.pedantic(
-            run, setup=urls.clear_cache, rounds=rounds_for(cold_s), warmup_rounds=1
+            run, setup=urls.clear_cache, rounds=rounds_for(benchmark, cold_s), warmup_rounds=1
         )
     else:
         result = benchmark(run)
@@ -310,7 +301,9 @@ def test_url_generation_window_boundary(
         clock_advance_s=regenerated_at - signed_at,
         sign_calls_per_round=sign_calls,
     )
-    result = benchmark.pedantic(run, setup=setup, rounds=rounds_for(elapsed), warmup_rounds=1)
+    result = benchmark.pedantic(
+        run, setup=setup, rounds=rounds_for(benchmark, elapsed), warmup_rounds=1
+    )
     check_urls(result, len(page))
 
 

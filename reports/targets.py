@@ -21,7 +21,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from fixtures.generate import Scale
+from fixtures.spec import Scale
 from reports.uncertainty import Estimate, get
 
 TARGETS_FILE: Final = Path(__file__).resolve().parent.parent / "benchmarks" / "targets.toml"
