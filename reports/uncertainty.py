@@ -119,6 +119,17 @@ def order_statistic_ranks(n: int, quantile: float) -> tuple[int, int]:
     return max(1, low), min(n, high)
 
 
+def quantile_ci(samples: Sequence[float], quantile: float) -> Estimate | None:
+    """A quantile (0-1, nearest rank) of raw samples and its order-statistic interval."""
+    ordered = sorted(samples)
+    if not ordered:
+        return None
+    n = len(ordered)
+    value = ordered[max(1, math.ceil(quantile * n)) - 1]
+    low, high = order_statistic_ranks(n, quantile)
+    return Estimate(value, min(ordered[low - 1], value), max(ordered[high - 1], value), n)
+
+
 def proportion_ci(successes: int, n: int) -> Estimate | None:
     """A rate (errors per request, cache hits per lookup) and its Wilson score interval."""
     if n <= 0:
