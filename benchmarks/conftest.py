@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,6 +39,7 @@ from fixtures.generate import heavy_user_id, user_ids
 from fixtures.prepare import prepare_dataset
 from fixtures.spec import DatasetSpec, spec_for
 from reference.db.pool import connect
+from reports.ab import SLOWDOWN_ENV
 from reports.figures import figures_from_json, format_pairs, write_figures
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -125,6 +127,18 @@ def bench_dataset_copy(
     """A private copy of the dataset for a benchmark that writes."""
     with _copy_of(database, bench_loop, bench_template) as dataset:
         yield dataset
+
+
+@pytest.fixture(autouse=True)
+def _injected_slowdown(request: pytest.FixtureRequest) -> None:
+    """Test-only: with ``WSBENCH_INJECT_SLOWDOWN=0.2`` every timed duration is 20% longer, a
+    known regression for ``make gate-selftest`` to catch (the clock runs fast, nothing sleeps)."""
+    factor = float(os.environ.get(SLOWDOWN_ENV) or 0)
+    if factor <= 0 or "benchmark" not in request.fixturenames:
+        return
+    fixture = request.getfixturevalue("benchmark")
+    clock = fixture._timer
+    fixture._timer = lambda: clock() * (1 + factor)
 
 
 # --- reporting --------------------------------------------------------------------------------

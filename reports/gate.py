@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -46,6 +47,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, Final
 
+from reports import ab
 from reports.environment import fingerprint, git_commit, probe_machine
 from reports.figures import (
     FIGURES_DIR,
@@ -311,9 +313,15 @@ class GateResult:
         }
 
 
-def benchmark_targets(targets: Targets, figures: Mapping[str, float]) -> list[TargetResult]:
+def benchmark_targets(
+    targets: Targets, figures: Mapping[str, float], scale: str | None = None
+) -> list[TargetResult]:
     """The targets whose figure comes from the benchmarks (the load test judges the others)."""
-    return [r for r in targets.evaluate(figures) if r.target.metric.startswith(BENCHMARK_PREFIXES)]
+    return [
+        r
+        for r in targets.evaluate(figures, scale)
+        if r.target.metric.startswith(BENCHMARK_PREFIXES)
+    ]
 
 
 def judge(
@@ -333,12 +341,9 @@ def judge(
         return GateResult(Exit.NOT_MEASURED, [], [], None, "no benchmark was timed")
     figures, _ = figures_from_json(same_run if same_run is not None else bench_json)
     scale, fp = run_scale(bench_json), run_fingerprint(bench_json)
-    results = benchmark_targets(targets, figures)
-    missed = [
-        r
-        for r in results
-        if r.verdict is Verdict.FAIL or (strict and r.goal_verdict is Verdict.FAIL)
-    ]
+    results = benchmark_targets(targets, figures, scale)
+    judged = (Verdict.FAIL, Verdict.INCONCLUSIVE)
+    missed = [r for r in results if r.verdict in judged or (strict and r.goal_verdict in judged)]
 
     baseline = gate_baseline(history, fp, scale, pin)
     notes: list[str] = []
@@ -417,9 +422,16 @@ def main(argv: Iterable[str] | None = None) -> int:
         "--no-confirm", dest="confirm", action="store_false",
         help="do not re-measure the benchmarks flagged as regressions",
     )  # fmt: skip
+    parser.add_argument(
+        "--base", default=os.environ.get("GATE_BASE") or None,
+        help="A/B: measure this commit and the working tree in one run, interleaved (GATE_BASE)",
+    )  # fmt: skip
+    parser.add_argument("--pairs", type=int, default=None, help="A/B: runs of each side")
     parser.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
     args = parser.parse_args(list(argv) if argv is not None else None)
     history_file: Path = args.history or history_path()
+    if args.base is not None:
+        return _ab(args)
 
     if args.json is not None:
         return _judge_and_record(args, args.json, history_file, None)
@@ -437,6 +449,53 @@ def main(argv: Iterable[str] | None = None) -> int:
             args.out.write_text(json.dumps(bench_json), encoding="utf-8")
         return _judge_and_record(args, args.out, history_file, env)
     raise AssertionError("unreachable")
+
+
+def _ab(args: argparse.Namespace) -> int:
+    """Base and head in one run (:mod:`reports.ab`); the head's runs also judge the targets."""
+    targets = load_targets()
+    settings = targets.gate
+    head_env = {}
+    if os.environ.get(ab.SLOWDOWN_ENV):
+        head_env[ab.SLOWDOWN_ENV] = os.environ[ab.SLOWDOWN_ENV]
+    with contextlib.ExitStack() as stack:
+        try:
+            env, _ = stack.enter_context(benchmark_database())
+        except Exception as exc:  # no database: nothing can be measured
+            return _not_measured(args.figures_dir, f"no database: {type(exc).__name__}: {exc}")
+        env = {k: v for k, v in env.items() if k != ab.SLOWDOWN_ENV}
+        print(f"gate: A/B, base {args.base} against the working tree", flush=True)
+        result = ab.measure(
+            args.base,
+            args.out.parent / "ab",
+            args.pytest_args,
+            env,
+            pairs=args.pairs or settings.ab_pairs,
+            tolerance=settings.ab_tolerance,
+            budget_s=settings.ab_budget_s,
+            head_env=head_env,
+        )
+    if result is None:
+        return _not_measured(args.figures_dir, "a benchmark run of the base or the head failed")
+    ab.write(result, args.figures_dir / "ab.json")
+    judged = judge(result.head_json, targets, (), strict=args.strict)
+    code = max(judged.exit, Exit.REGRESSION if result.regressions else Exit.PASS)
+    notes = [f"A/B against {args.base}"]
+    if result.regressions:
+        notes.append(
+            f"{len(result.regressions)} regression(s): "
+            + ", ".join(c.benchmark for c in result.regressions)
+        )
+    if result.inconclusive:
+        notes.append(
+            f"{len(result.inconclusive)} inconclusive (not failing): "
+            + ", ".join(c.benchmark for c in result.inconclusive)
+        )
+    gate = dataclasses.replace(judged, exit=Exit(code), message="; ".join(notes))
+    (args.figures_dir / "gate.json").write_text(json.dumps(gate.as_dict(), indent=2) + "\n")
+    print(ab.format_table(result))
+    print(report(gate, result.head_json, settings.quantile))
+    return int(code)
 
 
 def _judge_and_record(

@@ -157,6 +157,10 @@ class GateSettings:
     min_rounds: int = 5
     quantile: float = 0.10
     tolerance_by_group: Mapping[str, float] = field(default_factory=dict)
+    #: A/B (base and head in one run): the slowdown that counts, runs per side, time budget.
+    ab_tolerance: float = 0.10
+    ab_pairs: int = 3
+    ab_budget_s: float = 1800.0
 
     def tolerance_for(self, group: str) -> float:
         for prefix, tolerance in self.tolerance_by_group.items():
@@ -327,6 +331,9 @@ def parse(data: Mapping[str, Any], path: Path = TARGETS_FILE) -> Targets:
         min_rounds=int(gate_raw.get("min_rounds", 5)),
         quantile=float(gate_raw.get("quantile", 0.10)),
         tolerance_by_group={k: float(v) for k, v in gate_raw.get("tolerance_by_group", {}).items()},
+        ab_tolerance=float(gate_raw.get("ab", {}).get("tolerance", 0.10)),
+        ab_pairs=int(gate_raw.get("ab", {}).get("pairs", 3)),
+        ab_budget_s=float(gate_raw.get("ab", {}).get("budget_s", 1800)),
     )
     return Targets(
         targets,

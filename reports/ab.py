@@ -1,0 +1,334 @@
+"""Regressions judged A/B: the baseline commit and the head measured in one run, interleaved.
+
+Figures taken at different times under different machine load are not comparable, whatever the
+test statistic says. So, as asv's ``continuous`` does, the baseline commit is checked out in a
+separate worktree and both trees run the same benchmarks against the same database, alternating
+(base, head, head, base, ...) so that a drift of the machine's load falls on both sides alike.
+
+Each benchmark's slowdown is the ratio of the head's median to the base's, with a 95% interval
+from a two-level bootstrap: the runs of each side are resampled, then the rounds within each run,
+so a benchmark whose speed differs from one process to the next (bimodal sub-millisecond index
+lookups) gets the wide interval it deserves instead of a confident false alarm. The verdict is
+the targets' three-valued rule on that interval against ``1 + tolerance``: a *regression* when the
+whole interval lies above it, *ok* when the whole interval lies below it (*improved* when below
+``1 - tolerance`` too), *inconclusive* otherwise. Inconclusive benchmarks are measured again,
+in one more pair of runs, within the time budget.
+
+The machine's load average is read around every run; a run taken while other work kept the
+cores busy is flagged in the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from reports.figures import ROOT, read_json, rounds
+from reports.uncertainty import CONFIDENCE, RESAMPLES, SEED, Estimate
+
+#: A test-only hook: every timed duration of the head's benchmarks is this much longer (0.2:
+#: 20% slower). ``make gate-selftest`` uses it to prove the gate catches a known slowdown.
+SLOWDOWN_ENV: Final = "WSBENCH_INJECT_SLOWDOWN"
+#: Load average per core above which a run counts as taken under outside load.
+BUSY_LOAD_PER_CORE: Final = 1.5
+
+Runs = Sequence[Sequence[float]]
+
+
+class AbVerdict(StrEnum):
+    OK = "ok"
+    IMPROVED = "improved"
+    REGRESSION = "REGRESSION"
+    INCONCLUSIVE = "inconclusive"
+    NEW = "new"
+
+
+@dataclass
+class SideRuns:
+    """Every run of one side: per benchmark full name, the rounds of each run."""
+
+    rounds: dict[str, list[list[float]]] = field(default_factory=dict)
+    groups: dict[str, str] = field(default_factory=dict)
+    loads: list[float] = field(default_factory=list)
+    last_json: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, bench_json: Mapping[str, Any], load_per_core: float) -> None:
+        self.loads.append(load_per_core)
+        self.last_json = dict(bench_json)
+        for bench in bench_json.get("benchmarks") or []:
+            data = rounds(bench)
+            if data:
+                name = str(bench["fullname"])
+                self.rounds.setdefault(name, []).append(data)
+                self.groups[name] = str(bench.get("group") or "")
+
+
+@dataclass(frozen=True)
+class AbComparison:
+    benchmark: str
+    group: str
+    base_median: float
+    head_median: float
+    ratio: Estimate
+    tolerance: float
+    verdict: AbVerdict
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "benchmark": self.benchmark,
+            "group": self.group,
+            "base_median_s": self.base_median,
+            "head_median_s": self.head_median,
+            "ratio": self.ratio.value,
+            "ratio_low": self.ratio.low,
+            "ratio_high": self.ratio.high,
+            "runs": self.ratio.n,
+            "tolerance": self.tolerance,
+            "verdict": self.verdict.value,
+        }
+
+
+def hierarchical_ratio(base: Runs, head: Runs) -> Estimate:
+    """median(head) / median(base) over every round, with a two-level bootstrap interval."""
+    rng = np.random.default_rng(SEED)
+
+    def resampled_medians(runs: Runs) -> np.ndarray[Any, Any]:
+        arrays = [np.asarray(r, dtype=np.float64) for r in runs]
+        medians = np.empty(RESAMPLES)
+        picks = rng.integers(0, len(arrays), size=(RESAMPLES, len(arrays)))
+        for i in range(RESAMPLES):
+            chosen = [arrays[j] for j in picks[i]]
+            pooled = np.concatenate([a[rng.integers(0, len(a), size=len(a))] for a in chosen])
+            medians[i] = np.median(pooled)
+        return medians
+
+    value = float(np.median(np.concatenate(head)) / np.median(np.concatenate(base)))
+    samples = resampled_medians(head) / resampled_medians(base)
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = (float(x) for x in np.percentile(samples, [tail, 100 - tail]))
+    return Estimate(value, min(low, value), max(high, value), min(len(base), len(head)))
+
+
+def judge_ratio(ratio: Estimate, tolerance: float) -> AbVerdict:
+    bound = 1.0 + tolerance
+    if ratio.low > bound:
+        return AbVerdict.REGRESSION
+    if ratio.high < 1.0 - tolerance:
+        return AbVerdict.IMPROVED
+    if ratio.high < bound:
+        return AbVerdict.OK
+    return AbVerdict.INCONCLUSIVE
+
+
+def compare(base: SideRuns, head: SideRuns, tolerance: float) -> list[AbComparison]:
+    found = []
+    for name, head_runs in sorted(head.rounds.items()):
+        base_runs = base.rounds.get(name)
+        group = head.groups.get(name, "")
+        head_median = float(np.median(np.concatenate(head_runs)))
+        if not base_runs:
+            exact = Estimate.exact(math.nan, 0)
+            found.append(
+                AbComparison(name, group, math.nan, head_median, exact, tolerance, AbVerdict.NEW)
+            )
+            continue
+        ratio = hierarchical_ratio(base_runs, head_runs)
+        base_median = float(np.median(np.concatenate(base_runs)))
+        found.append(
+            AbComparison(
+                name,
+                group,
+                base_median,
+                head_median,
+                ratio,
+                tolerance,
+                judge_ratio(ratio, tolerance),
+            )
+        )
+    return found
+
+
+def load_per_core() -> float:
+    return os.getloadavg()[0] / (os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def worktree(rev: str) -> Iterator[Path]:
+    """The commit ``rev`` checked out, detached, in a temporary worktree of this repository."""
+    with tempfile.TemporaryDirectory(prefix="wsbench-base-") as tmp:
+        path = Path(tmp) / "base"
+        subprocess.run(
+            ["git", "worktree", "add", "--quiet", "--detach", str(path), rev],
+            cwd=ROOT,
+            check=True,
+            timeout=120,
+        )
+        try:
+            yield path
+        finally:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(path)],
+                cwd=ROOT,
+                check=False,
+                timeout=120,
+            )
+
+
+def run_side(
+    tree: Path,
+    out: Path,
+    pytest_args: Sequence[str],
+    env: Mapping[str, str],
+    timeout_s: float,
+) -> tuple[dict[str, Any] | None, float]:
+    """One benchmark run of one tree: its JSON (None when it failed) and the load around it."""
+    out.unlink(missing_ok=True)
+    command = [
+        sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider",
+        "-p", "no:randomly", f"--benchmark-json={out}", *pytest_args,
+    ]  # fmt: skip
+    before = load_per_core()
+    started = time.monotonic()
+    result = subprocess.run(
+        command, cwd=tree, env={**env, "PYTHONPATH": str(tree)}, check=False, timeout=timeout_s,
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    after = load_per_core()
+    print(
+        f"gate: {tree.name} run done in {time.monotonic() - started:.0f} s "
+        f"(load {max(before, after):.2f} per core)",
+        flush=True,
+    )
+    if result.returncode != 0 or not out.exists():
+        return None, max(before, after)
+    return read_json(out), max(before, after)
+
+
+@dataclass
+class AbResult:
+    base_rev: str
+    comparisons: list[AbComparison]
+    base_loads: list[float]
+    head_loads: list[float]
+    head_json: dict[str, Any]
+
+    @property
+    def regressions(self) -> list[AbComparison]:
+        return [c for c in self.comparisons if c.verdict is AbVerdict.REGRESSION]
+
+    @property
+    def inconclusive(self) -> list[AbComparison]:
+        return [c for c in self.comparisons if c.verdict is AbVerdict.INCONCLUSIVE]
+
+    @property
+    def busy(self) -> bool:
+        return max([*self.base_loads, *self.head_loads, 0.0]) > BUSY_LOAD_PER_CORE
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "base": self.base_rev,
+            "busy": self.busy,
+            "base_loads": self.base_loads,
+            "head_loads": self.head_loads,
+            "comparisons": [c.as_dict() for c in self.comparisons],
+        }
+
+
+def measure(
+    base_rev: str,
+    out_dir: Path,
+    pytest_args: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    pairs: int,
+    tolerance: float,
+    budget_s: float,
+    head_env: Mapping[str, str] | None = None,
+) -> AbResult | None:
+    """Run base and head ``pairs`` times each, alternating; one more pair for the inconclusive
+    while the budget lasts. None when a run failed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base, head = SideRuns(), SideRuns()
+    deadline = time.monotonic() + budget_s
+    with worktree(base_rev) as base_tree:
+        sides = {"base": (base_tree, base, env), "head": (ROOT, head, {**env, **(head_env or {})})}
+
+        def one(name: str, index: int, args: Sequence[str]) -> bool:
+            tree, runs, side_env = sides[name]
+            left = max(60.0, deadline - time.monotonic())
+            found, load = run_side(
+                tree, out_dir / f"{name}-{index}.json", args, side_env, timeout_s=left
+            )
+            if found is None:
+                return False
+            runs.add(found, load)
+            return True
+
+        for i in range(pairs):
+            order = ("base", "head") if i % 2 == 0 else ("head", "base")
+            if not all(one(name, i, pytest_args) for name in order):
+                return None
+        comparisons = compare(base, head, tolerance)
+        again = sorted(
+            {
+                c.benchmark.split("::", 1)[0]
+                for c in comparisons
+                if c.verdict is AbVerdict.INCONCLUSIVE
+            }
+        )
+        if again and time.monotonic() < deadline:
+            print(f"gate: inconclusive benchmarks in {', '.join(again)}: one more pair", flush=True)
+            for name in ("head", "base") if pairs % 2 else ("base", "head"):
+                if not one(name, pairs, [*again, *pytest_args]):
+                    break
+            comparisons = compare(base, head, tolerance)
+    return AbResult(base_rev, comparisons, base.loads, head.loads, head.last_json)
+
+
+def format_table(result: AbResult) -> str:
+    rows = [("benchmark", "base", "head", "ratio", "95% interval", "runs", "verdict")]
+    for c in result.comparisons:
+        short = c.benchmark.split("::", 1)[-1]
+        if c.verdict is AbVerdict.NEW:
+            rows.append((short, "-", f"{c.head_median * 1e3:.3f} ms", "-", "-", "-", "new"))
+            continue
+        rows.append(
+            (
+                short,
+                f"{c.base_median * 1e3:.3f} ms",
+                f"{c.head_median * 1e3:.3f} ms",
+                f"{c.ratio.value:.3f}",
+                f"[{c.ratio.low:.3f}, {c.ratio.high:.3f}]",
+                str(c.ratio.n),
+                c.verdict.value,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if result.busy:
+        lines.append(
+            "note: outside load during the measurement (load average above "
+            f"{BUSY_LOAD_PER_CORE} per core): read the verdicts with care"
+        )
+    return "\n".join(lines)
+
+
+def write(result: AbResult, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
