@@ -67,7 +67,14 @@ class Pair:
             "after_median_s": self.after_median_s,
             "speedup": self.speedup,
             "saving": self.saving,
+            "before_interval_s": _interval(self.before_rounds),
+            "after_interval_s": _interval(self.after_rounds),
         }
+
+
+def _interval(data: tuple[float, ...]) -> list[float] | None:
+    estimate = uncertainty.median_ci(data)
+    return None if estimate is None else [estimate.low, estimate.high]
 
 
 def benchmark_key(bench: Mapping[str, Any]) -> str:

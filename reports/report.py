@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from reports import svg
+from reports import svg, uncertainty
 from reports.formatting import (
     fmt_bound,
     fmt_count,
@@ -352,8 +352,19 @@ def _target_rows(run: RunData) -> list[TargetRow]:
     ]
 
 
-def _comparison(run: RunData, metric: str) -> tuple[float, float] | None:
-    """Median times (ms) of a claim's two sides, from the benchmark figures' ``pairs``."""
+Interval = tuple[float, float] | None
+
+
+def _ms_interval(raw: Any) -> Interval:
+    if not isinstance(raw, list | tuple) or len(raw) != 2:
+        return None
+    low, high = (_as_float(x) for x in raw)
+    return None if low is None or high is None else (low * 1000, high * 1000)
+
+
+def _comparison(run: RunData, metric: str) -> tuple[float, float, Interval, Interval] | None:
+    """Median times (ms) of a claim's two sides and their 95% intervals, from the benchmark
+    figures' ``pairs``."""
     claim = metric.split(".", 1)[1]
     for pair in run.meta.get("bench", {}).get("pairs") or []:
         if isinstance(pair, Mapping) and pair.get("claim") == claim:
@@ -362,8 +373,18 @@ def _comparison(run: RunData, metric: str) -> tuple[float, float] | None:
                 _as_float(pair.get("after_median_s")),
             )
             if before is not None and after is not None:
-                return before * 1000, after * 1000
+                return (
+                    before * 1000,
+                    after * 1000,
+                    _ms_interval(pair.get("before_interval_s")),
+                    _ms_interval(pair.get("after_interval_s")),
+                )
     return None
+
+
+def _figure_interval(figures: Mapping[str, float], key: str) -> Interval:
+    estimate = uncertainty.get(figures, key)
+    return None if estimate is None else (estimate.low, estimate.high)
 
 
 def _claim_charts(run: RunData) -> ClaimCharts:
@@ -383,10 +404,15 @@ def _claim_charts(run: RunData) -> ClaimCharts:
         categories = [r.target.metric.rsplit(".", 1)[1].replace("_", " ") for r in results]
         before: list[float | None]
         after: list[float | None]
+        spreads: tuple[list[Interval], list[Interval]] = ([], [])
         if any(a is not None for a in absolute):
             before = [None if a is None else a[0] for a in absolute]
             after = [None if a is None else a[1] for a in absolute]
-            unit = "median time per operation, ms (shorter is better)"
+            spreads = (
+                [None if a is None else a[2] for a in absolute],
+                [None if a is None else a[3] for a in absolute],
+            )
+            unit = "median time per operation, ms (shorter is better; bars: 95% interval)"
         else:
             before = [100.0 if r.measured is not None else None for r in results]
             after = [_relative_after(r) for r in results]
@@ -395,7 +421,10 @@ def _claim_charts(run: RunData) -> ClaimCharts:
             svg.bar_chart(
                 f"{title}: before vs after",
                 categories,
-                [svg.Series(before_label, before), svg.Series(after_label, after)],
+                [
+                    svg.Series(before_label, before, intervals=spreads[0]),
+                    svg.Series(after_label, after, intervals=spreads[1]),
+                ],
                 unit,
             )
         )
@@ -430,11 +459,13 @@ def _mode_chart(run: RunData) -> str:
         [g.replace("_", " ") for g in groups],
         [
             svg.Series(
-                "URL_MODE=legacy", [run.figures.get(f"load_legacy.{g}.p95_ms") for g in groups]
-            ),
-            svg.Series("URL_MODE=unified", [run.figures.get(f"load.{g}.p95_ms") for g in groups]),
+                f"URL_MODE={mode}",
+                [run.figures.get(f"{prefix}.{g}.p95_ms") for g in groups],
+                intervals=[_figure_interval(run.figures, f"{prefix}.{g}.p95_ms") for g in groups],
+            )
+            for mode, prefix in (("legacy", "load_legacy"), ("unified", "load"))
         ],
-        "p95 latency, ms (shorter is better)",
+        "p95 latency, ms (shorter is better; bars: 95% interval)",
     )
 
 

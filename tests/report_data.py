@@ -27,6 +27,7 @@ PASSING = {
     "saving.queries.by_job": 0.96,
     "saving.queries.filtered_first_page": 0.99,
     "dataset.heavy_assets": 100_000.0,
+    "speedup.search.first_search": 12.0,
     "speedup.search.sql_vs_in_memory": 14.0,
     "speedup.dedup.lsh_vs_all_pairs": 38.0,
     "speedup.batch.dismiss_1000": 55.0,
