@@ -32,6 +32,7 @@ from reports.service_metrics import UrlCacheCounters, fetch_url_cache
 from reports.targets import Targets, load_targets
 from reports.thresholds import (
     Check,
+    Outcome,
     breaches,
     cache_hit_as_check,
     cache_hit_check,
@@ -69,6 +70,9 @@ class LoadState:
     #: The busiest load-generator process's CPU (share of one core), one sample per check.
     cpu: list[float] = field(default_factory=list)
     live: list[Check] = field(default_factory=list)
+    #: What the Thresholds tab shows above the checks: the window's length or the whole run.
+    live_title: str = ""
+    stopped: float | None = None
     breach_since: float | None = None
     aborted: str | None = None
     ramp: RampResult | None = None
@@ -166,9 +170,33 @@ def on_test_start(environment: Environment, **_: Any) -> None:
     STATE.aborted = None
     STATE.reported = False
     STATE.cache_before = None
+    STATE.stopped = None
+    STATE.live_title = ""
     if isinstance(environment.runner, WorkerRunner) or not environment.host:
         return
     gevent.spawn(_cache_after_warmup, environment.host, warmup_s())
+
+
+@events.test_stop.add_listener
+def on_test_stop(environment: Environment, **_: Any) -> None:
+    """Stopped (from the web UI, or at the end): the tab shows the whole run's verdict, over
+    the measured seconds only, not the idle time after Stop."""
+    if isinstance(environment.runner, WorkerRunner) or STATE.started is None:
+        return
+    STATE.stopped = time.time()
+    targets = STATE.targets
+    if targets is None:
+        return
+    first, last = measured_from(), int(STATE.stopped)
+    if last <= first:
+        first = int(STATE.started)
+    seconds = max(last - first, 1)
+    checks = evaluate(targets.thresholds, STATE.stats.span(first, last - 1), seconds)
+    checks += _cache_checks(environment.host)
+    STATE.live = checks
+    broken = breaches(checks)
+    verdict = f"FAIL: {len(broken)} breached" if broken else "PASS: every threshold met"
+    STATE.live_title = f"whole run, {seconds} s after the warm-up: {verdict}"
 
 
 def warmup_s() -> float:
@@ -188,6 +216,19 @@ def _cache_after_warmup(host: str, delay_s: float) -> None:
         STATE.cache_before = fetch_url_cache(host)
     except OSError as exc:
         log.warning("cannot read %s/metrics after the warm-up: %s", host, exc)
+
+
+def _cache_checks(host: str | None) -> list[Check]:
+    """The URL-cache hit rate since the warm-up, as a row of the checks (none without it)."""
+    targets = STATE.targets
+    if not host or targets is None or STATE.cache_before is None:
+        return []
+    try:
+        counters = fetch_url_cache(host) - STATE.cache_before
+    except OSError:
+        return []
+    result = cache_hit_check(targets, counters.hit_rate_ci)
+    return [] if result is None else [cache_hit_as_check(result)]
 
 
 def generator_cpu(runner: Any) -> float | None:
@@ -224,6 +265,8 @@ def window_checks(now: int) -> list[Check]:
     window = int(targets.window_s)
     if now <= measured_from():
         return []
+    if STATE.stopped is not None:
+        now = min(now, int(STATE.stopped))
     first = max(now - window, measured_from())
     seconds = max(now - first, 1)
     full = now - measured_from() >= window
@@ -240,7 +283,9 @@ def _watch(environment: Environment) -> None:
         if cpu is not None:
             STATE.cpu.append(cpu)
         now = now_second()
-        STATE.live = window_checks(now)
+        STATE.live = window_checks(now) + _cache_checks(environment.host)
+        window = int(STATE.targets.window_s) if STATE.targets else 0
+        STATE.live_title = f"last {window} s" if now > measured_from() else "warming up"
         broken = breaches(STATE.live)
         if not broken:
             if STATE.breach_since is not None:
@@ -401,6 +446,10 @@ def write_figures(path: Path, figures: dict[str, float], prefix: str, meta: dict
 # --- the web UI's Thresholds tab ------------------------------------------------------------------
 
 
+def unit_of(metric: str) -> str:
+    return {"min_rps": " req/s"}.get(metric, " ms" if metric.endswith("_ms") else "")
+
+
 def _extend_web_ui(environment: Environment) -> None:
     web_ui = environment.web_ui
     if web_ui is None or web_ui.app is None:
@@ -410,9 +459,10 @@ def _extend_web_ui(environment: Environment) -> None:
         {
             "key": TAB_KEY,
             "structure": [
-                {"key": "name", "title": "Threshold (last window)"},
-                {"key": "measured", "title": "Measured"},
                 {"key": "verdict", "title": "Verdict"},
+                {"key": "name", "title": "Threshold"},
+                {"key": "measured", "title": "Measured"},
+                {"key": "span", "title": "Over"},
             ],
         }
     ]
@@ -423,12 +473,13 @@ def _extend_web_ui(environment: Environment) -> None:
             return response
         rows = [
             {
-                "name": c.label,
+                "name": c.label + unit_of(c.metric),
                 "safe_name": c.label,
-                "measured": "-" if c.measured is None else f"{c.measured:.4g}",
+                "measured": "-" if c.measured is None else f"{c.measured:.4g}{unit_of(c.metric)}",
                 "verdict": c.outcome.value,
+                "span": STATE.live_title,
             }
-            for c in STATE.live
+            for c in sorted(STATE.live, key=lambda c: c.outcome is not Outcome.BREACH)
         ]
         body = {**response.json, "extended_stats": [{"key": TAB_KEY, "data": rows}]}
         response.set_data(json.dumps(body))

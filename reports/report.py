@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from reports.formatting import (
     fmt_count,
     fmt_factor,
     fmt_interval,
+    fmt_terse,
     fmt_value,
     format_number,
 )
@@ -180,15 +182,17 @@ def summary_table(run: RunData) -> str:
     rows = [("target", "n", "median", "95% interval", "plan", "verdict", "goal", "goal verdict")]
     for r in run.results:
         t, e = r.target, r.estimate
+        unit = f" {t.unit}"
+        style = fmt_value if t.unit in ("saving", "ratio", "x") else fmt_terse
         rows.append(
             (
                 t.id,
                 "—" if e is None else str(e.n),
                 fmt_value(r.measured, t.unit),
-                "—" if e is None else fmt_interval(e.low, e.high, t.unit),
-                fmt_bound(t.op, t.plan, t.unit),
+                "—" if e is None else fmt_interval(e.low, e.high, t.unit).removesuffix(unit),
+                fmt_bound(t.op, t.plan, t.unit, style).removesuffix(unit),
                 r.verdict.value,
-                fmt_bound(t.op, t.goal, t.unit),
+                fmt_bound(t.op, t.goal, t.unit, style).removesuffix(unit),
                 _goal_word(r.goal_verdict),
             )
         )
@@ -196,7 +200,16 @@ def summary_table(run: RunData) -> str:
     table = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
     ]
-    notes = [f"  {r.target.id}: {r.verdict.value}: {r.reason}" for r in run.results if r.reason]
+    notes = [
+        textwrap.fill(
+            f"{r.target.id}: {r.verdict.value}: {r.reason}",
+            width=118,
+            initial_indent="  ",
+            subsequent_indent="    ",
+        )
+        for r in run.results
+        if r.reason
+    ]
     return "\n".join(table + notes)
 
 
