@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Final
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -52,3 +55,84 @@ def fetch_url_cache(base_url: str, timeout: float = 10.0) -> UrlCacheCounters:
         raise ValueError(f"not an http(s) URL: {url}")
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (scheme checked)
         return parse_url_cache(response.read().decode("utf-8"))
+
+
+# --- the service's own latency histogram, beside the load generator's percentiles ------------
+
+LATENCY: Final = "http_request_duration_seconds"
+#: Load-test groups and the service route each one times (method, route label).
+GROUP_ROUTES: Final[Mapping[str, tuple[str, str]]] = {
+    "workspace_page": ("GET", "/v1/workspace"),
+    "search": ("GET", "/v1/search"),
+    "asset_high_res": ("GET", "/v1/assets/{asset_id}"),
+    "suggestions": ("GET", "/v1/organize/suggestions"),
+}
+#: The client measures the server's time plus the loopback and its own queuing: more than 20%
+#: beyond the service's bucket (or below it, which no client can be) is a disagreement.
+AGREEMENT: Final = 0.20
+
+
+def route_buckets(text: str) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """Cumulative ``(upper bound s, count)`` buckets per (method, route), all statuses summed."""
+    summed: dict[tuple[str, str], dict[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != LATENCY:
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_bucket"):
+                continue
+            key = (sample.labels.get("method", ""), sample.labels.get("route", ""))
+            bound = float(sample.labels["le"])
+            bucket = summed.setdefault(key, {})
+            bucket[bound] = bucket.get(bound, 0.0) + sample.value
+    return {k: sorted(v.items()) for k, v in summed.items()}
+
+
+def subtract(
+    after: Mapping[tuple[str, str], list[tuple[float, float]]],
+    before: Mapping[tuple[str, str], list[tuple[float, float]]],
+) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """The buckets of what happened between two scrapes."""
+    found = {}
+    for key, buckets in after.items():
+        earlier = dict(before.get(key, []))
+        found[key] = [(bound, count - earlier.get(bound, 0.0)) for bound, count in buckets]
+    return found
+
+
+def bucket_of_quantile(
+    buckets: Sequence[tuple[float, float]], quantile: float
+) -> tuple[float, float] | None:
+    """The (lower, upper) bounds in ms of the bucket that holds the ``quantile``."""
+    total = buckets[-1][1] if buckets else 0.0
+    if total <= 0:
+        return None
+    rank = quantile * total
+    lower = 0.0
+    for bound, cumulative in buckets:
+        if cumulative >= rank:
+            upper = bound if math.isfinite(bound) else lower * 2 or 1.0
+            return lower * 1000, upper * 1000
+        lower = bound
+    return None
+
+
+def disagreements(
+    client_p95_ms: Mapping[str, float],
+    buckets: Mapping[tuple[str, str], Sequence[tuple[float, float]]],
+) -> dict[str, dict[str, Any]]:
+    """Per load group: the client's p95, the service's p95 bucket, and whether they disagree."""
+    found = {}
+    for group, route in GROUP_ROUTES.items():
+        client = client_p95_ms.get(group)
+        bucket = bucket_of_quantile(buckets.get(route, []), 0.95)
+        if client is None or bucket is None:
+            continue
+        low, high = bucket
+        disagree = client > high * (1 + AGREEMENT) or client < low * (1 - AGREEMENT)
+        found[group] = {
+            "client_p95_ms": client,
+            "service_p95_bucket_ms": [low, high],
+            "disagree": disagree,
+        }
+    return found

@@ -162,3 +162,24 @@ def test_ab_ratio_judges_a_real_slowdown_and_not_process_to_process_speed():
     bimodal = [list(rng.normal(c, 0.01, 30)) for c in (1.0, 1.5, 1.0, 1.5)]
     shifted = [list(rng.normal(c, 0.01, 30)) for c in (1.5, 1.0, 1.5, 1.5)]
     assert judge_ratio(hierarchical_ratio(bimodal, shifted), 0.10) is not AbVerdict.REGRESSION
+
+
+def test_the_clients_percentiles_are_checked_against_the_services_histogram():
+    from reference.web.metrics import Metrics
+    from reports.service_metrics import disagreements, route_buckets, subtract
+
+    metrics = Metrics()
+    observe = metrics.request_seconds.labels("GET", "/v1/workspace", "200").observe
+    observe(0.5)  # before the measured window: subtracted
+    before = route_buckets(metrics.exposition().decode())
+    for _ in range(100):
+        observe(0.004)  # the service: 4 ms, in the (3, 5] ms bucket
+    window = subtract(route_buckets(metrics.exposition().decode()), before)
+    close = disagreements({"workspace_page": 5.5}, window)["workspace_page"]
+    assert close["service_p95_bucket_ms"] == pytest.approx([3.0, 5.0])
+    assert not close["disagree"]
+    queued = disagreements({"workspace_page": 40.0}, window)["workspace_page"]
+    assert queued["disagree"]
+    impossible = disagreements({"workspace_page": 1.0}, window)["workspace_page"]
+    assert impossible["disagree"]
+    assert disagreements({"search": 3.0}, window) == {}
