@@ -481,6 +481,8 @@ def _ab(args: argparse.Namespace) -> int:
     judged = judge(result.head_json, targets, (), strict=args.strict)
     code = max(judged.exit, Exit.REGRESSION if result.regressions else Exit.PASS)
     notes = [f"A/B against {args.base}"]
+    if result.base_failed:
+        notes.append(result.base_failed)
     if result.regressions:
         notes.append(
             f"{len(result.regressions)} regression(s): "
