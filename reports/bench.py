@@ -1,13 +1,13 @@
-"""``python -m reports.bench`` (``make bench``): the whole run, one report.
+"""``wsbench bench`` (``make bench``, ``python -m reports.bench``): the whole run, one report.
 
-Steps, in order, each timed and shown as it starts: the targets file; a database from the
-provider chain; migrate and load the ``SCALE`` dataset; the service in its own process; the
-microbenchmarks (pytest-benchmark, then ``reports.figures``); the Locust journeys headless in
-both URL modes, each against a fresh service, with its ``/metrics`` read after the run; the
-report, ``summary.json`` and one history line. A step that fails is recorded with its error and
-the steps that need it are skipped; the report is written in any case and says where the run
-stopped. Exit 0 only when every plan target holds and every step ran (``STRICT=1``: our goals
-too); otherwise the failures are named and the exit code is 1.
+After the targets file is read, the steps of :data:`STEPS` run in order, each timed and shown as it
+starts: a database from the provider chain; migrate and load the ``SCALE`` dataset; the service in
+its own process; the microbenchmarks (pytest-benchmark, then ``reports.figures``); the Locust
+journeys headless in both URL modes, each against a fresh service, with its ``/metrics`` read after
+the run; the report, ``summary.json`` and one history line. A step that fails is recorded with its
+error and the steps that need it are skipped; the report is written in any case and says where the
+run stopped. Exit 0 only when every plan target holds and every step ran (``STRICT=1``: our goals
+too); otherwise the failures are named and the exit code is 1 (2: bad settings).
 
 Environment: ``SCALE`` (plan), ``STRICT``, ``TARGETS_FILE``, ``LOAD_RUN_TIME`` (3m per URL mode),
 ``BENCH_TIMEOUT_S`` (bound of the microbenchmarks, 3600), ``HISTORY_FILE``, ``STORAGE_DIR``,
