@@ -5,6 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Exact exit codes: call $(VENV)/bin/wsbench directly (make reports any failing recipe as 2).
+WSBENCH := $(VENV)/bin/wsbench
 STAMP := $(VENV)/.installed
 SCALE ?= plan
 export SCALE
@@ -35,26 +37,26 @@ test-quick: $(STAMP) ## tests only, skipping slow ones and benchmarks
 	$(VENV)/bin/pytest tests -m 'not slow' $(PYTEST_ARGS)
 
 data: $(STAMP) ## bring up a database (provider chain), migrate, load the SCALE dataset, report, tear down
-	$(PY) -m fixtures up --scale $(SCALE)
+	$(WSBENCH) data --scale $(SCALE)
 
 bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report in reports/out/ (exit 1 if a plan target fails)
-	$(PY) -m reports.bench
+	$(WSBENCH) bench
 
 serve: $(STAMP) ## database + SCALE data (if empty) + storage files, then the service on 127.0.0.1:PORT (8080)
-	$(PY) -m fixtures.serve
+	$(WSBENCH) serve
 
 bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench-micro.json + figures/bench.json
 	@mkdir -p reports/out
 	$(VENV)/bin/pytest benchmarks --benchmark-json=reports/out/bench-micro.json $(PYTEST_ARGS)
 
 gate: $(STAMP) ## benchmarks at SCALE, targets from same-run ratios, regressions vs the history's baseline (exit 0/1/2/3)
-	$(PY) -m reports.gate $(if $(GATE_JSON),--json $(GATE_JSON)) $(GATE_ARGS) $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
+	$(WSBENCH) gate $(if $(GATE_JSON),--json $(GATE_JSON)) $(GATE_ARGS) $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 load: $(STAMP) ## headless load test: database, SCALE data, service (URL_MODE), Locust; LOCUST_* override
-	$(PY) -m loadtests --modes $${URL_MODE:-unified} $(LOAD_ARGS)
+	$(WSBENCH) load --modes $${URL_MODE:-unified} $(LOAD_ARGS)
 
 load-ui: $(STAMP) ## database, data, service and Locust's web UI on 127.0.0.1:8089 (Thresholds tab)
-	$(PY) -m loadtests --ui --modes $${URL_MODE:-unified} $(LOAD_ARGS)
+	$(WSBENCH) load --ui --modes $${URL_MODE:-unified} $(LOAD_ARGS)
 
 clean: ## remove generated output (keeps .venv and the history, reports/history.jsonl)
 	rm -rf reports/out .pytest_cache .mypy_cache .ruff_cache .data

@@ -22,12 +22,7 @@ Run: ``.venv/bin/pytest benchmarks/test_bench_batch.py``
 
 from __future__ import annotations
 
-import asyncio
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +33,8 @@ import aiohttp
 import asyncpg
 import pytest
 
-from benchmarks.harness import ROOT, BenchDataset, BenchLoop, open_pool, record
+from benchmarks.harness import BenchDataset, BenchLoop, open_pool, record
+from fixtures.processes import ServiceProcess
 from reference.batch.operations import Kind, PurgePolicy, Selection, create_operation, run_operation
 from reference.db.pool import connect
 from reference.settings import Settings
@@ -174,13 +170,6 @@ limit 4
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _high_water_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -200,22 +189,6 @@ async def _download_files(dsn: str, user: UUID, storage: Path, total_mb: int) ->
         with path.open("wb") as handle:  # sparse: the service still reads every byte
             handle.truncate(per_file)
     return [str(r["id"]) for r in rows]
-
-
-async def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    async with aiohttp.ClientSession() as session:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError("the service exited")
-            try:
-                async with session.get(f"{url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-    raise TimeoutError("service did not start")
 
 
 async def _stream(url: str, token: str, ids: list[str]) -> int:
@@ -244,21 +217,18 @@ def test_download_peak_memory(
     total_mb = int(os.environ.get("BENCH_DOWNLOAD_MB", "32" if benchmark.disabled else "1024"))
     user = bench_dataset.heavy_user
     ids = bench_loop.run(_download_files(bench_dataset.dsn, user, tmp_path, total_mb))
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DATABASE_URL": bench_dataset.dsn, "PORT": str(port),
-           "STORAGE_DIR": str(tmp_path), "DOWNLOAD_MAX_BYTES": str(8 * 1024**3),
-           "PYTHONPATH": str(ROOT)}  # fmt: skip
-    process = subprocess.Popen([sys.executable, "-m", "reference"], cwd=ROOT, env=env)
-    try:
-        bench_loop.run(_wait_healthy(url, process))
+    env = {**os.environ, "DOWNLOAD_MAX_BYTES": str(8 * 1024**3)}
+    log_path = tmp_path / "service.log"
+    with ServiceProcess(bench_dataset.dsn, "unified", tmp_path, log_path, env=env) as service:
+        assert service.child is not None
+        url, pid = service.url, service.child.pid
         token = issue_token(Settings().jwt_secret, user)
         bench_loop.run(_stream(url, token, ids[:1]))  # warm: imports, pool, buffers
-        before_kb = _high_water_kb(process.pid)
+        before_kb = _high_water_kb(pid)
         received = benchmark.pedantic(
             lambda: bench_loop.run(_stream(url, token, ids)), rounds=1, iterations=1
         )
-        peak_kb = _high_water_kb(process.pid)
+        peak_kb = _high_water_kb(pid)
         record(
             benchmark,
             bench_dataset,
@@ -273,6 +243,3 @@ def test_download_peak_memory(
             f"before, {peak_kb / 1024:.1f} MiB after"
         )
         assert peak_kb - before_kb < 64 * 1024  # flat: not a timing, a bound on growth
-    finally:
-        process.terminate()
-        process.wait(timeout=30)

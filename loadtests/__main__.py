@@ -9,7 +9,8 @@
     python -m loadtests -- --users 50          # anything after -- goes to Locust as is
 
 Locust itself (and its gevent monkey-patching) only ever runs in a child process; LOCUST_*
-environment variables reach it unchanged and override locust.conf.
+environment variables reach it unchanged and override locust.conf. The service's and Locust's
+output is kept in ``LOAD_OUT/logs/`` (Locust's is echoed too).
 """
 
 from __future__ import annotations
@@ -17,16 +18,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Final
 
 from fixtures.database import provide_database
-from fixtures.prepare import say
-from fixtures.spec import SCALES
+from fixtures.prepare import ensure_dataset
+from fixtures.processes import ServiceProcess, say, start_child
+from fixtures.spec import SCALES, spec_for
 from loadtests._config import REPO, LoadSettings, fixture_identities, write_tokens
-from loadtests._service import prepare, service
 
 CONFIG: Final = REPO / "loadtests" / "locust.conf"
 SHAPES: Final = REPO / "loadtests" / "_shapes.py"
@@ -75,25 +75,21 @@ def run_locust(args: argparse.Namespace, host: str, mode: str, tokens: Path | No
     settings = LoadSettings.from_env(env)
     command = locust_command(args, host, settings.figure_prefix, settings.out_dir)
     say(" ".join(command))
-    process = subprocess.Popen(command, env=env, cwd=REPO)
+    log_path = settings.out_dir / "logs" / f"locust-{mode}.log"
+    locust = start_child(command, log_path=log_path, env=env, cwd=REPO, echo="")
     try:
-        return process.wait()
+        return locust.wait()
     finally:
         # Ctrl-C, SIGTERM (SystemExit) or any error here: Locust must not outlive its runner.
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        locust.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if invalid := [m for m in modes if m not in ("unified", "legacy")]:
-        raise SystemExit(f"unknown URL mode(s): {', '.join(invalid)}")
+        parser.error(f"unknown URL mode(s): {', '.join(invalid)}")
     settings = LoadSettings.from_env()
     (settings.out_dir / "figures" / "load.json").unlink(missing_ok=True)
     if args.host:
@@ -108,10 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     codes: dict[str, int] = {}
     with provide_database() as info:
         say(info.describe())
-        asyncio.run(prepare(info.dsn, args.scale, storage_dir))
+        asyncio.run(ensure_dataset(info.dsn, spec_for(args.scale), storage_dir))
         for mode in modes:
-            with service(info.dsn, mode, storage_dir) as base_url:
-                codes[mode] = run_locust(args, base_url, mode, tokens)
+            log_path = settings.out_dir / "logs" / f"service-{mode}.log"
+            with ServiceProcess(info.dsn, mode, storage_dir, log_path) as service:
+                say(f"service ({mode} URLs) at {service.url}")
+                codes[mode] = run_locust(args, service.url, mode, tokens)
     for mode, code in codes.items():
         say(f"{mode}: locust exit code {code}")
     # The legacy baseline is measured, not gated: the verdict is the unified run's.

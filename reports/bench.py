@@ -1,13 +1,13 @@
-"""``python -m reports.bench`` (``make bench``): the whole run, one report.
+"""``wsbench bench`` (``make bench``, ``python -m reports.bench``): the whole run, one report.
 
-Steps, in order, each timed and shown as it starts: the targets file; a database from the
-provider chain; migrate and load the ``SCALE`` dataset; the service in its own process; the
-microbenchmarks (pytest-benchmark, then ``reports.figures``); the Locust journeys headless in
-both URL modes, each against a fresh service, with its ``/metrics`` read after the run; the
-report, ``summary.json`` and one history line. A step that fails is recorded with its error and
-the steps that need it are skipped; the report is written in any case and says where the run
-stopped. Exit 0 only when every plan target holds and every step ran (``STRICT=1``: our goals
-too); otherwise the failures are named and the exit code is 1.
+After the targets file is read, the steps of :data:`STEPS` run in order, each timed and shown as it
+starts: a database from the provider chain; migrate and load the ``SCALE`` dataset; the service in
+its own process; the microbenchmarks (pytest-benchmark, then ``reports.figures``); the Locust
+journeys headless in both URL modes, each against a fresh service, with its ``/metrics`` read after
+the run; the report, ``summary.json`` and one history line. A step that fails is recorded with its
+error and the steps that need it are skipped; the report is written in any case and says where the
+run stopped. Exit 0 only when every plan target holds and every step ran (``STRICT=1``: our goals
+too); otherwise the failures are named and the exit code is 1 (2: bad settings).
 
 Environment: ``SCALE`` (plan), ``STRICT``, ``TARGETS_FILE``, ``LOAD_RUN_TIME`` (3m per URL mode),
 ``BENCH_TIMEOUT_S`` (bound of the microbenchmarks, 3600), ``HISTORY_FILE``, ``STORAGE_DIR``,
@@ -17,19 +17,13 @@ plus the provider chain's (``DATABASE_URL``, ``DB_PROVIDER``, ...).
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import ctypes
 import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import sys
-import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -37,26 +31,19 @@ from pathlib import Path
 from typing import Any, Final
 
 import asyncpg
-from prometheus_client.parser import text_string_to_metric_families
 
+from fixtures.processes import ChildError, ServiceProcess, run_child, say
 from reports.environment import ROOT, fingerprint, git_commit, probe_machine
 from reports.history import RunRecord, append_run, comparable, history_path, read_history
 from reports.report import RunData, Step, StepStatus, outcome, summary_table, write_outputs
+from reports.service_metrics import parse_url_cache
 from reports.targets import Targets, TargetsError, load_targets
 
-HEALTH_TIMEOUT_S: Final = 90.0
-STOP_TIMEOUT_S: Final = 15.0
-TAIL_LINES: Final = 30
 COUNT_HEAVY_ASSETS: Final = "select count(*) from assets where user_id = $1"
-PR_SET_PDEATHSIG: Final = 1
 
 
 class StepError(RuntimeError):
     """A step could not do its work; the message is what the report shows."""
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def parse_duration(raw: str) -> float:
@@ -70,83 +57,6 @@ def parse_duration(raw: str) -> float:
     return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: the kernel stops it if ``make bench`` is killed outright."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def run_logged(
-    command: list[str], *, env: Mapping[str, str], log_path: Path, timeout_s: float
-) -> tuple[int, str]:
-    """Run ``command``, echo its output indented as it comes, keep it in ``log_path``;
-    returns the exit code and the last lines. Killed (with its group) after ``timeout_s``."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    deadline = time.monotonic() + timeout_s
-    with log_path.open("w", encoding="utf-8") as log:
-        log.write("$ " + " ".join(command) + "\n")
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=dict(env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            bufsize=1,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        assert process.stdout is not None
-        timer = _Killer(process, deadline)
-        try:
-            for line in process.stdout:
-                log.write(line)
-                tail.append(line.rstrip())
-                print("    " + line.rstrip(), file=sys.stderr, flush=True)
-            code = process.wait()
-        except BaseException:
-            _stop_group(process)
-            raise
-        finally:
-            timer.cancel()
-    if timer.fired:
-        raise StepError(f"timed out after {timeout_s:.0f} s; log: {_rel(log_path)}")
-    return code, "\n".join(tail)
-
-
-class _Killer:
-    """Stops a process group at a deadline, from a timer thread (reading its output blocks)."""
-
-    def __init__(self, process: subprocess.Popen[str], deadline: float) -> None:
-        self.fired = False
-        self._process = process
-        self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _fire(self) -> None:
-        self.fired = True
-        _stop_group(self._process)
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-
-
-def _stop_group(process: subprocess.Popen[Any]) -> None:
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 def _rel(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(ROOT))
@@ -154,93 +64,14 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-# --- the service ----------------------------------------------------------------------------
-
-
-@dataclass
-class Service:
-    """``python -m reference`` in its own process (Locust's gevent must not share it)."""
-
-    dsn: str
-    mode: str
-    log_path: Path
-    storage_dir: Path
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = None
-    _log: Any = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        from fixtures.database import free_port
-
-        self.port = free_port()
-        env = {
-            **os.environ,
-            "DATABASE_URL": self.dsn,
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "URL_MODE": self.mode,
-            "STORAGE_DIR": str(self.storage_dir),
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "reference"],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        deadline = time.monotonic() + HEALTH_TIMEOUT_S
-        last = ""
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise StepError(
-                    f"service exited with code {self.process.returncode}: {self._log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError) as exc:
-                last = str(exc)
-            time.sleep(0.25)
-        raise StepError(f"/healthz did not answer 200 in {HEALTH_TIMEOUT_S:.0f} s ({last})")
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:  # noqa: S310
-            return str(response.read().decode("utf-8"))
-
-    def stop(self) -> None:
-        if self.process is not None:
-            _stop_group(self.process)
-            self.process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def _log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-            return " | ".join(lines[-8:])
-        return ""
+def service_metrics_text(service: ServiceProcess) -> str:
+    with urllib.request.urlopen(f"{service.url}/metrics", timeout=10) as response:  # noqa: S310
+        return str(response.read().decode("utf-8"))
 
 
 def cache_hit_rate(exposition: str) -> float | None:
     """hits / (hits + misses) of the signed-URL cache, all label values summed."""
-    totals = {"url_cache_hits_total": 0.0, "url_cache_misses_total": 0.0}
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            if sample.name in totals:
-                totals[sample.name] += sample.value
-    seen = totals["url_cache_hits_total"] + totals["url_cache_misses_total"]
-    return totals["url_cache_hits_total"] / seen if seen > 0 else None
+    return parse_url_cache(exposition).hit_rate
 
 
 # --- component files ------------------------------------------------------------------------
@@ -260,14 +91,18 @@ def read_component(path: Path) -> tuple[dict[str, float], dict[str, Any]]:
     return figures, meta if isinstance(meta, dict) else {}
 
 
-def load_runner() -> list[str] | None:
-    """The load-test runner's command, when ``loadtests/`` provides one."""
-    if (ROOT / "loadtests" / "__main__.py").exists():
-        return [sys.executable, "-m", "loadtests"]
-    return None
-
-
 # --- the run --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One row of :data:`STEPS`: ``title`` may name ``{scale}`` and ``{load_run_time}``; the
+    step is skipped unless every step in ``needs`` succeeded."""
+
+    name: str
+    title: str
+    action: Callable[[Bench], str | None]
+    needs: tuple[str, ...] = ()
 
 
 @dataclass
@@ -281,9 +116,9 @@ class Bench:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     run: RunData = field(init=False)
     dsn: str = ""
-    service: Service | None = None
+    service: ServiceProcess | None = None
     interrupted: bool = False
-    _total: int = 8
+    _resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _load_figures: dict[str, tuple[dict[str, float], dict[str, Any]]] = field(default_factory=dict)
 
     @property
@@ -301,14 +136,13 @@ class Bench:
     def logs_dir(self) -> Path:
         return self.out_dir / "logs"
 
-    def step(
-        self, name: str, title: str, action: Callable[[], str | None], needs: tuple[str, ...] = ()
-    ) -> Step:
-        step = Step(name, title)
+    def step(self, spec: StepSpec) -> Step:
+        title = spec.title.format(scale=self.scale, load_run_time=self.load_run_time)
+        step = Step(spec.name, title)
         self.run.steps.append(step)
-        number = f"[{len(self.run.steps)}/{self._total}]"
+        number = f"[{len(self.run.steps)}/{len(STEPS)}]"
         done = {s.name: s.status for s in self.run.steps}
-        missing = [n for n in needs if done.get(n) is not StepStatus.OK]
+        missing = [n for n in spec.needs if done.get(n) is not StepStatus.OK]
         if self.interrupted or missing:
             step.detail = "interrupted" if self.interrupted else f"needs {', '.join(missing)}"
             say(f"{number} {title}: skipped ({step.detail})")
@@ -316,14 +150,15 @@ class Bench:
         say(f"{number} {title} ...")
         started = time.perf_counter()
         try:
-            step.detail = action() or ""
+            step.detail = spec.action(self) or ""
             step.status = StepStatus.OK
         except KeyboardInterrupt:
             self.interrupted = True
             step.status, step.error = StepStatus.FAILED, "interrupted (Ctrl-C)"
         except Exception as exc:  # a failed step is reported, the run goes on where it can
             step.status = StepStatus.FAILED
-            step.error = str(exc) if isinstance(exc, StepError) else f"{type(exc).__name__}: {exc}"
+            known = isinstance(exc, StepError | ChildError)
+            step.error = str(exc) if known else f"{type(exc).__name__}: {exc}"
         step.seconds = time.perf_counter() - started
         word = "done" if step.status is StepStatus.OK else "FAILED"
         extra = step.detail if step.status is StepStatus.OK else step.error
@@ -331,62 +166,27 @@ class Bench:
         return step
 
     def execute(self) -> int:
-        from fixtures.database import provide_database
-
         started = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.figures_dir, ignore_errors=True)
         self.figures_dir.mkdir(parents=True)
         self.run.environment = {"machine": probe_machine().as_dict(), "git": git_commit()}
-        with contextlib.ExitStack() as stack:
-            self.step(
-                "database",
-                "database from the provider chain",
-                lambda: self._database(stack, provide_database),
-            )
-            self.step(
-                "dataset",
-                f"migrate and load the {self.scale} dataset",
-                self._dataset,
-                ("database",),
-            )
-            self.step(
-                "service", "start the service (URL_MODE=unified)", self._start_unified, ("dataset",)
-            )
-            self.step(
-                "benchmarks", "microbenchmarks (pytest-benchmark)", self._benchmarks, ("database",)
-            )
-            self.step(
-                "bench_figures",
-                "benchmark figures (reports.figures)",
-                self._bench_figures,
-                ("benchmarks",),
-            )
-            self.step(
-                "load_unified",
-                f"load test, URL_MODE=unified, {self.load_run_time}",
-                lambda: self._load("unified"),
-                ("service",),
-            )
-            self.step(
-                "load_legacy",
-                f"load test, URL_MODE=legacy, {self.load_run_time}",
-                lambda: self._load("legacy"),
-                ("dataset",),
-            )
+        with self._resources:
+            for spec in MEASURE_STEPS:
+                self.step(spec)
             self.interrupted = False  # the report is written even after Ctrl-C
-            if self.service is not None:
-                self.service.stop()
         self.run.seconds = time.perf_counter() - started
-        self.step("report", "report, summary.json and history", self._report)
+        self.step(REPORT_STEP)
         self.run.seconds = time.perf_counter() - started
         self._rewrite_after_report()
         return self._finish()
 
     # --- steps ------------------------------------------------------------------------------
 
-    def _database(self, stack: contextlib.ExitStack, provide: Callable[..., Any]) -> str:
-        info = stack.enter_context(provide(self.env))
+    def _database(self) -> str:
+        from fixtures.database import provide_database
+
+        info = self._resources.enter_context(provide_database(self.env))
         self.dsn = info.dsn
         self.run.environment["database"] = info.as_dict()
         self.run.environment["fingerprint"] = fingerprint(
@@ -414,13 +214,9 @@ class Bench:
         return f"{prepared.load.assets:,} assets, heavy user {heavy:,}"
 
     def _start_unified(self) -> str:
-        self.service = self._service("unified")
-        self.service.start()
-        return f"listening on {self.service.url}"
+        return f"listening on {self._start_service('unified').url}"
 
     def _benchmarks(self) -> str:
-        if not any((ROOT / "benchmarks").glob("**/test_*.py")):
-            raise StepError("no benchmarks in benchmarks/ yet (issue 7)")
         raw = self.out_dir / "raw" / "benchmarks.json"
         raw.parent.mkdir(parents=True, exist_ok=True)
         raw.unlink(missing_ok=True)
@@ -435,9 +231,10 @@ class Bench:
             f"--benchmark-json={raw}",
         ]
         env = {**self.env, "DATABASE_URL": self.dsn, "SCALE": self.scale}
-        code, tail = run_logged(
+        code, tail = run_child(
             command,
             env=env,
+            cwd=ROOT,
             log_path=self.logs_dir / "benchmarks.log",
             timeout_s=self.bench_timeout_s,
         )
@@ -448,13 +245,11 @@ class Bench:
         return f"raw results in {_rel(raw)}"
 
     def _bench_figures(self) -> str:
-        if not (ROOT / "reports" / "figures.py").exists():
-            raise StepError("reports/figures.py is not here yet (issue 7)")
         raw = self.out_dir / "raw" / "benchmarks.json"
         target = self.figures_dir / "bench.json"
         command = [sys.executable, "-m", "reports.figures", str(raw), "--out", str(target)]
-        code, tail = run_logged(
-            command, env=self.env, log_path=self.logs_dir / "figures.log", timeout_s=300
+        code, tail = run_child(
+            command, env=self.env, cwd=ROOT, log_path=self.logs_dir / "figures.log", timeout_s=300
         )
         if code != 0:
             raise StepError(f"reports.figures exited with code {code}: {_last_line(tail)}")
@@ -464,16 +259,11 @@ class Bench:
         return f"{len(figures)} figures"
 
     def _load(self, mode: str) -> str:
-        runner = load_runner()
-        if runner is None:
-            raise StepError("no load-test runner in loadtests/ yet (issue 8)")
         seconds = parse_duration(self.load_run_time)
         key = "load" if mode == "unified" else f"load_{mode}"
-        if mode != "unified" or self.service is None:
-            if self.service is not None:
-                self.service.stop()
-            self.service = self._service(mode)
-            self.service.start()
+        service = self.service
+        if service is None or service.mode != mode:
+            service = self._start_service(mode)
         figures_file = self.figures_dir / "load.json"
         env = {
             **self.env,
@@ -483,14 +273,19 @@ class Bench:
             "SCALE": self.scale,
             "TARGETS_FILE": str(self.targets.path),
         }
-        command = [*runner, "--host", self.service.url, "--modes", mode, "--scale", self.scale]
+        command = [sys.executable, "-m", "loadtests", "--host", service.url, "--modes", mode]
+        command += ["--scale", self.scale]
         figures_file.unlink(missing_ok=True)
-        code, tail = run_logged(
-            command, env=env, log_path=self.logs_dir / f"{key}.log", timeout_s=seconds + 180
+        code, tail = run_child(
+            command,
+            env=env,
+            cwd=ROOT,
+            log_path=self.logs_dir / f"{key}.log",
+            timeout_s=seconds + 180,
         )
-        metrics = self.service.metrics()
+        metrics = service_metrics_text(service)
         (self.logs_dir / f"metrics-{mode}.txt").write_text(metrics, encoding="utf-8")
-        self.service.stop()
+        service.stop()
         if not figures_file.exists():
             raise StepError(f"the load runner wrote no figures (exit {code}): {_last_line(tail)}")
         figures, meta = read_component(figures_file)
@@ -519,10 +314,16 @@ class Bench:
             return f"{len(figures)} figures; runner exit code {code} (a threshold breached)"
         return f"{len(figures)} figures"
 
-    def _service(self, mode: str) -> Service:
-        return Service(
-            self.dsn, mode, self.logs_dir / f"service-{mode}.log", storage_dir=self.storage_dir
-        )
+    def _start_service(self, mode: str) -> ServiceProcess:
+        """A fresh service in ``mode``, replacing the one running; stopped before the database
+        at the end of the run."""
+        if self.service is not None:
+            self.service.stop()
+        log_path = self.logs_dir / f"service-{mode}.log"
+        self.service = ServiceProcess(self.dsn, mode, self.storage_dir, log_path, env=self.env)
+        self._resources.callback(self.service.stop)
+        self.service.start()
+        return self.service
 
     def _report(self) -> str:
         fp = str(self.run.environment.get("fingerprint", ""))
@@ -603,6 +404,35 @@ class Bench:
                 print(f"  - {failure}")
         print(f"report: {_rel(self.out_dir / 'index.html')}")
         return result.exit_code
+
+
+MEASURE_STEPS: Final = (
+    StepSpec("database", "database from the provider chain", Bench._database),
+    StepSpec("dataset", "migrate and load the {scale} dataset", Bench._dataset, ("database",)),
+    StepSpec("service", "start the service (URL_MODE=unified)", Bench._start_unified, ("dataset",)),
+    StepSpec("benchmarks", "microbenchmarks (pytest-benchmark)", Bench._benchmarks, ("database",)),
+    StepSpec(
+        "bench_figures",
+        "benchmark figures (reports.figures)",
+        Bench._bench_figures,
+        ("benchmarks",),
+    ),
+    StepSpec(
+        "load_unified",
+        "load test, URL_MODE=unified, {load_run_time}",
+        lambda bench: bench._load("unified"),
+        ("service",),
+    ),
+    StepSpec(
+        "load_legacy",
+        "load test, URL_MODE=legacy, {load_run_time}",
+        lambda bench: bench._load("legacy"),
+        ("dataset",),
+    ),
+)
+#: After the database and the service are stopped.
+REPORT_STEP: Final = StepSpec("report", "report, summary.json and history", Bench._report)
+STEPS: Final = (*MEASURE_STEPS, REPORT_STEP)
 
 
 async def _fetch_count(dsn: str, user_id: Any) -> int:

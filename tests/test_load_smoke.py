@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from fixtures.database import run_async
+from fixtures.prepare import ensure_dataset
+from fixtures.processes import ServiceProcess
 from fixtures.pytest_plugin import SeededDataset
 from loadtests._config import REPO, Identity, write_tokens
-from loadtests._service import service, write_storage_objects
 from reference.settings import Settings
 from reference.web.auth import issue_token
 from reports.service_metrics import fetch_url_cache
@@ -55,7 +56,7 @@ def served(
 ) -> Iterator[tuple[str, Path]]:
     """The service on a private copy of the tiny dataset (the batch journey writes)."""
     storage = tmp_path_factory.mktemp("storage")
-    run_async(write_storage_objects(seeded_dsn, storage))
+    run_async(ensure_dataset(seeded_dsn, seeded_template.spec, storage))
     tokens = tmp_path_factory.mktemp("tokens") / "tokens.json"
     secret, heavy = Settings().jwt_secret, seeded_template.heavy_user
     users = seeded_template.users[:8]
@@ -64,8 +65,9 @@ def served(
         tokens,
         [Identity(str(u), issue_token(secret, u), w) for u, w in zip(users, weights, strict=True)],
     )
-    with service(seeded_dsn, "unified", storage) as base_url:
-        yield base_url, tokens
+    log_path = tmp_path_factory.mktemp("logs") / "service.log"
+    with ServiceProcess(seeded_dsn, "unified", storage, log_path) as service:
+        yield service.url, tokens
 
 
 def operations(base_url: str) -> set[str]:
