@@ -23,8 +23,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
+import time
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 import pytest
 
@@ -141,16 +144,67 @@ def _injected_slowdown(request: pytest.FixtureRequest) -> None:
     fixture._timer = lambda: clock() * (1 + factor)
 
 
+# --- progress: one line now and then, with an estimate of what is left -------------------------
+
+PROGRESS: Final = "benchmarks progress:"
+PROGRESS_EVERY_S: Final = 10.0
+
+
+@dataclasses.dataclass
+class _Progress:
+    total: int = 0
+    done: int = 0
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    shown: float = 0.0
+
+
+_PROGRESS_KEY = pytest.StashKey[_Progress]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.getoption("benchmark_json", None) is not None:  # a timed run
+        session.config.stash[_PROGRESS_KEY] = _Progress(total=len(session.items))
+
+
+def pytest_runtest_logfinish(nodeid: str, location: Any) -> None:
+    progress = _CONFIG[0].stash.get(_PROGRESS_KEY, None) if _CONFIG else None
+    if progress is None or not progress.total:
+        return
+    progress.done += 1
+    now = time.monotonic()
+    if progress.done < progress.total and now - progress.shown < PROGRESS_EVERY_S:
+        return
+    progress.shown = now
+    elapsed = now - progress.started
+    left = elapsed / progress.done * (progress.total - progress.done)
+    print(
+        f"{PROGRESS} {progress.done}/{progress.total} benchmarks in {elapsed:.0f} s, "
+        f"about {left:.0f} s left (by the mean so far)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+_CONFIG: list[pytest.Config] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _CONFIG[:] = [config]
+
+
 # --- reporting --------------------------------------------------------------------------------
 
 
 def pytest_benchmark_update_json(
     config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]
 ) -> None:
-    """With ``--benchmark-json``: derive the figures, write ``reports/out/figures/bench.json``."""
+    """With ``--benchmark-json=DIR/X.json``: derive the figures, write ``DIR/figures/bench.json``
+    (beside the run's own JSON, so one run never overwrites another's figures)."""
     figures, meta = figures_from_json(output_json)
     output_json["figures"] = figures
-    write_figures(FIGURES_DIR / "bench.json", figures, meta)
+    json_file = config.getoption("benchmark_json", None)
+    where = Path(json_file.name).parent / "figures" if json_file is not None else FIGURES_DIR
+    write_figures(where / "bench.json", figures, meta)
     config.stash[_PAIRS_KEY] = format_pairs(output_json)
 
 

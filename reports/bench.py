@@ -25,19 +25,29 @@ import shutil
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import asyncpg
 
+from benchmarks.conftest import PROGRESS
 from fixtures.processes import ChildError, ServiceProcess, run_child, say
 from reports.environment import ROOT, fingerprint, git_commit, probe_machine
-from reports.history import RunRecord, append_run, comparable, history_path, read_history
+from reports.figures import benchmark_key
+from reports.history import (
+    INTERRUPTED,
+    RunRecord,
+    append_run,
+    comparable,
+    history_path,
+    read_history,
+)
 from reports.report import RunData, Step, StepStatus, outcome, summary_table, write_outputs
 from reports.service_metrics import parse_url_cache
-from reports.targets import Targets, TargetsError, load_targets
+from reports.targets import Targets, TargetsError, Verdict, load_targets
 
 COUNT_HEAVY_ASSETS: Final = "select count(*) from assets where user_id = $1"
 
@@ -113,11 +123,16 @@ class Bench:
     strict: bool = False
     load_run_time: str = "3m"
     bench_timeout_s: float = 3600.0
+    remeasure_budget_s: float = 300.0
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    #: Where the latest complete run's index.html and summary.json are copied (None: nowhere).
+    published_dir: Path | None = None
     run: RunData = field(init=False)
     dsn: str = ""
     service: ServiceProcess | None = None
     interrupted: bool = False
+    #: Set for good by Ctrl-C: the run is recorded as interrupted and publishes nothing.
+    was_interrupted: bool = False
     _resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _load_figures: dict[str, tuple[dict[str, float], dict[str, Any]]] = field(default_factory=dict)
 
@@ -153,7 +168,7 @@ class Bench:
             step.detail = spec.action(self) or ""
             step.status = StepStatus.OK
         except KeyboardInterrupt:
-            self.interrupted = True
+            self.interrupted = self.was_interrupted = True
             step.status, step.error = StepStatus.FAILED, "interrupted (Ctrl-C)"
         except Exception as exc:  # a failed step is reported, the run goes on where it can
             step.status = StepStatus.FAILED
@@ -210,7 +225,6 @@ class Bench:
         }
         self._write_component("dataset", figures, prepared.as_dict())
         self.run.figures.update(figures)
-        self.run.figures.setdefault("bench.fixture_load.rows_per_s", prepared.load.rows_per_second)
         return f"{prepared.load.assets:,} assets, heavy user {heavy:,}"
 
     def _start_unified(self) -> str:
@@ -237,19 +251,65 @@ class Bench:
             cwd=ROOT,
             log_path=self.logs_dir / "benchmarks.log",
             timeout_s=self.bench_timeout_s,
+            echo_only=PROGRESS,
         )
         if code != 0:
             raise StepError(f"pytest exited with code {code}: {_last_line(tail)}")
         if not raw.exists():
             raise StepError("pytest wrote no --benchmark-json file")
-        return f"raw results in {_rel(raw)}"
+        return f"full tables in {_rel(self.logs_dir / 'benchmarks.log')}"
+
+    def _remeasure(self) -> str:
+        """Benchmarks behind an inconclusive target run again, with a larger timing budget, and
+        their new rounds replace the old ones: a figure too close to call gets more data."""
+        raw = self.out_dir / "raw" / "benchmarks.json"
+        bench_json = json.loads(raw.read_text(encoding="utf-8"))
+        unsure = [
+            r
+            for r in self.targets.evaluate(self.run.figures, self.scale)
+            if r.verdict is Verdict.INCONCLUSIVE or r.goal_verdict is Verdict.INCONCLUSIVE
+        ]
+        files = benchmark_files(bench_json, [r.target.metric for r in unsure])
+        if not files:
+            return "no inconclusive benchmark target"
+        again = self.out_dir / "raw" / "remeasure.json"
+        command = [
+            sys.executable, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider",
+            f"--benchmark-json={again}",
+        ]  # fmt: skip
+        env = {
+            **self.env,
+            "DATABASE_URL": self.dsn,
+            "SCALE": self.scale,
+            "BENCH_ROUND_BUDGET_S": str(REMEASURE_ROUND_BUDGET_S),
+        }
+        code, tail = run_child(
+            command,
+            env=env,
+            cwd=ROOT,
+            log_path=self.logs_dir / "remeasure.log",
+            timeout_s=self.remeasure_budget_s,
+            echo_only=PROGRESS,
+        )
+        if code != 0 or not again.exists():
+            raise StepError(f"re-measuring exited with code {code}: {_last_line(tail)}")
+        merged = replace_benchmarks(bench_json, json.loads(again.read_text(encoding="utf-8")))
+        raw.write_text(json.dumps(merged), encoding="utf-8")
+        self._bench_figures()
+        ids = ", ".join(r.target.id for r in unsure)
+        return f"{len(files)} file(s) for {ids}"
 
     def _bench_figures(self) -> str:
         raw = self.out_dir / "raw" / "benchmarks.json"
         target = self.figures_dir / "bench.json"
         command = [sys.executable, "-m", "reports.figures", str(raw), "--out", str(target)]
         code, tail = run_child(
-            command, env=self.env, cwd=ROOT, log_path=self.logs_dir / "figures.log", timeout_s=300
+            command,
+            env=self.env,
+            cwd=ROOT,
+            log_path=self.logs_dir / "figures.log",
+            timeout_s=300,
+            echo=None,
         )
         if code != 0:
             raise StepError(f"reports.figures exited with code {code}: {_last_line(tail)}")
@@ -334,7 +394,7 @@ class Bench:
         records = read_history(path)
         self.run.history = comparable(records, fp, self.scale)
         write_outputs(self.run, self.out_dir)
-        verdict = outcome(self.run).verdict.value
+        verdict = INTERRUPTED if self.was_interrupted else outcome(self.run).verdict.value
         git = self.run.environment.get("git", {})
         regression = self._regression_check(records, fp)
         append_run(
@@ -377,9 +437,13 @@ class Bench:
         return gate.history_record(bench_json, result, {}, source="bench")
 
     def _rewrite_after_report(self) -> None:
-        """The report step's own status and time belong in the files too."""
+        """The report step's own status and time belong in the files too; then a complete run
+        becomes the latest (``reports/out/index.html`` and ``summary.json``), and an
+        interrupted one leaves the previous complete report where it was."""
         with contextlib.suppress(OSError):
             write_outputs(self.run, self.out_dir)
+            if not self.was_interrupted and self.published_dir is not None:
+                publish(self.out_dir, self.published_dir)
 
     def _write_component(
         self, name: str, figures: Mapping[str, float], meta: Mapping[str, Any]
@@ -403,6 +467,9 @@ class Bench:
             for failure in result.failures:
                 print(f"  - {failure}")
         print(f"report: {_rel(self.out_dir / 'index.html')}")
+        if self.was_interrupted:
+            print("interrupted: recorded as such; the previous complete report stays the latest")
+            return 130
         return result.exit_code
 
 
@@ -416,6 +483,12 @@ MEASURE_STEPS: Final = (
         "benchmark figures (reports.figures)",
         Bench._bench_figures,
         ("benchmarks",),
+    ),
+    StepSpec(
+        "remeasure",
+        "re-measure the benchmarks of inconclusive targets",
+        Bench._remeasure,
+        ("bench_figures",),
     ),
     StepSpec(
         "load_unified",
@@ -433,6 +506,68 @@ MEASURE_STEPS: Final = (
 #: After the database and the service are stopped.
 REPORT_STEP: Final = StepSpec("report", "report, summary.json and history", Bench._report)
 STEPS: Final = (*MEASURE_STEPS, REPORT_STEP)
+
+
+REMEASURE_ROUND_BUDGET_S: Final = 12.0
+
+
+def benchmark_files(bench_json: Mapping[str, Any], metrics: Sequence[str]) -> list[str]:
+    """The benchmark files whose benchmarks give ``metrics`` (a pair's two sides, a median, a
+    figure a benchmark computed), whole files, in their order: pairs depend on it."""
+    wanted = set(metrics)
+    files = []
+    for bench in bench_json.get("benchmarks") or []:
+        extra = bench.get("extra_info") or {}
+        gives = {f"bench.{benchmark_key(bench)}.median_s", *(extra.get("figures") or {})}
+        claim = extra.get("claim")
+        if claim:
+            gives |= {f"saving.{claim}", f"speedup.{claim}"}
+        rate = extra.get("rate_figure")
+        if rate:
+            gives.add(str(rate))
+        name = str(bench.get("fullname", "")).split("::", 1)[0]
+        if gives & wanted and name and name not in files:
+            files.append(name)
+    return files
+
+
+def replace_benchmarks(bench_json: Mapping[str, Any], again: Mapping[str, Any]) -> dict[str, Any]:
+    """``bench_json`` with every benchmark measured ``again`` replaced by its new measurement."""
+    fresh = {b["fullname"]: b for b in again.get("benchmarks") or []}
+    merged = dict(bench_json)
+    merged["benchmarks"] = [
+        {**fresh[b["fullname"]], "extra_info": {**fresh[b["fullname"]].get("extra_info", {}),
+                                                "remeasured": True}}
+        if b["fullname"] in fresh
+        else b
+        for b in bench_json.get("benchmarks") or []
+    ]  # fmt: skip
+    return merged
+
+
+RUNS_DIR: Final = ROOT / "reports" / "out" / "runs"
+PUBLISHED: Final = ("index.html", "summary.json")
+
+
+def run_dir(runs: Path, started: datetime, commit: str) -> Path:
+    """``runs/<UTC time>-<commit>/``: every run its own folder, never over another's."""
+    name = f"{started:%Y%m%dT%H%M%SZ}-{commit[:10] or 'nocommit'}"
+    path, n = runs / name, 1
+    while path.exists():
+        n += 1
+        path = runs / f"{name}-{n}"
+    return path
+
+
+def publish(run: Path, top: Path) -> None:
+    """Make ``run`` the latest complete run: its report and summary at ``top``, and a pointer."""
+    for name in PUBLISHED:
+        source = run / name
+        if source.exists():
+            tmp = top / f".{name}.tmp"
+            shutil.copyfile(source, tmp)
+            tmp.replace(top / name)
+    (top / "latest").write_text(f"{run.relative_to(top)}\n", encoding="utf-8")
 
 
 async def _fetch_count(dsn: str, user_id: Any) -> int:
@@ -477,10 +612,12 @@ def main(env: Mapping[str, str] = os.environ) -> int:
     if scale not in SCALES:
         say(f"SCALE={scale!r}: choose one of {', '.join(SCALES)}")
         return 2
+    commit = str(git_commit().get("commit") or "")
     bench = Bench(
         scale=scale,
         targets=targets,
-        out_dir=ROOT / "reports" / "out",
+        out_dir=run_dir(RUNS_DIR, datetime.now(UTC), commit),
+        published_dir=RUNS_DIR.parent,
         strict=env.get("STRICT", "") not in ("", "0"),
         load_run_time=load_run_time,
         bench_timeout_s=bench_timeout,

@@ -29,6 +29,12 @@ from reports.environment import ROOT
 
 DEFAULT_HISTORY: Final = ROOT / "reports" / "history.jsonl"
 RECORD_VERSION: Final = 2
+#: What the figures of a line mean. 2: every figure with its 95% interval, load figures without
+#: the warm-up, no dataset stand-in for the fixture-load rate. Trends compare only lines of the
+#: current definitions.
+FIGURES_VERSION: Final = 2
+#: A run stopped by Ctrl-C: recorded, never a baseline, never a point of a trend.
+INTERRUPTED: Final = "interrupted"
 MAX_ROUNDS: Final = 50
 DIGITS: Final = 4
 
@@ -62,10 +68,12 @@ class RunRecord:
     baseline: str | None = None
     rounds: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     line: int = 0
+    figures_version: int = FIGURES_VERSION
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "version": RECORD_VERSION,
+            "figures_version": self.figures_version,
             "time": self.time,
             "commit": self.commit,
             "fingerprint": self.fingerprint,
@@ -106,6 +114,7 @@ class RunRecord:
             baseline=str(data["baseline"]) if data.get("baseline") else None,
             rounds=_read_rounds(data.get("rounds")),
             line=line,
+            figures_version=int(data.get("figures_version") or 1),
         )
 
 
@@ -180,7 +189,15 @@ def read_history(path: Path | None = None) -> list[RunRecord]:
 
 
 def comparable(records: Iterable[RunRecord], fingerprint: str, scale: str) -> list[RunRecord]:
-    return [r for r in records if r.fingerprint == fingerprint and r.scale == scale]
+    """Complete runs of this machine and scale whose figures mean what today's mean."""
+    return [
+        r
+        for r in records
+        if r.fingerprint == fingerprint
+        and r.scale == scale
+        and r.verdict != INTERRUPTED
+        and r.figures_version == FIGURES_VERSION
+    ]
 
 
 def series(records: Sequence[RunRecord], metric: str) -> list[float | None]:
