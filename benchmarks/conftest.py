@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -177,12 +176,12 @@ def pytest_runtest_logfinish(nodeid: str, location: Any) -> None:
     progress.shown = now
     elapsed = now - progress.started
     left = elapsed / progress.done * (progress.total - progress.done)
-    print(
-        f"{PROGRESS} {progress.done}/{progress.total} benchmarks in {elapsed:.0f} s, "
-        f"about {left:.0f} s left (by the mean so far)",
-        file=sys.stderr,
-        flush=True,
-    )
+    reporter = _CONFIG[0].pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            f"{PROGRESS} {progress.done}/{progress.total} benchmarks in {elapsed:.0f} s, "
+            f"about {left:.0f} s left (by the mean so far)"
+        )
 
 
 _CONFIG: list[pytest.Config] = []

@@ -102,7 +102,7 @@ class BenchDataset:
 #: Every timed benchmark runs at least the gate's ``min_rounds`` rounds and about this much timed
 #: work, whichever is more (within ``MAX_ROUNDS``), so each median has an interval worth reading.
 #: ``make bench`` raises the budget when it re-measures an inconclusive target.
-ROUND_BUDGET_S: Final = 3.0
+ROUND_BUDGET_S: Final = 1.0
 ROUND_BUDGET_ENV: Final = "BENCH_ROUND_BUDGET_S"
 MAX_ROUNDS: Final = 200
 

@@ -267,7 +267,8 @@ class Bench:
         unsure = [
             r
             for r in self.targets.evaluate(self.run.figures, self.scale)
-            if r.verdict is Verdict.INCONCLUSIVE or r.goal_verdict is Verdict.INCONCLUSIVE
+            if r.verdict is Verdict.INCONCLUSIVE
+            or (self.strict and r.goal_verdict is Verdict.INCONCLUSIVE)
         ]
         files = benchmark_files(bench_json, [r.target.metric for r in unsure])
         if not files:
