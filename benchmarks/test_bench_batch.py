@@ -41,7 +41,7 @@ import pytest
 from benchmarks.harness import ROOT, BenchDataset, BenchLoop, open_pool, record
 from reference.batch.operations import Kind, PurgePolicy, Selection, create_operation, run_operation
 from reference.db.pool import init_connection
-from reference.settings import Settings
+from reference.settings import Settings, child_secrets
 from reference.urls.buckets import determine_bucket, object_file
 from reference.web.auth import issue_token
 from reports.targets import load_targets
@@ -255,11 +255,11 @@ def test_download_peak_memory(
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "DATABASE_URL": bench_dataset.dsn, "PORT": str(port),
            "STORAGE_DIR": str(tmp_path), "DOWNLOAD_MAX_BYTES": str(8 * 1024**3),
-           "PYTHONPATH": str(ROOT)}  # fmt: skip
+           "PYTHONPATH": str(ROOT), **child_secrets({})}  # fmt: skip
     process = subprocess.Popen([sys.executable, "-m", "reference"], cwd=ROOT, env=env)
     try:
         bench_loop.run(_wait_healthy(url, process))
-        token = issue_token(Settings().jwt_secret, user)
+        token = issue_token(env["JWT_SECRET"], user)
         bench_loop.run(_stream(url, token, ids[:1]))  # warm: imports, pool, buffers
         before_kb = _high_water_kb(process.pid)
         received = benchmark.pedantic(

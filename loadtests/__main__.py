@@ -27,6 +27,7 @@ from fixtures.generate import SCALES
 from fixtures.prepare import say
 from loadtests._config import REPO, LoadSettings, fixture_identities, write_tokens
 from loadtests._service import prepare, service
+from reference.settings import child_secrets
 
 CONFIG: Final = REPO / "loadtests" / "locust.conf"
 SHAPES: Final = REPO / "loadtests" / "_shapes.py"
@@ -103,14 +104,16 @@ def main(argv: list[str] | None = None) -> int:
         return run_locust(args, args.host, modes[0], tokens)
 
     storage_dir = Path(os.environ.get("STORAGE_DIR", str(REPO / ".data" / "storage")))
+    # Generated once when unset: the service signs with them and the tokens are signed with them.
+    secrets = child_secrets()
     tokens = settings.out_dir / "load_tokens.json"
-    write_tokens(tokens, fixture_identities(args.scale, settings.heavy_weight))
+    write_tokens(tokens, fixture_identities(args.scale, settings.heavy_weight, secrets))
     codes: dict[str, int] = {}
     with provide_database() as info:
         say(info.describe())
         asyncio.run(prepare(info.dsn, args.scale, storage_dir))
         for mode in modes:
-            with service(info.dsn, mode, storage_dir) as base_url:
+            with service(info.dsn, mode, storage_dir, secrets) as base_url:
                 codes[mode] = run_locust(args, base_url, mode, tokens)
     for mode, code in codes.items():
         say(f"{mode}: locust exit code {code}")

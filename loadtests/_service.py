@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -68,12 +68,14 @@ def wait_ready(base_url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def service(dsn: str, mode: str, storage_dir: Path) -> Iterator[str]:
-    """``python -m reference`` in its own process; yields its base URL."""
+def service(dsn: str, mode: str, storage_dir: Path, secrets: Mapping[str, str]) -> Iterator[str]:
+    """``python -m reference`` in its own process, with the run's ``secrets``; yields its
+    base URL."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
+        **secrets,
         "DATABASE_URL": dsn,
         "HOST": "127.0.0.1",
         "PORT": str(port),

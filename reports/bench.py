@@ -39,6 +39,7 @@ from typing import Any, Final
 import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
+from reference.settings import child_secrets
 from reports.environment import ROOT, fingerprint, git_commit, probe_machine
 from reports.history import RunRecord, append_run, comparable, history_path, read_history
 from reports.report import RunData, Step, StepStatus, outcome, summary_table, write_outputs
@@ -165,6 +166,8 @@ class Service:
     mode: str
     log_path: Path
     storage_dir: Path
+    #: The service's environment beyond its own variables (the run's secrets among them).
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     _log: Any = None
@@ -178,7 +181,7 @@ class Service:
 
         self.port = free_port()
         env = {
-            **os.environ,
+            **self.env,
             "DATABASE_URL": self.dsn,
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
@@ -520,7 +523,11 @@ class Bench:
 
     def _service(self, mode: str) -> Service:
         return Service(
-            self.dsn, mode, self.logs_dir / f"service-{mode}.log", storage_dir=self.storage_dir
+            self.dsn,
+            mode,
+            self.logs_dir / f"service-{mode}.log",
+            storage_dir=self.storage_dir,
+            env=self.env,
         )
 
     def _report(self) -> str:
@@ -653,7 +660,8 @@ def main(env: Mapping[str, str] = os.environ) -> int:
         strict=env.get("STRICT", "") not in ("", "0"),
         load_run_time=load_run_time,
         bench_timeout_s=bench_timeout,
-        env=dict(env),
+        # One set of secrets for the run: the service and the load generator's tokens agree.
+        env={**env, **child_secrets(env)},
     )
     say(f"make bench: scale {bench.scale}, targets {targets.path}, load {load_run_time} per mode")
     with _line_buffered():

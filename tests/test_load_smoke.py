@@ -19,7 +19,7 @@ from fixtures.database import run_async
 from fixtures.pytest_plugin import SeededDataset
 from loadtests._config import REPO, Identity, write_tokens
 from loadtests._service import service, write_storage_objects
-from reference.settings import Settings
+from reference.settings import child_secrets
 from reference.web.auth import issue_token
 from reports.service_metrics import fetch_url_cache
 
@@ -57,14 +57,15 @@ def served(
     storage = tmp_path_factory.mktemp("storage")
     run_async(write_storage_objects(seeded_dsn, storage))
     tokens = tmp_path_factory.mktemp("tokens") / "tokens.json"
-    secret, heavy = Settings().jwt_secret, seeded_template.heavy_user
+    secrets = child_secrets({})
+    secret, heavy = secrets["JWT_SECRET"], seeded_template.heavy_user
     users = seeded_template.users[:8]
     weights = [5.0 if u == heavy else 1.0 for u in users]
     write_tokens(
         tokens,
         [Identity(str(u), issue_token(secret, u), w) for u, w in zip(users, weights, strict=True)],
     )
-    with service(seeded_dsn, "unified", storage) as base_url:
+    with service(seeded_dsn, "unified", storage, secrets) as base_url:
         yield base_url, tokens
 
 

@@ -17,7 +17,6 @@ from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
-import orjson
 from aiohttp import web
 
 from reference.batch import sql as q
@@ -34,7 +33,7 @@ from reference.batch.operations import (
 from reference.batch.runner import BATCH_RUNNER, runner_context, trash_context
 from reference.batch.zip import Member, archive_size, write_archive
 from reference.urls.buckets import UnsafePath, determine_bucket, object_file
-from reference.web import paging
+from reference.web import inputs, paging
 from reference.web.auth import current_user
 from reference.web.errors import BadRequest, PayloadTooLarge, json_response
 from reference.web.feature import Feature
@@ -45,8 +44,6 @@ log = logging.getLogger(__name__)
 
 
 routes = ApiRoutes(tag="batch")
-
-IDEMPOTENCY_KEY_MAX: Final = 200
 
 SELECTION_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
@@ -84,24 +81,11 @@ def _uuid_list(body: dict[str, Any], name: str, max_ids: int) -> list[UUID]:
         raise BadRequest(f"{name} must be an array of ids", field=name)
     if len(raw) > max_ids:
         raise PayloadTooLarge(f"{name} names {len(raw)} ids; at most {max_ids}", field=name)
-    ids: list[UUID] = []
-    for index, value in enumerate(raw):
-        try:
-            if not isinstance(value, str):
-                raise ValueError(value)
-            ids.append(UUID(value))
-        except ValueError:
-            raise BadRequest(f"{name}[{index}] is not an id", field=f"{name}[{index}]") from None
-    return ids
+    return [inputs.uuid(value, f"{name}[{index}]") for index, value in enumerate(raw)]
 
 
 async def read_selection(request: web.Request, max_ids: int) -> Selection:
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        raise BadRequest("the body must be JSON", field="body") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be an object", field="body")
+    body = await inputs.json_object(request)
     unknown = set(body) - {"asset_ids", "job_ids"}
     if unknown:
         raise BadRequest(f"unknown field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
@@ -117,23 +101,8 @@ async def read_selection(request: web.Request, max_ids: int) -> Selection:
     return Selection(tuple(asset_ids), tuple(str(j) for j in job_ids))
 
 
-def _idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not key or len(key) > IDEMPOTENCY_KEY_MAX or not key.isprintable():
-        raise BadRequest(
-            f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable characters",
-            field="Idempotency-Key",
-        )
-    return key
-
-
 def _operation_id(request: web.Request) -> UUID:
-    try:
-        return UUID(request.match_info["operation_id"])
-    except ValueError:
-        raise BadRequest("not an operation id", field="operation_id") from None
+    return inputs.uuid(request.match_info["operation_id"], "operation_id")
 
 
 # --- operations ------------------------------------------------------------------------------
@@ -159,7 +128,7 @@ async def _answer(request: web.Request, op_id: UUID) -> web.Response:
 async def _submit(request: web.Request, kind: Kind) -> web.Response:
     settings = request.app[SETTINGS]
     selection = await read_selection(request, settings.batch_max_ids)
-    key = _idempotency_key(request)
+    key = inputs.idempotency_key(request)
     async with request.app[POOL].acquire() as conn:
         op, _ = await create_operation(
             conn,

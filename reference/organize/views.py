@@ -6,7 +6,6 @@ import bisect
 from typing import Any, Final
 from uuid import UUID
 
-import orjson
 from aiohttp import web
 
 from reference.assets import Asset
@@ -22,7 +21,7 @@ from reference.organize.index import (
 )
 from reference.organize.sql import ASSETS_BY_ID, SELECT_ASSET_TAG_FIELDS
 from reference.urls.service import URLS
-from reference.web import paging
+from reference.web import inputs, paging
 from reference.web.auth import current_user
 from reference.web.errors import BadRequest, NotFound, json_response
 from reference.web.feature import Feature
@@ -39,13 +38,6 @@ def _page(request: web.Request, shape: tuple[type, ...]) -> tuple[int, tuple[Any
     limit = paging.parse_limit(request.query.get("limit"), request.app[SETTINGS])
     raw = request.query.get("cursor")
     return limit, tuple(paging.decode_cursor(raw, shape=shape)) if raw else None
-
-
-def _uuid(raw: str, name: str) -> UUID:
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a UUID", field=name) from None
 
 
 def _set_json(index: UserIndex, s: DuplicateSet) -> dict[str, Any]:
@@ -158,7 +150,7 @@ async def tags(request: web.Request) -> web.Response:
     themes = request.app[SETTINGS].organize_themes
     raw_id = request.query.get("asset_id")
     if raw_id is not None:
-        asset_id = _uuid(raw_id, "asset_id")
+        asset_id = inputs.uuid(raw_id, "asset_id")
         async with request.app[POOL].acquire() as conn:
             row = await conn.fetchrow(SELECT_ASSET_TAG_FIELDS, asset_id, user)
         if row is None:
@@ -254,12 +246,8 @@ ACTIONS: Final = ("dismiss_duplicates", "remove_duplicates")
     responses={200: "what was dismissed"},
 )
 async def apply(request: web.Request) -> web.Response:
-    try:
-        body = await request.json(loads=orjson.loads)
-    except ValueError:
-        raise BadRequest("body must be JSON", field="body") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object", field="body")
+    body = await inputs.json_object(request)
+    key = inputs.idempotency_key(request)
     action = body.get("action")
     if action not in ACTIONS:
         raise BadRequest(f"action must be one of {', '.join(ACTIONS)}", field="action")
@@ -284,7 +272,7 @@ async def apply(request: web.Request) -> web.Response:
             Kind.DISMISS,
             Selection(asset_ids=targets),
             max_ids=max(request.app[SETTINGS].batch_max_ids, len(targets)),
-            idempotency_key=request.headers.get("Idempotency-Key"),
+            idempotency_key=key,
         )
     await request.app[BATCH_RUNNER].drive(op)
     async with pool.acquire() as conn:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Final
 
-import orjson
 from aiohttp import web
 
 from reference.search.query import (
@@ -19,8 +18,9 @@ from reference.search.query import (
 from reference.search.service import SearchCapabilities, detect_capabilities, search_assets
 from reference.search.sql import GET_STATE_SQL, PUT_STATE_SQL
 from reference.urls.service import URLS
+from reference.web import inputs
 from reference.web.auth import current_user
-from reference.web.errors import BadRequest, json_response
+from reference.web.errors import json_response
 from reference.web.feature import Feature
 from reference.web.openapi import ApiRoutes, Param
 from reference.web.typedefs import POOL, SETTINGS
@@ -142,11 +142,7 @@ async def get_state(request: web.Request) -> web.Response:
     responses={200: "the state as stored (defaults filled in)"},
 )
 async def put_state(request: web.Request) -> web.Response:
-    try:
-        body = await request.json(loads=orjson.loads)
-    except ValueError:
-        raise BadRequest("body is not valid JSON", field="body") from None
-    state = parse_state(body).state()
+    state = parse_state(await inputs.json_object(request)).state()
     updated = await request.app[POOL].fetchval(PUT_STATE_SQL, current_user(request), state)
     return json_response({"state": state, "updated_at": updated.isoformat()})
 

@@ -17,6 +17,7 @@ from uuid import UUID
 import orjson
 
 from reference.settings import Settings
+from reference.web import inputs
 from reference.web.errors import BadRequest
 from reference.web.openapi import Param
 
@@ -62,24 +63,23 @@ def decode_cursor(
 
 
 def cursor_datetime(value: Any, *, field: str = "cursor") -> datetime:
+    """A cursor's timestamp: written with its offset and at most microseconds by
+    :func:`encode_cursor`, so anything else (naive, finer, out of range) is foreign."""
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
             if moment.tzinfo is not None:
-                return moment
+                return inputs.timestamp(value, field, "reject")
+        except (ValueError, BadRequest):
+            pass
     raise _foreign(field)
 
 
 def cursor_uuid(value: Any, *, field: str = "cursor") -> UUID:
-    if isinstance(value, str):
-        try:
-            return UUID(value)
-        except ValueError:
-            pass
-    raise _foreign(field)
+    parsed = inputs.canonical_uuid(value)
+    if parsed is None:
+        raise _foreign(field)
+    return parsed
 
 
 def parse_limit(raw: str | None, settings: Settings, *, field: str = "limit") -> int:

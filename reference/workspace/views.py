@@ -20,7 +20,7 @@ from aiohttp import web
 from reference.assets import Asset
 from reference.settings import Settings
 from reference.urls.service import URLS, SigningFailed
-from reference.web import paging
+from reference.web import inputs, paging
 from reference.web.auth import current_user
 from reference.web.errors import BadRequest, NotFound, json_response
 from reference.web.feature import Feature
@@ -69,13 +69,7 @@ class WorkspaceQuery:
 
     @classmethod
     def parse(cls, query: Any, settings: Settings) -> WorkspaceQuery:
-        raw_mode = query.get("mode", WorkspaceMode.ALL.value)
-        try:
-            mode = WorkspaceMode(raw_mode)
-        except ValueError:
-            raise BadRequest(
-                f"mode must be 'session' or 'all', not {raw_mode!r}", field="mode"
-            ) from None
+        mode = inputs.choice(query.get("mode"), "mode", WorkspaceMode, WorkspaceMode.ALL)
         limit = paging.parse_limit(query.get("limit"), settings)
         raw_cursor = query.get("cursor")
         cursor = Cursor.decode(raw_cursor) if raw_cursor else None
@@ -171,11 +165,7 @@ async def workspace_page(request: web.Request) -> web.Response:
     responses={200: "the asset"},
 )
 async def get_asset(request: web.Request) -> web.Response:
-    raw = request.match_info["asset_id"]
-    try:
-        asset_id = UUID(raw)
-    except ValueError:
-        raise BadRequest(f"asset_id must be a UUID, not {raw!r}", field="asset_id") from None
+    asset_id = inputs.uuid(request.match_info["asset_id"], "asset_id")
     record = await request.app[POOL].fetchrow(ONE_ASSET, asset_id, current_user(request))
     if record is None:
         raise NotFound("asset not found", field="asset_id")
