@@ -25,12 +25,24 @@ from reference.web import inputs, paging
 from reference.web.auth import current_user
 from reference.web.errors import BadRequest, NotFound, json_response
 from reference.web.feature import Feature
-from reference.web.openapi import ApiRoutes, Param
+from reference.web.openapi import ERROR, ApiRoutes, Param
+from reference.web.schemas import CURSOR, INTEGER, OPERATION, STRING, UUID_STRING, array, obj
 from reference.web.typedefs import POOL, SETTINGS
 
 # --- HTTP --------------------------------------------------------------------------------------
 
 routes = ApiRoutes(tag="organize")
+NUMBER: Final = {"type": "number"}
+OBJECT: Final = {"type": "object"}
+APPLIED: Final = obj(
+    {
+        "action": STRING,
+        "sets": INTEGER,
+        "dismissed": INTEGER,
+        "asset_ids": array(UUID_STRING),
+        "operation": {**OPERATION, "nullable": True},
+    }
+)
 
 
 def _page(request: web.Request, shape: tuple[type, ...]) -> tuple[int, tuple[Any, ...] | None]:
@@ -70,7 +82,23 @@ async def _attach_thumbnails(request: web.Request, sets: list[dict[str, Any]]) -
     "/v1/organize/duplicates",
     summary="Near-duplicate sets (newest set first); each set's first asset is the one to keep",
     params=[paging.LIMIT_PARAM, paging.CURSOR_PARAM],
-    responses={200: "a page of duplicate sets"},
+    responses={
+        200: (
+            "a page of duplicate sets",
+            obj(
+                {
+                    "threshold": NUMBER,
+                    "version": INTEGER,
+                    "total_sets": INTEGER,
+                    "total_assets": INTEGER,
+                    "sets": array(
+                        obj({"keep": UUID_STRING, "size": INTEGER, "assets": array(OBJECT)})
+                    ),
+                    "next_cursor": CURSOR,
+                }
+            ),
+        )
+    },
 )
 async def duplicates(request: web.Request) -> web.Response:
     limit, cursor = _page(request, (float, str))
@@ -104,7 +132,22 @@ GROUPINGS: Final = ("prompt", "duplicates")
         paging.LIMIT_PARAM,
         paging.CURSOR_PARAM,
     ],
-    responses={200: "a page of groups"},
+    responses={
+        200: (
+            "a page of groups",
+            obj(
+                {
+                    "by": STRING,
+                    "version": INTEGER,
+                    "total_groups": INTEGER,
+                    "groups": array(
+                        obj({"key": STRING, "count": INTEGER, "asset_ids": array(UUID_STRING)})
+                    ),
+                    "next_cursor": CURSOR,
+                }
+            ),
+        )
+    },
 )
 async def groups(request: web.Request) -> web.Response:
     by = request.query.get("by", "prompt")
@@ -143,7 +186,25 @@ async def groups(request: web.Request) -> web.Response:
         paging.LIMIT_PARAM,
         paging.CURSOR_PARAM,
     ],
-    responses={200: "tags"},
+    responses={
+        200: (
+            "one asset's tags, or a page of assets' tags with the counts",
+            {
+                "anyOf": [
+                    obj({"asset_id": UUID_STRING, "tags": array(STRING)}),
+                    obj(
+                        {
+                            "version": INTEGER,
+                            "themes": array(STRING),
+                            "counts": OBJECT,
+                            "assets": array(obj({"asset_id": UUID_STRING, "tags": array(STRING)})),
+                            "next_cursor": CURSOR,
+                        }
+                    ),
+                ]
+            },
+        )
+    },
 )
 async def tags(request: web.Request) -> web.Response:
     user = current_user(request)
@@ -217,7 +278,19 @@ def suggestions_of(index: UserIndex) -> list[dict[str, Any]]:
     "GET",
     "/v1/organize/suggestions",
     summary="The plan's smart suggestions: groups found, duplicate sets found, tags, with counts",
-    responses={200: "suggestions"},
+    responses={
+        200: (
+            "suggestions",
+            obj(
+                {
+                    "version": INTEGER,
+                    "assets": INTEGER,
+                    "threshold": NUMBER,
+                    "suggestions": array(obj({"type": STRING, "count": INTEGER})),
+                }
+            ),
+        )
+    },
 )
 async def suggestions(request: web.Request) -> web.Response:
     index = await request.app[ORGANIZE].get(current_user(request))
@@ -243,7 +316,12 @@ ACTIONS: Final = ("dismiss_duplicates", "remove_duplicates")
             "action": {"type": "string", "enum": list(ACTIONS)},
         },
     },
-    responses={200: "what was dismissed"},
+    params=[inputs.IDEMPOTENCY_PARAM],
+    responses={
+        200: ("what was dismissed", APPLIED),
+        202: ("dismissing in the background: the operation's progress", APPLIED),
+        409: ("Idempotency-Key reused for a different request", ERROR),
+    },
 )
 async def apply(request: web.Request) -> web.Response:
     body = await inputs.json_object(request)

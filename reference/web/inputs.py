@@ -18,10 +18,23 @@ import orjson
 from aiohttp import web
 
 from reference.web.errors import BadRequest
+from reference.web.openapi import Param
 
 IDEMPOTENCY_KEY_MAX: Final = 200
 #: Visible ASCII: what every HTTP stack carries unchanged in a header.
 IDEMPOTENCY_KEY: Final = re.compile(rf"[!-~]{{1,{IDEMPOTENCY_KEY_MAX}}}")
+IDEMPOTENCY_KEY_SCHEMA: Final = {
+    "type": "string",
+    "pattern": f"^[!-~]{{1,{IDEMPOTENCY_KEY_MAX}}}$",
+    "maxLength": IDEMPOTENCY_KEY_MAX,
+}
+IDEMPOTENCY_PARAM: Final = Param(
+    "Idempotency-Key",
+    "header",
+    schema=IDEMPOTENCY_KEY_SCHEMA,
+    description="A retried request with the same key returns the original operation and "
+    "does nothing again; the same key on a different request is a 409.",
+)
 CANONICAL_UUID: Final = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}")
 FRACTION: Final = re.compile(r"[.,](\d+)")
 #: A day of margin on either side: a bound may move by a day (a date-only end) and still be

@@ -45,6 +45,7 @@ STORAGE_ERROR_SCHEMA: Final[dict[str, Any]] = {
         "field": {"type": "string"},
     },
 }
+ERROR: Final = {"$ref": "#/components/schemas/Error"}
 #: Refusals any operation may answer, whatever its input.
 COMMON_ERRORS: Final = {
     400: "bad input (the field is named)",
@@ -59,8 +60,9 @@ def resolve(schema: Schema, settings: Settings) -> dict[str, Any]:
     return dict(schema(settings) if callable(schema) else schema)
 
 
-def _error_ref(name: str) -> dict[str, Any]:
-    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+def _error_ref(*names: str) -> dict[str, Any]:
+    refs = [{"$ref": f"#/components/schemas/{name}"} for name in names]
+    return {"application/json": {"schema": refs[0] if len(refs) == 1 else {"anyOf": refs}}}
 
 
 @dataclass(frozen=True)
@@ -97,13 +99,13 @@ class Operation:
         responses: dict[str, Any] = {}
         for status, spec in self.responses.items():
             responses[str(status)] = _response(spec, settings)
-        error_schema = "StorageError" if self.errors == "storage" else "Error"
         for status, description in COMMON_ERRORS.items():
             if status == 401 and self.public:
                 continue
-            schema = error_schema if status in (400, 401, 404) else "Error"
+            # The router's own refusals (no such path) come before storage's shape applies.
+            names = ("StorageError", "Error") if self.errors == "storage" else ("Error",)
             responses.setdefault(
-                str(status), {"description": description, "content": _error_ref(schema)}
+                str(status), {"description": description, "content": _error_ref(*names)}
             )
         if self.body is not None:
             responses.setdefault(

@@ -21,10 +21,22 @@ from reference.web import inputs
 from reference.web.errors import BadRequest
 from reference.web.openapi import Param
 
-LIMIT_PARAM: Final = Param(
-    "limit", schema={"type": "integer", "minimum": 1}, description="page size"
+
+def limit_schema(settings: Settings) -> dict[str, Any]:
+    return {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": settings.page_size_max,
+        "default": min(settings.page_size_default, settings.page_size_max),
+    }
+
+
+LIMIT_PARAM: Final = Param("limit", schema=limit_schema, description="page size")
+CURSOR_PARAM: Final = Param(
+    "cursor",
+    description="opaque: next_cursor of the previous page, returned unchanged (anything else "
+    "is a 400)",
 )
-CURSOR_PARAM: Final = Param("cursor", description="opaque: next_cursor of the previous page")
 
 
 def _foreign(field: str) -> BadRequest:

@@ -25,6 +25,7 @@ from reference.web.auth import current_user
 from reference.web.errors import BadRequest, NotFound, json_response
 from reference.web.feature import Feature
 from reference.web.openapi import ApiRoutes, Param
+from reference.web.schemas import ASSET, CURSOR, NULLABLE_STRING, STRING, array, obj
 from reference.web.typedefs import POOL, SETTINGS
 from reference.workspace.sql import (
     ONE_ASSET,
@@ -35,6 +36,14 @@ from reference.workspace.sql import (
 )
 
 routes = ApiRoutes(tag="workspace")
+WORKSPACE_ASSET: Final = {
+    **ASSET,
+    "properties": {
+        **ASSET["properties"],
+        "project_title": NULLABLE_STRING,
+        "job": {"type": "object", "nullable": True},
+    },
+}
 
 
 class WorkspaceMode(StrEnum):
@@ -134,7 +143,12 @@ def asset_json(record: asyncpg.Record, asset: Asset) -> dict[str, Any]:
         paging.CURSOR_PARAM,
         Param("include", schema={"type": "string", "enum": ["high_res"]}),
     ],
-    responses={200: "a page: assets (with thumbnail_url) and next_cursor"},
+    responses={
+        200: (
+            "a page: assets (with thumbnail_url, and high_res_url when asked) and next_cursor",
+            obj({"mode": STRING, "assets": array(WORKSPACE_ASSET), "next_cursor": CURSOR}),
+        )
+    },
 )
 async def workspace_page(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
@@ -162,7 +176,7 @@ async def workspace_page(request: web.Request) -> web.Response:
     "/v1/assets/{asset_id}",
     summary="One of the caller's assets, with its thumbnail and high-res URLs",
     params=[Param("asset_id", "path", schema={"type": "string", "format": "uuid"})],
-    responses={200: "the asset"},
+    responses={200: ("the asset", WORKSPACE_ASSET)},
 )
 async def get_asset(request: web.Request) -> web.Response:
     asset_id = inputs.uuid(request.match_info["asset_id"], "asset_id")
