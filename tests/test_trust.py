@@ -47,6 +47,16 @@ def craft_cursor(values):
     return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
 
 
+async def signed_url(client, ttl_s, headers=None):
+    bucket, path = OBJECT
+    signed = await client.post(
+        f"/storage/v1/object/sign/{bucket}/{path}",
+        json={"expiresIn": ttl_s},
+        headers=headers or auth_headers(OWNER),
+    )
+    return "/storage/v1" + (await signed.json())["signedURL"]
+
+
 @pytest.fixture
 def storage_dir(tmp_path):
     root = tmp_path / "storage"
@@ -149,9 +159,7 @@ async def test_the_old_public_defaults_sign_nothing(client):
         (claims(exp=int(time.time()) - 10), "exp"),
     ],
 )
-async def test_tokens_need_audience_role_canonical_subject_numeric_expiry(
-    client, payload, field
-):
+async def test_tokens_need_audience_role_canonical_subject_numeric_expiry(client, payload, field):
     resp = await client.get("/v1/workspace", headers=bearer(payload))
     assert resp.status == 401
     body = await resp.json()
@@ -316,12 +324,7 @@ async def test_security_headers_on_every_kind_of_answer(client):
 
 async def test_object_etag_is_strong_and_content_based_with_if_range(client, storage_dir):
     bucket, path = OBJECT
-    signed = await client.post(
-        f"/storage/v1/object/sign/{bucket}/{path}",
-        json={"expiresIn": 3600},
-        headers=auth_headers(OWNER),
-    )
-    url = "/storage/v1" + (await signed.json())["signedURL"]
+    url = await signed_url(client, 3600)
     first = await client.get(url)
     etag = first.headers["ETag"]
     assert not etag.startswith("W/")
@@ -351,13 +354,7 @@ async def test_object_etag_is_strong_and_content_based_with_if_range(client, sto
     ],
 )
 async def test_download_query_sends_content_disposition(client, download, disposition):
-    bucket, path = OBJECT
-    signed = await client.post(
-        f"/storage/v1/object/sign/{bucket}/{path}",
-        json={"expiresIn": 60},
-        headers=auth_headers(OWNER),
-    )
-    url = "/storage/v1" + (await signed.json())["signedURL"]
+    url = await signed_url(client, 60)
     resp = await client.get(url, params={"download": download})
     assert resp.status == 200
     assert resp.headers["Content-Disposition"] == disposition

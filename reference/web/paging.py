@@ -81,7 +81,8 @@ def cursor_datetime(value: Any, *, field: str = "cursor") -> datetime:
         try:
             moment = datetime.fromisoformat(value)
             if moment.tzinfo is not None:
-                return inputs.timestamp(value, field, "reject")
+                inputs.timestamp(value, field, "reject")
+                return moment
         except (ValueError, BadRequest):
             pass
     raise _foreign(field)
