@@ -25,8 +25,9 @@ from typing import Any, Final
 
 import asyncpg
 
-from fixtures.generate import heavy_user_id, spec_for
+from fixtures.generate import heavy_user_id
 from fixtures.processes import ServiceProcess
+from fixtures.spec import spec_for
 from fixtures.storage_files import storage_dir_from_env
 from reference.db.pool import SERVER_SETTINGS
 from reference.search.query import parse_query

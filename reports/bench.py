@@ -33,6 +33,7 @@ from typing import Any, Final
 import asyncpg
 
 from fixtures.processes import ChildError, ServiceProcess, run_child, say
+from reference.settings import child_secrets
 from reports.environment import ROOT, fingerprint, git_commit, probe_machine
 from reports.history import RunRecord, append_run, comparable, history_path, read_history
 from reports.report import RunData, Step, StepStatus, outcome, summary_table, write_outputs
@@ -484,7 +485,8 @@ def main(env: Mapping[str, str] = os.environ) -> int:
         strict=env.get("STRICT", "") not in ("", "0"),
         load_run_time=load_run_time,
         bench_timeout_s=bench_timeout,
-        env=dict(env),
+        # One set of secrets for the run: the service and the load generator's tokens agree.
+        env={**env, **child_secrets(env)},
     )
     say(f"make bench: scale {bench.scale}, targets {targets.path}, load {load_run_time} per mode")
     with _line_buffered():
