@@ -37,7 +37,7 @@ from benchmarks.harness import BenchDataset, BenchLoop, open_pool, record
 from fixtures.processes import ServiceProcess
 from reference.batch.operations import Kind, PurgePolicy, Selection, create_operation, run_operation
 from reference.db.pool import connect
-from reference.settings import Settings
+from reference.settings import Settings, child_secrets
 from reference.urls.buckets import determine_bucket, object_file
 from reference.web.auth import issue_token
 from reports.targets import load_targets
@@ -217,12 +217,12 @@ def test_download_peak_memory(
     total_mb = int(os.environ.get("BENCH_DOWNLOAD_MB", "32" if benchmark.disabled else "1024"))
     user = bench_dataset.heavy_user
     ids = bench_loop.run(_download_files(bench_dataset.dsn, user, tmp_path, total_mb))
-    env = {**os.environ, "DOWNLOAD_MAX_BYTES": str(8 * 1024**3)}
+    env = {**os.environ, "DOWNLOAD_MAX_BYTES": str(8 * 1024**3), **child_secrets({})}
     log_path = tmp_path / "service.log"
     with ServiceProcess(bench_dataset.dsn, "unified", tmp_path, log_path, env=env) as service:
         assert service.child is not None
         url, pid = service.url, service.child.pid
-        token = issue_token(Settings().jwt_secret, user)
+        token = issue_token(env["JWT_SECRET"], user)
         bench_loop.run(_stream(url, token, ids[:1]))  # warm: imports, pool, buffers
         before_kb = _high_water_kb(pid)
         received = benchmark.pedantic(

@@ -27,6 +27,7 @@ from fixtures.prepare import ensure_dataset
 from fixtures.processes import ServiceProcess, say, start_child
 from fixtures.spec import SCALES, spec_for
 from loadtests._config import REPO, LoadSettings, fixture_identities, write_tokens
+from reference.settings import child_secrets
 
 CONFIG: Final = REPO / "loadtests" / "locust.conf"
 SHAPES: Final = REPO / "loadtests" / "_shapes.py"
@@ -99,15 +100,18 @@ def main(argv: list[str] | None = None) -> int:
         return run_locust(args, args.host, modes[0], tokens)
 
     storage_dir = Path(os.environ.get("STORAGE_DIR", str(REPO / ".data" / "storage")))
+    # Generated once when unset: the service signs with them and the tokens are signed with them.
+    secrets = child_secrets()
     tokens = settings.out_dir / "load_tokens.json"
-    write_tokens(tokens, fixture_identities(args.scale, settings.heavy_weight))
+    write_tokens(tokens, fixture_identities(args.scale, settings.heavy_weight, secrets))
     codes: dict[str, int] = {}
     with provide_database() as info:
         say(info.describe())
         asyncio.run(ensure_dataset(info.dsn, spec_for(args.scale), storage_dir))
         for mode in modes:
             log_path = settings.out_dir / "logs" / f"service-{mode}.log"
-            with ServiceProcess(info.dsn, mode, storage_dir, log_path) as service:
+            env = {**os.environ, **secrets}
+            with ServiceProcess(info.dsn, mode, storage_dir, log_path, env=env) as service:
                 say(f"service ({mode} URLs) at {service.url}")
                 codes[mode] = run_locust(args, service.url, mode, tokens)
     for mode, code in codes.items():

@@ -87,13 +87,14 @@ def read_tokens(path: Path) -> list[Identity]:
 def fixture_identities(
     scale: str, heavy_weight: float, env: Mapping[str, str] = os.environ
 ) -> list[Identity]:
-    """The fixtures' users of ``scale`` with tokens signed by ``JWT_SECRET`` (or the default)."""
+    """The fixtures' users of ``scale`` with tokens signed by ``JWT_SECRET``."""
     from fixtures.generate import user_ids
     from fixtures.spec import spec_for
-    from reference.settings import Settings
     from reference.web.auth import issue_token
 
-    secret = env.get("JWT_SECRET") or Settings().jwt_secret
+    secret = env.get("JWT_SECRET")
+    if not secret:
+        raise SystemExit("JWT_SECRET is not set: the service's secret signs the users' tokens")
     users: list[UUID] = user_ids(spec_for(scale))
     return [
         Identity(str(u), issue_token(secret, u), heavy_weight if n == 0 else 1.0, n == 0)

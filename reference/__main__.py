@@ -7,12 +7,16 @@ import logging
 from aiohttp import web
 
 from reference.app import create_app
-from reference.settings import Settings
+from reference.settings import Settings, SettingsError, announce_generated
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise SystemExit(f"bad setting: {exc}") from None
+    announce_generated(settings)
     web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None)
 
 

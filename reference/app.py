@@ -16,6 +16,7 @@ from reference.urls import storage_api as storage
 from reference.web.auth import make_auth_middleware
 from reference.web.errors import error_middleware
 from reference.web.feature import Feature
+from reference.web.headers import HANDLER_ARGS, common_headers, size_limit_middleware
 from reference.web.metrics import METRICS, Metrics, make_metrics_middleware
 from reference.web.openapi import build_document, public_routes
 from reference.web.typedefs import SETTINGS
@@ -40,13 +41,16 @@ def create_app(settings: Settings, features: tuple[Feature, ...] = FEATURES) -> 
         middlewares=[
             make_metrics_middleware(metrics),
             error_middleware,
+            size_limit_middleware,
             make_auth_middleware(settings.jwt_secret, public_routes(tables)),
         ],
         client_max_size=8 * 1024 * 1024,
+        handler_args=HANDLER_ARGS,
     )
+    app.on_response_prepare.append(common_headers)
     app[SETTINGS] = settings
     app[METRICS] = metrics
-    app[system.OPENAPI] = build_document(tables, VERSION)
+    app[system.OPENAPI] = build_document(tables, VERSION, settings)
     app.cleanup_ctx.append(pool_context)
     for feature in features:
         app.cleanup_ctx.extend(feature.contexts)

@@ -1,18 +1,27 @@
-"""Service settings, read from the environment once, with safe local defaults."""
+"""Service settings, read from the environment once; each variable declared once, here.
+
+Every field of :class:`Settings` names its environment variable, how to read it and a one-line
+description (``VARIABLES`` lists them; a test checks the README's tables against it). No secret
+is written in the source: an unset ``JWT_SECRET``, ``STORAGE_KEY`` or ``SERVICE_ROLE_KEY`` is
+generated at random when the settings are made, and :func:`announce_generated` says so.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+import secrets
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Final
+from typing import IO, Any, Final
 
-#: Development defaults. They are public on purpose: a deployment sets its own through the
-#: environment, and the service says so at start when it runs on a default.
-DEV_JWT_SECRET: Final = "workspace-bench-dev-jwt-secret-not-for-production"
-DEV_STORAGE_KEY: Final = "workspace-bench-dev-storage-key-not-for-production"
+#: Bytes of entropy in a generated secret; also the shortest secret accepted from outside.
+SECRET_BYTES: Final = 32
+SECRET_NAMES: Final = ("JWT_SECRET", "STORAGE_KEY", "SERVICE_ROLE_KEY")
+GENERATED: Final = "generated at start"
 
 
 class UrlMode(StrEnum):
@@ -24,23 +33,27 @@ class SettingsError(ValueError):
     """An environment variable holds a value the service cannot use."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r}: expected an integer") from None
-    if value < minimum:
-        raise SettingsError(f"{name}={value}: must be at least {minimum}")
-    return value
+def generate_secret() -> str:
+    return secrets.token_urlsafe(SECRET_BYTES)
 
 
-def _unit_float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+Parser = Callable[[str, str], Any]
+
+
+def _integer(minimum: int) -> Parser:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r}: expected an integer") from None
+        if value < minimum:
+            raise SettingsError(f"{name}={value}: must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def _unit_float(name: str, raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
@@ -50,103 +63,272 @@ def _unit_float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _words(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
+def _words(name: str, raw: str) -> tuple[str, ...]:
     return tuple(word.strip().lower() for word in raw.split(",") if word.strip())
+
+
+def _url_mode(name: str, raw: str) -> UrlMode:
+    try:
+        return UrlMode(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected unified or legacy") from None
+
+
+def _flag(name: str, raw: str) -> bool:
+    if raw in ("1", "true", "yes"):
+        return True
+    if raw in ("0", "false", "no"):
+        return False
+    raise SettingsError(f"{name}={raw!r}: expected 1 or 0")
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def setting(
+    env: str,
+    description: str,
+    default: Any = dataclasses.MISSING,
+    *,
+    parse: Parser = _text,
+    shown: str | None = None,
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A field read from ``env``; ``shown`` is the default as the README writes it."""
+    metadata = {"env": env, "description": description, "parse": parse, "shown": shown}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: its name, its default as documented, what it does."""
+
+    name: str
+    default: str
+    description: str
 
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
-    host: str = "127.0.0.1"
-    port: int = 8080
-    jwt_secret: str = DEV_JWT_SECRET
-    storage_key: str = DEV_STORAGE_KEY
-    storage_dir: Path = Path(".data/storage")
-    public_url: str = "http://127.0.0.1:8080"
-    url_mode: UrlMode = UrlMode.UNIFIED
-    #: Signed URLs expire at the end of a fixed window, so the same object has the same URL
-    #: for the whole window and browser and CDN caches hit.
-    url_window_s: int = 3600
-    url_cache_size: int = 50_000
-    #: Re-sign when less than this much of a URL's life is left.
-    url_resign_margin_s: int = 300
-    #: Remote Supabase Storage to sign with instead of in-process (empty: sign here).
-    storage_remote_url: str = ""
-    storage_remote_key: str = ""
-    page_size_default: int = 50
-    page_size_max: int = 200
-    pool_min_size: int = 2
-    pool_max_size: int = 20
-    batch_max_ids: int = 10_000
-    # search (issue 4)
-    #: Text searches count their matches exactly up to this many, then report "at least".
-    search_count_cap: int = 10_000
-    # batch operations (issue 5)
-    #: Operations on more assets than this run in the background, in chunks, with progress.
-    batch_inline_max: int = 1_000
-    batch_chunk_size: int = 1_000
-    trash_retention_s: int = 30 * 86_400
-    purge_interval_s: int = 60
-    purge_retry_base_s: int = 30
-    purge_retry_max_s: int = 3_600
-    download_max_bytes: int = 4 * 1024**3
-    # --- organize (issue 6) ---
-    #: Jaccard similarity of word-pair shingles at or above which two prompts are duplicates.
-    organize_threshold: float = 0.8
-    #: The plan's theme vocabulary for tag suggestions (``ORGANIZE_THEMES``, comma-separated).
-    organize_themes: tuple[str, ...] = (
-        "portrait", "landscape", "product", "artistic", "commercial",
-    )  # fmt: skip
-    #: Users whose LSH index one process keeps in memory.
-    organize_cache_users: int = 16
+    database_url: str = setting(
+        "DATABASE_URL",
+        "use this PostgreSQL instead of starting one (never started/stopped by us)",
+        "postgresql://postgres@127.0.0.1:5432/postgres",
+        shown="unset",
+    )
+    host: str = setting("HOST", "where the service listens", "127.0.0.1")
+    port: int = setting("PORT", "where the service listens", 8080, parse=_integer(0))
+    jwt_secret: str = setting(
+        "JWT_SECRET",
+        "HS256 secret of the bearer tokens (at least 32 bytes)",
+        factory=generate_secret,
+        shown=GENERATED,
+    )
+    storage_key: str = setting(
+        "STORAGE_KEY",
+        "secret that signs storage URLs (at least 32 bytes)",
+        factory=generate_secret,
+        shown=GENERATED,
+    )
+    service_role_key: str = setting(
+        "SERVICE_ROLE_KEY",
+        "bearer of the service role on the storage sign routes; never the same as STORAGE_KEY",
+        factory=generate_secret,
+        shown=GENERATED,
+    )
+    allow_weak_secrets: bool = setting(
+        "ALLOW_WEAK_SECRETS",
+        "with `1`, accept secrets shorter than 32 bytes (development only)",
+        False,
+        parse=_flag,
+        shown="unset",
+    )
+    storage_dir: Path = setting(
+        "STORAGE_DIR",
+        "where stored objects live on disk",
+        Path(".data/storage"),
+        parse=lambda _, raw: Path(raw),
+    )
+    public_url: str = setting(
+        "PUBLIC_URL",
+        "base of the signed URLs the service hands out",
+        "",
+        shown="http://HOST:PORT",
+    )
+    url_mode: UrlMode = setting(
+        "URL_MODE",
+        "`unified` (the plan's service) or `legacy` (the scattered pre-plan way)",
+        UrlMode.UNIFIED,
+        parse=_url_mode,
+    )
+    url_window_s: int = setting(
+        "URL_WINDOW_S",
+        "signed URLs are signed per window of this length and live one to two windows",
+        3600,
+        parse=_integer(60),
+    )
+    url_cache_size: int = setting(
+        "URL_CACHE_SIZE", "bound of the signed-URL cache", 50_000, parse=_integer(1)
+    )
+    url_resign_margin_s: int = setting(
+        "URL_RESIGN_MARGIN_S",
+        "re-sign a cached URL when less than this much of its life is left",
+        300,
+        parse=_integer(0),
+    )
+    storage_remote_url: str = setting(
+        "STORAGE_REMOTE_URL",
+        "sign through a real Supabase Storage (batch sign endpoint) instead of in-process",
+        "",
+        shown="unset",
+    )
+    storage_remote_key: str = setting(
+        "STORAGE_REMOTE_KEY",
+        "the remote storage's service-role key (default: SERVICE_ROLE_KEY)",
+        "",
+        shown="unset",
+    )
+    page_size_default: int = setting(
+        "PAGE_SIZE_DEFAULT", "page size when a client names none", 50, parse=_integer(1)
+    )
+    page_size_max: int = setting(
+        "PAGE_SIZE_MAX", "largest page a client may ask for", 200, parse=_integer(1)
+    )
+    pool_min_size: int = setting("POOL_MIN_SIZE", "asyncpg pool bounds", 2, parse=_integer(1))
+    pool_max_size: int = setting("POOL_MAX_SIZE", "asyncpg pool bounds", 20, parse=_integer(1))
+    batch_max_ids: int = setting(
+        "BATCH_MAX_IDS", "most ids one batch request may name", 10_000, parse=_integer(1)
+    )
+    search_count_cap: int = setting(
+        "SEARCH_COUNT_CAP",
+        "a text search stops counting here and says `total_is_exact: false`",
+        10_000,
+        parse=_integer(1),
+    )
+    batch_inline_max: int = setting(
+        "BATCH_INLINE_MAX",
+        "larger batch operations run server-side in chunks, with progress",
+        1_000,
+        parse=_integer(0),
+    )
+    batch_chunk_size: int = setting(
+        "BATCH_CHUNK_SIZE", "assets per chunk (one transaction each)", 1_000, parse=_integer(1)
+    )
+    trash_retention_s: int = setting(
+        "TRASH_RETENTION_S",
+        "trash older than this is purged by the background worker",
+        30 * 86_400,
+        parse=_integer(0),
+    )
+    purge_interval_s: int = setting(
+        "PURGE_INTERVAL_S", "how often the trash worker runs", 60, parse=_integer(1)
+    )
+    purge_retry_base_s: int = setting(
+        "PURGE_RETRY_BASE_S", "back-off of a failed file removal", 30, parse=_integer(0)
+    )
+    purge_retry_max_s: int = setting(
+        "PURGE_RETRY_MAX_S", "back-off of a failed file removal", 3_600, parse=_integer(0)
+    )
+    download_max_bytes: int = setting(
+        "DOWNLOAD_MAX_BYTES",
+        "largest ZIP a download may stream (413 above)",
+        4 * 1024**3,
+        parse=_integer(1),
+    )
+    organize_threshold: float = setting(
+        "ORGANIZE_THRESHOLD",
+        "Jaccard similarity (word-pair shingles) at which prompts are near-duplicates",
+        0.8,
+        parse=_unit_float,
+    )
+    organize_themes: tuple[str, ...] = setting(
+        "ORGANIZE_THEMES",
+        "the tag-suggestion theme vocabulary (comma-separated)",
+        ("portrait", "landscape", "product", "artistic", "commercial"),
+        parse=_words,
+    )
+    organize_cache_users: int = setting(
+        "ORGANIZE_CACHE_USERS",
+        "per-user LSH indexes one process keeps in memory",
+        16,
+        parse=_integer(1),
+    )
+    #: Names of the secrets that were generated rather than given (not a variable).
+    generated: frozenset[str] = frozenset()
 
-    @property
-    def jwt_secret_is_default(self) -> bool:
-        return self.jwt_secret == DEV_JWT_SECRET
+    def __post_init__(self) -> None:
+        if not self.public_url:
+            object.__setattr__(self, "public_url", f"http://{self.host}:{self.port}")
+        if self.url_resign_margin_s >= self.url_window_s:
+            # A window's URL has more than one window left; a larger margin would never hit.
+            raise SettingsError("URL_RESIGN_MARGIN_S must be less than URL_WINDOW_S")
+        if self.storage_key == self.service_role_key:
+            raise SettingsError("SERVICE_ROLE_KEY must differ from STORAGE_KEY")
+        if self.allow_weak_secrets:
+            return
+        for name, value in self.secrets().items():
+            if len(value.encode()) < SECRET_BYTES:
+                raise SettingsError(
+                    f"{name} is {len(value.encode())} bytes; at least {SECRET_BYTES} "
+                    "(ALLOW_WEAK_SECRETS=1 accepts it for development)"
+                )
+
+    def secrets(self) -> dict[str, str]:
+        return {
+            "JWT_SECRET": self.jwt_secret,
+            "STORAGE_KEY": self.storage_key,
+            "SERVICE_ROLE_KEY": self.service_role_key,
+        }
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        defaults = cls()
-        port = _int(env, "PORT", defaults.port, 0)
-        host = env.get("HOST", defaults.host)
-        mode_raw = env.get("URL_MODE", defaults.url_mode.value)
-        try:
-            url_mode = UrlMode(mode_raw)
-        except ValueError:
-            raise SettingsError(f"URL_MODE={mode_raw!r}: expected unified or legacy") from None
-        return cls(
-            database_url=env.get("DATABASE_URL", defaults.database_url),
-            host=host,
-            port=port,
-            jwt_secret=env.get("JWT_SECRET") or defaults.jwt_secret,
-            storage_key=env.get("STORAGE_KEY") or defaults.storage_key,
-            storage_dir=Path(env.get("STORAGE_DIR", str(defaults.storage_dir))),
-            public_url=env.get("PUBLIC_URL", f"http://{host}:{port}"),
-            url_mode=url_mode,
-            url_window_s=_int(env, "URL_WINDOW_S", defaults.url_window_s, 60),
-            url_cache_size=_int(env, "URL_CACHE_SIZE", defaults.url_cache_size, 1),
-            url_resign_margin_s=_int(env, "URL_RESIGN_MARGIN_S", defaults.url_resign_margin_s),
-            storage_remote_url=env.get("STORAGE_REMOTE_URL", ""),
-            storage_remote_key=env.get("STORAGE_REMOTE_KEY", ""),
-            page_size_default=_int(env, "PAGE_SIZE_DEFAULT", defaults.page_size_default, 1),
-            page_size_max=_int(env, "PAGE_SIZE_MAX", defaults.page_size_max, 1),
-            pool_min_size=_int(env, "POOL_MIN_SIZE", defaults.pool_min_size, 1),
-            pool_max_size=_int(env, "POOL_MAX_SIZE", defaults.pool_max_size, 1),
-            batch_max_ids=_int(env, "BATCH_MAX_IDS", defaults.batch_max_ids, 1),
-            search_count_cap=_int(env, "SEARCH_COUNT_CAP", defaults.search_count_cap, 1),
-            batch_inline_max=_int(env, "BATCH_INLINE_MAX", defaults.batch_inline_max),
-            batch_chunk_size=_int(env, "BATCH_CHUNK_SIZE", defaults.batch_chunk_size, 1),
-            trash_retention_s=_int(env, "TRASH_RETENTION_S", defaults.trash_retention_s),
-            purge_interval_s=_int(env, "PURGE_INTERVAL_S", defaults.purge_interval_s, 1),
-            purge_retry_base_s=_int(env, "PURGE_RETRY_BASE_S", defaults.purge_retry_base_s),
-            purge_retry_max_s=_int(env, "PURGE_RETRY_MAX_S", defaults.purge_retry_max_s),
-            download_max_bytes=_int(env, "DOWNLOAD_MAX_BYTES", defaults.download_max_bytes, 1),
-            organize_threshold=_unit_float(env, "ORGANIZE_THRESHOLD", defaults.organize_threshold),
-            organize_themes=_words(env, "ORGANIZE_THEMES", defaults.organize_themes),
-            organize_cache_users=_int(
-                env, "ORGANIZE_CACHE_USERS", defaults.organize_cache_users, 1
-            ),
+        values: dict[str, Any] = {}
+        generated: set[str] = set()
+        for item in dataclasses.fields(cls):
+            name = item.metadata.get("env")
+            if name is None:
+                continue
+            raw = env.get(name, "")
+            if raw == "":
+                if name in SECRET_NAMES:
+                    generated.add(name)
+                continue
+            values[item.name] = item.metadata["parse"](name, raw)
+        return cls(**values, generated=frozenset(generated))
+
+
+def _shown(item: dataclasses.Field[Any]) -> str:
+    shown: str | None = item.metadata["shown"]
+    if shown is not None:
+        return shown
+    if isinstance(item.default, tuple):
+        return ",".join(item.default)
+    return str(item.default)
+
+
+VARIABLES: Final = tuple(
+    Variable(item.metadata["env"], _shown(item), item.metadata["description"])
+    for item in dataclasses.fields(Settings)
+    if "env" in item.metadata
+)
+
+
+def announce_generated(settings: Settings, stream: IO[str] | None = None) -> None:
+    """Say on stderr which secrets this process made up (tokens signed elsewhere won't verify)."""
+    out = stream or sys.stderr
+    for name in sorted(settings.generated):
+        print(
+            f"{name} is not set: generated a random one for this process; set it to keep "
+            "tokens and URLs valid across restarts and processes",
+            file=out,
+            flush=True,
         )
+
+
+def child_secrets(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The secrets a harness hands to the service it starts and to its load generator: the
+    ones set in ``env``, the others generated once here."""
+    return {name: env.get(name) or generate_secret() for name in SECRET_NAMES}

@@ -10,6 +10,7 @@ from reference.web.errors import json_response
 from reference.web.feature import Feature
 from reference.web.metrics import CONTENT_TYPE, METRICS
 from reference.web.openapi import ApiRoutes
+from reference.web.schemas import STRING, obj
 from reference.web.typedefs import POOL
 
 routes = ApiRoutes(tag="system")
@@ -21,7 +22,10 @@ OPENAPI = web.AppKey("openapi", dict[str, Any])
     "/healthz",
     summary="Liveness and database reachability",
     public=True,
-    responses={200: "healthy", 503: "database unreachable"},
+    responses={
+        200: ("healthy", obj({"status": STRING})),
+        503: ("a dependency is unreachable", obj({"status": STRING})),
+    },
 )
 async def healthz(request: web.Request) -> web.Response:
     try:
@@ -37,7 +41,7 @@ async def healthz(request: web.Request) -> web.Response:
     "/metrics",
     summary="Prometheus metrics",
     public=True,
-    responses={200: "Prometheus text exposition"},
+    responses={200: ("Prometheus text exposition", STRING, "text/plain")},
 )
 async def metrics(request: web.Request) -> web.Response:
     registry = request.app[METRICS]
@@ -55,7 +59,7 @@ async def metrics(request: web.Request) -> web.Response:
     "/openapi.json",
     summary="This document",
     public=True,
-    responses={200: "OpenAPI 3 document"},
+    responses={200: ("OpenAPI 3 document", obj({"openapi": STRING, "paths": {"type": "object"}}))},
 )
 async def openapi(request: web.Request) -> web.Response:
     return json_response(request.app[OPENAPI])

@@ -35,6 +35,7 @@ import asyncpg
 
 from benchmarks.conftest import PROGRESS
 from fixtures.processes import ChildError, ServiceProcess, run_child, say
+from reference.settings import child_secrets
 from reports.environment import ROOT, fingerprint, git_commit, probe_machine
 from reports.figures import benchmark_key
 from reports.history import (
@@ -622,7 +623,8 @@ def main(env: Mapping[str, str] = os.environ) -> int:
         strict=env.get("STRICT", "") not in ("", "0"),
         load_run_time=load_run_time,
         bench_timeout_s=bench_timeout,
-        env=dict(env),
+        # One set of secrets for the run: the service and the load generator's tokens agree.
+        env={**env, **child_secrets(env)},
     )
     say(f"make bench: scale {bench.scale}, targets {targets.path}, load {load_run_time} per mode")
     with _line_buffered():

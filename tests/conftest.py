@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import pytest
@@ -17,12 +17,16 @@ from reference.web.auth import issue_token
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
+#: This session's secrets (random: no secret is written in the source), shared by every test.
+SETTINGS: Final = Settings()
+
+
 def test_settings(dsn: str, **overrides: Any) -> Settings:
-    return dataclasses.replace(Settings(), database_url=dsn, **overrides)
+    return dataclasses.replace(SETTINGS, database_url=dsn, **overrides)
 
 
 def auth_headers(user_id: UUID, settings: Settings | None = None) -> dict[str, str]:
-    secret = (settings or Settings()).jwt_secret
+    secret = (settings or SETTINGS).jwt_secret
     return {"Authorization": f"Bearer {issue_token(secret, user_id)}"}
 
 

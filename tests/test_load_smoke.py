@@ -20,7 +20,7 @@ from fixtures.prepare import ensure_dataset
 from fixtures.processes import ServiceProcess
 from fixtures.pytest_plugin import SeededDataset
 from loadtests._config import REPO, Identity, write_tokens
-from reference.settings import Settings
+from reference.settings import child_secrets
 from reference.web.auth import issue_token
 from reports.service_metrics import fetch_url_cache
 
@@ -58,7 +58,8 @@ def served(
     storage = tmp_path_factory.mktemp("storage")
     run_async(ensure_dataset(seeded_dsn, seeded_template.spec, storage))
     tokens = tmp_path_factory.mktemp("tokens") / "tokens.json"
-    secret, heavy = Settings().jwt_secret, seeded_template.heavy_user
+    secrets = child_secrets({})
+    secret, heavy = secrets["JWT_SECRET"], seeded_template.heavy_user
     users = seeded_template.users[:8]
     weights = [5.0 if u == heavy else 1.0 for u in users]
     write_tokens(
@@ -66,7 +67,8 @@ def served(
         [Identity(str(u), issue_token(secret, u), w) for u, w in zip(users, weights, strict=True)],
     )
     log_path = tmp_path_factory.mktemp("logs") / "service.log"
-    with ServiceProcess(seeded_dsn, "unified", storage, log_path) as service:
+    env = {**os.environ, **secrets}
+    with ServiceProcess(seeded_dsn, "unified", storage, log_path, env=env) as service:
         yield service.url, tokens
 
 

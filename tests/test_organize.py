@@ -16,7 +16,7 @@ import pytest
 from reference.db.pool import connect
 from reference.organize import dedup
 from reference.organize.index import store_signatures
-from tests.conftest import auth_headers
+from tests.conftest import SETTINGS, auth_headers
 
 ACTIVE_ROWS = """
 select a.id, a.prompt, a.created_at from assets a
@@ -336,7 +336,6 @@ async def test_duplicate_sets_carry_signed_thumbnail_urls(
 ) -> None:
     from urllib.parse import parse_qs, urlsplit
 
-    from reference.settings import Settings
     from reference.urls.storage_api import verify_object_token
 
     user = seeded_template.heavy_user
@@ -357,4 +356,4 @@ async def test_duplicate_sets_carry_signed_thumbnail_urls(
         bucket, _, path = url.path.removeprefix(prefix).partition("/")
         assert path == paths[asset["id"]]
         token = parse_qs(url.query)["token"][0]
-        verify_object_token(Settings().storage_key, token, bucket, path)
+        verify_object_token(SETTINGS.storage_key, token, bucket, path)

@@ -21,7 +21,7 @@ from fixtures.spec import spec_for
 from reference.db.pool import SERVER_SETTINGS, connect
 from reference.search.query import parse_query
 from reference.search.service import detect_capabilities, search_args
-from reference.search.sql import COUNT_SQL, PAGE_SQL
+from reference.search.sql import COUNT_SQL, PAGE_SQL, TEXT_PAGE_SQL
 
 ASSET_TABLES = {"images", "videos"}
 COMMON_SEARCHES: list[dict[str, str]] = [
@@ -78,17 +78,27 @@ def plan_nodes(plan: Any) -> Iterator[dict[str, Any]]:
             yield from plan_nodes(value)
 
 
-async def explain_search(dsn: str, spec: Any, params: dict[str, str]) -> dict[str, Any]:
+async def explain_search(
+    dsn: str, spec: Any, params: dict[str, str], *, analyze: bool = False, cap: int = 10_000
+) -> dict[str, Any]:
+    """The plans of the statements the endpoint sends: a text search's page carries its count."""
     async with connect(dsn, server_settings=SERVER_SETTINGS, json_codecs=True) as conn:
         caps = await detect_capabilities(conn)
         query = parse_query(params)
-        args = search_args(heavy_user_id(spec), query, caps.mode_for(query.q))
+        mode = caps.mode_for(query.q)
+        args = search_args(heavy_user_id(spec), query, mode)
+        statements = (
+            [("page", TEXT_PAGE_SQL[query.sort, query.order], [None, None, 51, cap + 1])]
+            if mode is not None
+            else [
+                ("page", PAGE_SQL[query.sort, query.order], [None, None, 51]),
+                ("count", COUNT_SQL, []),
+            ]
+        )
+        explain = "explain (analyze, format json) " if analyze else "explain (format json) "
         plans = {}
-        for name, sql, extra in (
-            ("page", PAGE_SQL[query.sort, query.order], [None, None, 51]),
-            ("count", COUNT_SQL, []),
-        ):
-            raw = await conn.fetchval("explain (format json) " + sql, *args, *extra)
+        for name, sql, extra in statements:
+            raw = await conn.fetchval(explain + sql, *args, *extra)
             plans[name] = orjson.loads(raw) if isinstance(raw, str) else raw
         return plans
 
@@ -132,3 +142,36 @@ def test_every_sort_is_an_ordered_index_scan(
     assert not any(n["Node Type"] == "Sort" for n in nodes), plans["page"]
     used = {n.get("Index Name") for n in nodes}
     assert {f"idx_images_user_{index}", f"idx_videos_user_{index}"} <= used
+
+
+def _walks(plan: Any, index_suffix: str) -> int:
+    """Rows the executed plan read from the sort indexes named ``*_{index_suffix}``."""
+    return sum(
+        n.get("Actual Rows", 0) + n.get("Rows Removed by Filter", 0)
+        for n in plan_nodes(plan)
+        if str(n.get("Index Name", "")).endswith(index_suffix) and n.get("Actual Loops", 0)
+    )
+
+
+@pytest.mark.parametrize("sort", ["prompt", "quality", "model"])
+def test_selective_text_search_sorts_its_matches_instead_of_walking_a_sort_index(
+    small_dataset: tuple[str, Any], sort: str
+) -> None:
+    """Issue 16: at 100,000 assets ``q=knight&quality=high&sort=prompt`` walked 12,000 rows of
+    the prompt index for 41 matches; the matches (fewer than the count cap) are sorted instead."""
+    dsn, spec = small_dataset
+    params = {"q": "knight", "quality": "high", "sort": sort}
+    plan = asyncio.run(explain_search(dsn, spec, params, analyze=True))["page"]
+    assert _walks(plan, f"_{sort}_c") == 0, plan
+    used = {n.get("Index Name") for n in plan_nodes(plan) if n.get("Actual Loops", 0)}
+    assert "idx_images_user_prompt_trgm" in used
+
+
+def test_frequent_text_search_walks_the_sort_index_past_the_cap(
+    small_dataset: tuple[str, Any],
+) -> None:
+    dsn, spec = small_dataset
+    plan = asyncio.run(
+        explain_search(dsn, spec, {"q": "the", "sort": "prompt"}, analyze=True, cap=50)
+    )["page"]
+    assert _walks(plan, "_prompt_c") >= 51, plan

@@ -26,9 +26,8 @@ from reference.app import create_app
 from reference.assets import Asset
 from reference.search.in_memory import filter_assets
 from reference.search.query import parse_query
-from reference.settings import Settings
 from reference.web.errors import BadRequest
-from tests.conftest import auth_headers
+from tests.conftest import SETTINGS, auth_headers
 from tests.search_support import user_assets, walk
 
 MAX_PAGES = 8
@@ -51,7 +50,7 @@ class LiveService:
 
     async def _start(self) -> None:
         self.runner = web.AppRunner(
-            create_app(dataclasses.replace(Settings(), database_url=self.dsn))
+            create_app(dataclasses.replace(SETTINGS, database_url=self.dsn))
         )
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)

@@ -11,10 +11,10 @@ import jwt
 import pytest
 
 from reference.assets import Asset, ContentType
-from reference.settings import Settings
 from reference.urls.service import LocalSigner, UnifiedUrlService, UrlCache, window_bounds
 from reference.urls.storage_api import StorageError, verify_object_token
 from reference.web.metrics import Metrics
+from tests.conftest import SETTINGS
 
 WINDOW = 3600
 T0 = 1_700_000_000 - 1_700_000_000 % WINDOW  # the start of a window
@@ -29,7 +29,8 @@ class Clock:
 
 
 def make_service(clock, **overrides):
-    settings = dataclasses.replace(Settings(), url_window_s=WINDOW, **overrides)
+    # One STORAGE_KEY for every service made here, as for the processes of one deployment.
+    settings = dataclasses.replace(SETTINGS, url_window_s=WINDOW, **overrides)
     metrics = Metrics()
     signer = LocalSigner(settings.storage_key, settings.public_url, WINDOW, clock)
     return UnifiedUrlService(settings, metrics, signer, clock)
@@ -70,7 +71,7 @@ async def test_same_url_within_a_window_different_across():
 
 
 async def test_url_shape_and_claims():
-    settings = Settings()
+    settings = SETTINGS
     asset = make_asset("user/job/3")
     service = make_service(Clock(T0 + 10))
     (url,) = await service.thumbnail_urls([asset])
@@ -85,7 +86,7 @@ async def test_url_shape_and_claims():
 
 
 async def test_token_tamper_expiry_and_wrong_path_are_refused():
-    settings = Settings()
+    settings = SETTINGS
     clock = Clock(0)  # signed long ago: expired by now
     (old,) = await make_service(clock).thumbnail_urls([make_asset("u/j/0")])
     with pytest.raises(StorageError) as expired:
@@ -141,20 +142,35 @@ async def test_cache_is_bounded_and_evicts_least_recently_used():
     assert service.cache.hits == hits + 3  # b was evicted: a miss
 
 
-async def test_resigns_before_expiry():
+async def test_an_earlier_windows_entry_is_a_miss_so_warm_and_cold_agree():
+    """Issue 13: past a window boundary a warm cache kept the previous window's URL while a
+    cold process signed the current one (two URLs in one window, one with 301 s to live)."""
     clock = Clock(T0 + 5)
-    service = make_service(clock, url_resign_margin_s=300)
+    warm = make_service(clock)
     asset = make_asset()
-    (first,) = await service.thumbnail_urls([asset])
-    expires = T0 + 2 * WINDOW
-    clock.now = expires - 301  # more than the margin left: the cached URL still serves
-    assert await service.thumbnail_urls([asset]) == [first]
-    clock.now = expires - 299  # less than the margin left: re-signed for the current window
-    (second,) = await service.thumbnail_urls([asset])
-    assert second != first
-    claims = jwt.decode(token_of(second), Settings().storage_key, algorithms=["HS256"],
+    (first,) = await warm.thumbnail_urls([asset])
+    clock.now = T0 + WINDOW + 1
+    (warm_url,) = await warm.thumbnail_urls([asset])
+    (cold_url,) = await make_service(Clock(clock.now)).thumbnail_urls([asset])
+    assert warm_url == cold_url != first
+    claims = jwt.decode(token_of(warm_url), SETTINGS.storage_key, algorithms=["HS256"],
                         options={"verify_exp": False})  # fmt: skip
     assert claims["exp"] == T0 + 3 * WINDOW
+
+
+@pytest.mark.parametrize("offset", [0, 1, WINDOW // 2, WINDOW - 301, WINDOW - 1, WINDOW - 0.001])
+async def test_every_url_handed_out_lives_at_least_one_window(offset):
+    clock = Clock(T0 - WINDOW + 7)
+    service = make_service(clock)
+    asset = make_asset()
+    await service.thumbnail_urls([asset])  # warm from the previous window
+    clock.now = T0 + offset
+    (url,) = await service.thumbnail_urls([asset])
+    claims = jwt.decode(token_of(url), SETTINGS.storage_key, algorithms=["HS256"],
+                        options={"verify_exp": False})  # fmt: skip
+    assert claims["exp"] - clock.now >= WINDOW
+    restarted = make_service(Clock(clock.now))  # a new process, or this one after a restart
+    assert await restarted.thumbnail_urls([asset]) == [url]
 
 
 async def test_batch_is_one_call_per_bucket_with_per_item_errors():

@@ -16,8 +16,8 @@ from fixtures.database import run_async
 from fixtures.storage_files import write_storage_objects
 from reference.app import create_app
 from reference.db.pool import connect
-from reference.settings import Settings, UrlMode
-from tests.conftest import auth_headers
+from reference.settings import UrlMode
+from tests.conftest import SETTINGS, auth_headers
 
 ALL_ASSETS = """
 select a.id, a.user_id, a.created_at, a.metadata->>'workspace_dismissed' as dismissed, p.title
@@ -229,7 +229,7 @@ async def test_legacy_and_unified_pages_agree_and_serve(
     for mode in UrlMode:
         port = free_port()
         settings = dataclasses.replace(
-            Settings(),
+            SETTINGS,
             database_url=seeded_template.dsn,
             storage_dir=seeded_storage,
             public_url=f"http://127.0.0.1:{port}",

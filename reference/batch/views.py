@@ -17,7 +17,6 @@ from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
-import orjson
 from aiohttp import web
 
 from reference.batch import sql as q
@@ -33,12 +32,14 @@ from reference.batch.operations import (
 )
 from reference.batch.runner import BATCH_RUNNER, runner_context, trash_context
 from reference.batch.zip import Member, archive_size, write_archive
+from reference.settings import Settings
 from reference.urls.buckets import UnsafePath, determine_bucket, object_file
-from reference.web import paging
+from reference.web import inputs, paging
 from reference.web.auth import current_user
 from reference.web.errors import BadRequest, PayloadTooLarge, json_response
 from reference.web.feature import Feature
-from reference.web.openapi import ApiRoutes, Param
+from reference.web.openapi import ERROR, ApiRoutes, Param, ResponseSpec
+from reference.web.schemas import ASSET_FIELDS, CURSOR, OPERATION, STRING, array, obj
 from reference.web.typedefs import POOL, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -46,30 +47,33 @@ log = logging.getLogger(__name__)
 
 routes = ApiRoutes(tag="batch")
 
-IDEMPOTENCY_KEY_MAX: Final = 200
 
-SELECTION_SCHEMA: Final[dict[str, Any]] = {
-    "type": "object",
-    "description": "Assets by id, and/or every asset of the given generation jobs "
-    "(metadata.job_id), in images and videos. At least one id; at most BATCH_MAX_IDS "
-    "per field and in total (413 names the field).",
-    "properties": {
-        "asset_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
-        "job_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
-    },
-    "additionalProperties": False,
-}
-IDEMPOTENCY_PARAM: Final = Param(
-    "Idempotency-Key",
-    "header",
-    description="A retried request with the same key returns the original operation and "
-    "does nothing again; the same key on a different request is a 409.",
-)
-OPERATION_RESPONSES: Final = {
-    200: "finished: {operation}; not_found lists ids that are absent or not the caller's",
-    202: "running in the background: {operation}; poll its Location",
-    409: "Idempotency-Key reused for a different request",
-    413: "too many ids (the field is named)",
+def selection_schema(settings: Settings) -> dict[str, Any]:
+    ids = {
+        "type": "array",
+        "items": {"type": "string", "format": "uuid"},
+        "maxItems": settings.batch_max_ids,
+    }
+    return {
+        "type": "object",
+        "description": "Assets by id, and/or every asset of the given generation jobs "
+        "(metadata.job_id), in images and videos. At least one id; at most BATCH_MAX_IDS "
+        "per field and in total (413 names the field).",
+        "properties": {"asset_ids": ids, "job_ids": ids},
+        "anyOf": [
+            {"required": ["asset_ids"], "properties": {"asset_ids": {"minItems": 1}}},
+            {"required": ["job_ids"], "properties": {"job_ids": {"minItems": 1}}},
+        ],
+        "additionalProperties": False,
+    }
+
+
+ANSWER: Final = obj({"operation": OPERATION})
+OPERATION_RESPONSES: Final[dict[int, ResponseSpec]] = {
+    200: ("finished; not_found lists ids that are absent or not the caller's", ANSWER),
+    202: ("running in the background; poll its Location", ANSWER),
+    409: ("Idempotency-Key reused for a different request", ERROR),
+    413: ("too many ids (the field is named)", ERROR),
 }
 
 
@@ -84,24 +88,11 @@ def _uuid_list(body: dict[str, Any], name: str, max_ids: int) -> list[UUID]:
         raise BadRequest(f"{name} must be an array of ids", field=name)
     if len(raw) > max_ids:
         raise PayloadTooLarge(f"{name} names {len(raw)} ids; at most {max_ids}", field=name)
-    ids: list[UUID] = []
-    for index, value in enumerate(raw):
-        try:
-            if not isinstance(value, str):
-                raise ValueError(value)
-            ids.append(UUID(value))
-        except ValueError:
-            raise BadRequest(f"{name}[{index}] is not an id", field=f"{name}[{index}]") from None
-    return ids
+    return [inputs.uuid(value, f"{name}[{index}]") for index, value in enumerate(raw)]
 
 
 async def read_selection(request: web.Request, max_ids: int) -> Selection:
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        raise BadRequest("the body must be JSON", field="body") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be an object", field="body")
+    body = await inputs.json_object(request)
     unknown = set(body) - {"asset_ids", "job_ids"}
     if unknown:
         raise BadRequest(f"unknown field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
@@ -117,23 +108,8 @@ async def read_selection(request: web.Request, max_ids: int) -> Selection:
     return Selection(tuple(asset_ids), tuple(str(j) for j in job_ids))
 
 
-def _idempotency_key(request: web.Request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not key or len(key) > IDEMPOTENCY_KEY_MAX or not key.isprintable():
-        raise BadRequest(
-            f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable characters",
-            field="Idempotency-Key",
-        )
-    return key
-
-
 def _operation_id(request: web.Request) -> UUID:
-    try:
-        return UUID(request.match_info["operation_id"])
-    except ValueError:
-        raise BadRequest("not an operation id", field="operation_id") from None
+    return inputs.uuid(request.match_info["operation_id"], "operation_id")
 
 
 # --- operations ------------------------------------------------------------------------------
@@ -159,7 +135,7 @@ async def _answer(request: web.Request, op_id: UUID) -> web.Response:
 async def _submit(request: web.Request, kind: Kind) -> web.Response:
     settings = request.app[SETTINGS]
     selection = await read_selection(request, settings.batch_max_ids)
-    key = _idempotency_key(request)
+    key = inputs.idempotency_key(request)
     async with request.app[POOL].acquire() as conn:
         op, _ = await create_operation(
             conn,
@@ -182,8 +158,8 @@ def _operation_route(kind: Kind, summary: str) -> None:
         "POST",
         f"/v1/batch/{kind.value}",
         summary=summary,
-        params=[IDEMPOTENCY_PARAM],
-        body=SELECTION_SCHEMA,
+        params=[inputs.IDEMPOTENCY_PARAM],
+        body=selection_schema,
         responses=OPERATION_RESPONSES,
     )(handler)
 
@@ -215,7 +191,7 @@ _operation_route(
     "/v1/batch/operations/{operation_id}",
     summary="An operation and its progress (done of total); 'running' until finished",
     params=[Param("operation_id", "path", {"type": "string", "format": "uuid"})],
-    responses={200: "finished", 202: "still running"},
+    responses={200: ("finished", ANSWER), 202: ("still running", ANSWER)},
 )
 async def get_operation_route(request: web.Request) -> web.Response:
     return await _answer(request, _operation_id(request))
@@ -226,7 +202,7 @@ async def get_operation_route(request: web.Request) -> web.Response:
     "/v1/batch/operations/{operation_id}/resume",
     summary="Resume an operation left running by an interruption (a no-op when finished)",
     params=[Param("operation_id", "path", {"type": "string", "format": "uuid"})],
-    responses={200: "finished", 202: "running again"},
+    responses={200: ("finished", ANSWER), 202: ("running again", ANSWER)},
 )
 async def resume_operation(request: web.Request) -> web.Response:
     op_id = _operation_id(request)
@@ -242,9 +218,9 @@ async def resume_operation(request: web.Request) -> web.Response:
     "/v1/batch/undo",
     summary="Undo the caller's latest operation (in order: each call undoes the next older)",
     responses={
-        200: "undone: {operation}",
-        202: "undoing in the background",
-        409: "nothing to undo, the latest operation is still running, or it is a purge",
+        200: ("undone", ANSWER),
+        202: ("undoing in the background", ANSWER),
+        409: ("nothing to undo, the latest operation is still running, or a purge", ERROR),
     },
 )
 async def undo(request: web.Request) -> web.Response:
@@ -259,9 +235,9 @@ async def undo(request: web.Request) -> web.Response:
     "/v1/batch/redo",
     summary="Redo the caller's most recently undone operation (a new operation clears redo)",
     responses={
-        200: "redone: {operation}",
-        202: "redoing in the background",
-        409: "nothing to redo",
+        200: ("redone", ANSWER),
+        202: ("redoing in the background", ANSWER),
+        409: ("nothing to redo", ERROR),
     },
 )
 async def redo(request: web.Request) -> web.Response:
@@ -279,7 +255,17 @@ async def redo(request: web.Request) -> web.Response:
     "/v1/trash",
     summary="The caller's trash, most recently deleted first (keyset pages)",
     params=[paging.LIMIT_PARAM, paging.CURSOR_PARAM],
-    responses={200: "{assets, next_cursor}"},
+    responses={
+        200: (
+            "a page of trashed assets",
+            obj(
+                {
+                    "assets": array(obj({**ASSET_FIELDS, "deleted_at": STRING})),
+                    "next_cursor": CURSOR,
+                }
+            ),
+        )
+    },
 )
 async def trash(request: web.Request) -> web.Response:
     limit = paging.parse_limit(request.query.get("limit"), request.app[SETTINGS])
@@ -341,10 +327,10 @@ def _members(storage_dir: Path, rows: list[asyncpg.Record]) -> tuple[list[Member
     summary="A ZIP of the selected assets' files, streamed (zip64, stored; Content-Length "
     "known up front). Headers X-Assets-Not-Found and X-Assets-Missing-Files count what is "
     "not in it.",
-    body=SELECTION_SCHEMA,
+    body=selection_schema,
     responses={
-        200: "application/zip",
-        413: "too many ids, or the archive would exceed DOWNLOAD_MAX_BYTES",
+        200: ("the archive", {"type": "string", "format": "binary"}, "application/zip"),
+        413: ("too many ids, or the archive would exceed DOWNLOAD_MAX_BYTES", ERROR),
     },
 )
 async def download(request: web.Request) -> web.StreamResponse:

@@ -6,7 +6,6 @@ import bisect
 from typing import Any, Final
 from uuid import UUID
 
-import orjson
 from aiohttp import web
 
 from reference.assets import Asset
@@ -22,16 +21,28 @@ from reference.organize.index import (
 )
 from reference.organize.sql import ASSETS_BY_ID, SELECT_ASSET_TAG_FIELDS
 from reference.urls.service import URLS
-from reference.web import paging
+from reference.web import inputs, paging
 from reference.web.auth import current_user
 from reference.web.errors import BadRequest, NotFound, json_response
 from reference.web.feature import Feature
-from reference.web.openapi import ApiRoutes, Param
+from reference.web.openapi import ERROR, ApiRoutes, Param
+from reference.web.schemas import CURSOR, INTEGER, OPERATION, STRING, UUID_STRING, array, obj
 from reference.web.typedefs import POOL, SETTINGS
 
 # --- HTTP --------------------------------------------------------------------------------------
 
 routes = ApiRoutes(tag="organize")
+NUMBER: Final = {"type": "number"}
+OBJECT: Final = {"type": "object"}
+APPLIED: Final = obj(
+    {
+        "action": STRING,
+        "sets": INTEGER,
+        "dismissed": INTEGER,
+        "asset_ids": array(UUID_STRING),
+        "operation": {**OPERATION, "nullable": True},
+    }
+)
 
 
 def _page(request: web.Request, shape: tuple[type, ...]) -> tuple[int, tuple[Any, ...] | None]:
@@ -39,13 +50,6 @@ def _page(request: web.Request, shape: tuple[type, ...]) -> tuple[int, tuple[Any
     limit = paging.parse_limit(request.query.get("limit"), request.app[SETTINGS])
     raw = request.query.get("cursor")
     return limit, tuple(paging.decode_cursor(raw, shape=shape)) if raw else None
-
-
-def _uuid(raw: str, name: str) -> UUID:
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a UUID", field=name) from None
 
 
 def _set_json(index: UserIndex, s: DuplicateSet) -> dict[str, Any]:
@@ -78,7 +82,23 @@ async def _attach_thumbnails(request: web.Request, sets: list[dict[str, Any]]) -
     "/v1/organize/duplicates",
     summary="Near-duplicate sets (newest set first); each set's first asset is the one to keep",
     params=[paging.LIMIT_PARAM, paging.CURSOR_PARAM],
-    responses={200: "a page of duplicate sets"},
+    responses={
+        200: (
+            "a page of duplicate sets",
+            obj(
+                {
+                    "threshold": NUMBER,
+                    "version": INTEGER,
+                    "total_sets": INTEGER,
+                    "total_assets": INTEGER,
+                    "sets": array(
+                        obj({"keep": UUID_STRING, "size": INTEGER, "assets": array(OBJECT)})
+                    ),
+                    "next_cursor": CURSOR,
+                }
+            ),
+        )
+    },
 )
 async def duplicates(request: web.Request) -> web.Response:
     limit, cursor = _page(request, (float, str))
@@ -112,7 +132,22 @@ GROUPINGS: Final = ("prompt", "duplicates")
         paging.LIMIT_PARAM,
         paging.CURSOR_PARAM,
     ],
-    responses={200: "a page of groups"},
+    responses={
+        200: (
+            "a page of groups",
+            obj(
+                {
+                    "by": STRING,
+                    "version": INTEGER,
+                    "total_groups": INTEGER,
+                    "groups": array(
+                        obj({"key": STRING, "count": INTEGER, "asset_ids": array(UUID_STRING)})
+                    ),
+                    "next_cursor": CURSOR,
+                }
+            ),
+        )
+    },
 )
 async def groups(request: web.Request) -> web.Response:
     by = request.query.get("by", "prompt")
@@ -151,14 +186,32 @@ async def groups(request: web.Request) -> web.Response:
         paging.LIMIT_PARAM,
         paging.CURSOR_PARAM,
     ],
-    responses={200: "tags"},
+    responses={
+        200: (
+            "one asset's tags, or a page of assets' tags with the counts",
+            {
+                "anyOf": [
+                    obj({"asset_id": UUID_STRING, "tags": array(STRING)}),
+                    obj(
+                        {
+                            "version": INTEGER,
+                            "themes": array(STRING),
+                            "counts": OBJECT,
+                            "assets": array(obj({"asset_id": UUID_STRING, "tags": array(STRING)})),
+                            "next_cursor": CURSOR,
+                        }
+                    ),
+                ]
+            },
+        )
+    },
 )
 async def tags(request: web.Request) -> web.Response:
     user = current_user(request)
     themes = request.app[SETTINGS].organize_themes
     raw_id = request.query.get("asset_id")
     if raw_id is not None:
-        asset_id = _uuid(raw_id, "asset_id")
+        asset_id = inputs.uuid(raw_id, "asset_id")
         async with request.app[POOL].acquire() as conn:
             row = await conn.fetchrow(SELECT_ASSET_TAG_FIELDS, asset_id, user)
         if row is None:
@@ -225,7 +278,19 @@ def suggestions_of(index: UserIndex) -> list[dict[str, Any]]:
     "GET",
     "/v1/organize/suggestions",
     summary="The plan's smart suggestions: groups found, duplicate sets found, tags, with counts",
-    responses={200: "suggestions"},
+    responses={
+        200: (
+            "suggestions",
+            obj(
+                {
+                    "version": INTEGER,
+                    "assets": INTEGER,
+                    "threshold": NUMBER,
+                    "suggestions": array(obj({"type": STRING, "count": INTEGER})),
+                }
+            ),
+        )
+    },
 )
 async def suggestions(request: web.Request) -> web.Response:
     index = await request.app[ORGANIZE].get(current_user(request))
@@ -251,15 +316,16 @@ ACTIONS: Final = ("dismiss_duplicates", "remove_duplicates")
             "action": {"type": "string", "enum": list(ACTIONS)},
         },
     },
-    responses={200: "what was dismissed"},
+    params=[inputs.IDEMPOTENCY_PARAM],
+    responses={
+        200: ("what was dismissed", APPLIED),
+        202: ("dismissing in the background: the operation's progress", APPLIED),
+        409: ("Idempotency-Key reused for a different request", ERROR),
+    },
 )
 async def apply(request: web.Request) -> web.Response:
-    try:
-        body = await request.json(loads=orjson.loads)
-    except ValueError:
-        raise BadRequest("body must be JSON", field="body") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object", field="body")
+    body = await inputs.json_object(request)
+    key = inputs.idempotency_key(request)
     action = body.get("action")
     if action not in ACTIONS:
         raise BadRequest(f"action must be one of {', '.join(ACTIONS)}", field="action")
@@ -284,7 +350,7 @@ async def apply(request: web.Request) -> web.Response:
             Kind.DISMISS,
             Selection(asset_ids=targets),
             max_ids=max(request.app[SETTINGS].batch_max_ids, len(targets)),
-            idempotency_key=request.headers.get("Idempotency-Key"),
+            idempotency_key=key,
         )
     await request.app[BATCH_RUNNER].drive(op)
     async with pool.acquire() as conn:

@@ -6,7 +6,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 from uuid import UUID
@@ -15,7 +15,7 @@ import orjson
 
 from reference.assets import Asset, ContentType, ModelType, Quality, Status
 from reference.settings import Settings
-from reference.web import paging
+from reference.web import inputs, paging
 from reference.web.errors import BadRequest
 
 MAX_QUERY_CHARS: Final = 200
@@ -110,27 +110,11 @@ def _choice(raw: str | None, name: str, allowed: tuple[str, ...]) -> str | None:
     return raw
 
 
-def _bound(raw: str | None, name: str) -> tuple[datetime, bool] | None:
+def _bound(raw: str | None, name: str, rounding: inputs.Rounding) -> tuple[datetime, bool] | None:
     """An ISO date (a whole UTC day) or datetime (UTC when naive); True when date-only."""
     if raw is None or raw == "":
         return None
-    try:
-        day = date.fromisoformat(raw)
-    except ValueError:
-        pass
-    else:
-        return datetime.combine(day, time(), UTC), True
-    try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise BadRequest(
-            f"{name}={raw!r}: expected an ISO date (2024-05-01) or datetime "
-            "(2024-05-01T12:00:00Z; encode '+' as %2B)",
-            field=name,
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC), False
+    return inputs.date_or_timestamp(raw, name, rounding)
 
 
 def _bool(raw: str | None, name: str) -> bool:
@@ -168,15 +152,12 @@ def parse_query(params: Mapping[str, str | None]) -> SearchQuery:
         raise BadRequest(f"sort={sort_raw!r}: expected one of {', '.join(SortKey)}", field="sort")
     if order_raw not in {o.value for o in SortOrder}:
         raise BadRequest(f"order={order_raw!r}: expected asc or desc", field="order")
-    start = _bound(params.get("start"), "start")
-    end = _bound(params.get("end"), "end")
+    start = _bound(params.get("start"), "start", "up")
+    end = _bound(params.get("end"), "end", "down")
     end_before: datetime | None = None
     if end is not None:
         moment, whole_day = end
-        try:
-            end_before = moment + (timedelta(days=1) if whole_day else timedelta(microseconds=1))
-        except OverflowError:
-            raise BadRequest(f"end={params.get('end')!r} is out of range", field="end") from None
+        end_before = moment + (timedelta(days=1) if whole_day else timedelta(microseconds=1))
     start_at = None if start is None else start[0]
     if start_at is not None and end_before is not None and start_at >= end_before:
         raise BadRequest("end is before start: the date range is reversed", field="end")

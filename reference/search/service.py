@@ -40,7 +40,13 @@ from reference.search.query import (
     TextMode,
     encode_cursor,
 )
-from reference.search.sql import CAPABILITIES_SQL, COUNT_CAPPED_SQL, COUNT_SQL, PAGE_SQL
+from reference.search.sql import (
+    CAPABILITIES_SQL,
+    COUNT_CAPPED_SQL,
+    COUNT_SQL,
+    PAGE_SQL,
+    TEXT_PAGE_SQL,
+)
 
 
 def like_pattern(q: str) -> str:
@@ -119,13 +125,15 @@ class SearchResult:
     mode: TextMode | None
 
 
-async def _fetch_page(pool: asyncpg.Pool, page: Page, args: list[Any]) -> list[asyncpg.Record]:
+def _cursor_args(page: Page) -> list[Any]:
     cursor_value, cursor_id = page.cursor if page.cursor is not None else (None, None)
+    return [cursor_value, cursor_id, page.limit + 1]
+
+
+async def _fetch_page(pool: asyncpg.Pool, page: Page, args: list[Any]) -> list[asyncpg.Record]:
     sql = PAGE_SQL[page.query.sort, page.query.order]
     async with pool.acquire() as conn:
-        rows: list[asyncpg.Record] = await conn.fetch(
-            sql, *args, cursor_value, cursor_id, page.limit + 1
-        )
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *args, *_cursor_args(page))
     return rows
 
 
@@ -138,15 +146,34 @@ async def _count(pool: asyncpg.Pool, args: list[Any], cap: int | None) -> int:
     return int(total)
 
 
+async def _text_page(
+    pool: asyncpg.Pool, page: Page, args: list[Any], cap: int
+) -> tuple[list[asyncpg.Record], int]:
+    """Page and capped total of a text search in one statement (the matches are found once)."""
+    sql = TEXT_PAGE_SQL[page.query.sort, page.query.order]
+    async with pool.acquire() as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *args, *_cursor_args(page), cap + 1)
+        if rows:
+            return rows, int(rows[0]["total"])
+        if page.cursor is None:
+            return rows, 0
+        # Past the last page: the total still describes the whole search.
+        return rows, int(await conn.fetchval(COUNT_CAPPED_SQL, *args, cap + 1))
+
+
 async def search_assets(
     pool: asyncpg.Pool, caps: SearchCapabilities, user_id: UUID, page: Page, count_cap: int
 ) -> SearchResult:
-    """One page and the total, on two connections at once (the total is the slower half)."""
+    """One page and the total: for filters on two connections at once (the total is the slower
+    half), for a prompt query in one statement."""
     query = page.query
     mode = caps.mode_for(query.q)
     args = search_args(user_id, query, mode)
     cap = count_cap if mode is not None else None
-    rows, total = await asyncio.gather(_fetch_page(pool, page, args), _count(pool, args, cap))
+    if cap is None:
+        rows, total = await asyncio.gather(_fetch_page(pool, page, args), _count(pool, args, cap))
+    else:
+        rows, total = await _text_page(pool, page, args, cap)
     assets = [Asset.from_record(r) for r in rows[: page.limit]]
     more = len(rows) > page.limit
     next_cursor = encode_cursor(query, assets[-1]) if more else None

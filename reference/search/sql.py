@@ -63,6 +63,48 @@ PAGE_SQL: Final[Mapping[tuple[SortKey, SortOrder], str]] = {
 }
 
 
+def _text_page_sql(key: SortKey, order: SortOrder) -> str:
+    """A text search's page and its capped total in one statement ($14 = count cap + 1).
+
+    The trigram index yields the matches in no useful order, a sort index yields the order but
+    must test every row it passes. Which is cheaper depends on how many rows match, which the
+    planner can only guess (at 100,000 assets it walked 12,000 rows of the prompt index for 41
+    matches of ``knight`` with ``quality=high``, 10 ms instead of 2). So the statement finds
+    out: it collects at most $14 matches (the count needs them anyway); when that is all of
+    them, the page is the top of those, sorted; only a larger match set walks the sort index,
+    where a frequent term finds its page of matches within a few hundred rows.
+    """
+    expr, cast = SORT_EXPRESSIONS[key]
+    direction, compare = ("asc", ">") if order is SortOrder.ASC else ("desc", "<")
+    after = f"($11::{cast} is null or ({{key}}, {{id}}) {compare} ($11::{cast}, $12::uuid))"
+    few_after = after.format(key="m.sort_key", id="m.id")
+    return (
+        "with matches as materialized (\n"  # noqa: S608 (literal fragments only)
+        f"  select a.type, a.id, {expr} as sort_key from assets a{SEARCH_WHERE}"
+        "  limit $14\n"
+        "), counted as (select count(*) as total from matches),\n"
+        "few as (\n"
+        "  select m.type, m.id, m.sort_key from matches m\n"
+        f"  where (select total from counted) < $14 and {few_after}\n"
+        f"  order by m.sort_key {direction}, m.id {direction} limit $13\n"
+        ")\n"
+        f"select {ASSET_COLUMNS}, f.sort_key, (select total from counted) as total\n"
+        "from few f join assets a on a.id = f.id and a.type = f.type\n"
+        "union all\n"
+        f"(select {ASSET_COLUMNS}, {expr}, (select total from counted)\n"
+        f"from assets a{SEARCH_WHERE}"
+        f"  and (select total from counted) >= $14 and {after.format(key=expr, id='a.id')}\n"
+        f"order by {expr} {direction}, a.id {direction} limit $13)\n"
+        f"order by sort_key {direction}, id {direction}"
+    )
+
+
+#: Text searches: page rows, each carrying ``total`` (the matches counted up to $14).
+TEXT_PAGE_SQL: Final[Mapping[tuple[SortKey, SortOrder], str]] = {
+    (key, order): _text_page_sql(key, order) for key in SortKey for order in SortOrder
+}
+
+
 CAPABILITIES_SQL: Final = """
 select
     exists (select 1 from pg_extension where extname = 'pg_trgm') as pg_trgm,

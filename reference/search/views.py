@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Final
 
-import orjson
 from aiohttp import web
 
 from reference.search.query import (
@@ -19,16 +18,19 @@ from reference.search.query import (
 from reference.search.service import SearchCapabilities, detect_capabilities, search_assets
 from reference.search.sql import GET_STATE_SQL, PUT_STATE_SQL
 from reference.urls.service import URLS
+from reference.web import inputs, paging
 from reference.web.auth import current_user
-from reference.web.errors import BadRequest, json_response
+from reference.web.errors import json_response
 from reference.web.feature import Feature
 from reference.web.openapi import ApiRoutes, Param
+from reference.web.schemas import ASSET, CURSOR, INTEGER, NULLABLE_STRING, array, obj
 from reference.web.typedefs import POOL, SETTINGS
 
 # --- routes -------------------------------------------------------------------------------------
 
 CAPABILITIES = web.AppKey("search_capabilities", SearchCapabilities)
 routes = ApiRoutes(tag="search")
+SAVED_STATE: Final = obj({"state": {"type": "object"}, "updated_at": NULLABLE_STRING})
 
 
 def _enum_param(name: str, values: list[str], description: str) -> Param:
@@ -67,11 +69,7 @@ SEARCH_PARAM_DOCS: Final = (
         description="Include assets dismissed from the workspace.",
     ),
     Param("cursor", description="Opaque keyset cursor: next_cursor of the previous page."),
-    Param(
-        "limit",
-        schema={"type": "integer", "minimum": 1, "default": 50},
-        description="Page size, at most the service's page_size_max (200 by default).",
-    ),
+    Param("limit", schema=paging.limit_schema, description="Page size."),
 )
 
 
@@ -81,8 +79,20 @@ SEARCH_PARAM_DOCS: Final = (
     summary="Search, filter and sort the caller's images and videos (keyset pages)",
     params=SEARCH_PARAM_DOCS,
     responses={
-        200: "a page of assets, the next cursor, the total (exact, or at least the count cap "
-        "when total_is_exact is false), and how the prompt query was answered"
+        200: (
+            "a page of assets, the next cursor, the total (exact, or at least the count cap "
+            "when total_is_exact is false), and how the prompt query was answered",
+            obj(
+                {
+                    "assets": array(ASSET),
+                    "next_cursor": CURSOR,
+                    "total": INTEGER,
+                    "total_is_exact": {"type": "boolean"},
+                    "text_search": NULLABLE_STRING,
+                    "text_index": {"type": "boolean"},
+                }
+            ),
+        )
     },
 )
 async def search(request: web.Request) -> web.Response:
@@ -115,7 +125,7 @@ async def search(request: web.Request) -> web.Response:
     "GET",
     "/v1/search/capabilities",
     summary="What this database can index for search, and the limitation when it cannot",
-    responses={200: "capabilities"},
+    responses={200: ("capabilities", obj({"text_index": {"type": "boolean"}}))},
 )
 async def capabilities(request: web.Request) -> web.Response:
     return json_response(request.app[CAPABILITIES].to_json())
@@ -125,7 +135,7 @@ async def capabilities(request: web.Request) -> web.Response:
     "GET",
     "/v1/search/state",
     summary="The caller's saved search (query, filters, sort); defaults when none is saved",
-    responses={200: "the saved state and when it was saved (null: never)"},
+    responses={200: ("the saved state and when it was saved (null: never)", SAVED_STATE)},
 )
 async def get_state(request: web.Request) -> web.Response:
     row = await request.app[POOL].fetchrow(GET_STATE_SQL, current_user(request))
@@ -139,14 +149,10 @@ async def get_state(request: web.Request) -> web.Response:
     "/v1/search/state",
     summary="Save the caller's search (replaces the previous one)",
     body=STATE_SCHEMA,
-    responses={200: "the state as stored (defaults filled in)"},
+    responses={200: ("the state as stored (defaults filled in)", SAVED_STATE)},
 )
 async def put_state(request: web.Request) -> web.Response:
-    try:
-        body = await request.json(loads=orjson.loads)
-    except ValueError:
-        raise BadRequest("body is not valid JSON", field="body") from None
-    state = parse_state(body).state()
+    state = parse_state(await inputs.json_object(request)).state()
     updated = await request.app[POOL].fetchval(PUT_STATE_SQL, current_user(request), state)
     return json_response({"state": state, "updated_at": updated.isoformat()})
 

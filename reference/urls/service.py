@@ -3,8 +3,11 @@
 The plan's ``UnifiedUrlService`` done right. Signed URLs have Supabase Storage's shape
 (``/storage/v1/object/sign/{bucket}/{path}?token=JWT``, HS256 ``{url, iat, exp}``). Both ``iat``
 and ``exp`` derive from a fixed window, not from the current time, so one object has one URL
-for the whole window and browser and CDN caches hit. The cache is a TTL+LRU bound (the plan's
-``Map`` never evicts) and re-signs an entry before it gets close to expiry.
+for the whole window and browser and CDN caches hit: the same URL in every process and after
+a restart, since the signature depends only on the key, the object and the window. A cached URL
+is served only within the window it was signed for (an earlier window's is a miss), so every
+URL handed out lives at least one more window. The cache is a TTL+LRU bound (the plan's ``Map``
+never evicts).
 """
 
 from __future__ import annotations
@@ -185,9 +188,15 @@ class UrlCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: tuple[str, str], now: float) -> str | None:
+    def get(self, key: tuple[str, str], now: float, *, expires_at: int | None = None) -> str | None:
+        """The cached URL; a miss when close to expiry, or, given ``expires_at``, when the
+        entry was signed for another expiry (another window)."""
         entry = self._entries.get(key)
-        if entry is None or entry[1] - now < self.margin:
+        if (
+            entry is None
+            or entry[1] - now < self.margin
+            or (expires_at is not None and entry[1] != expires_at)
+        ):
             self.misses += 1
             return None
         self._entries.move_to_end(key)
@@ -255,10 +264,11 @@ class UnifiedUrlService(UrlService):
         """Signed URLs for ``(bucket, path)`` pairs, in order: cache first, then one signing
         call per bucket for the misses. A failed item (or bucket) does not fail the others."""
         now = self.clock()
+        _, window_expiry = window_bounds(now, self.settings.url_window_s)
         results: list[SignResult | None] = [None] * len(objects)
         missing: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
         for index, (bucket, path) in enumerate(objects):
-            url = self.cache.get((bucket, path), now)
+            url = self.cache.get((bucket, path), now, expires_at=window_expiry)
             if url is None:
                 missing[bucket][path].append(index)
             else:
@@ -314,7 +324,7 @@ URLS = web.AppKey("urls", UrlService)
 def make_unified(settings: Settings, metrics: Metrics, clock: Clock = time.time) -> UrlService:
     signer: Signer
     if settings.storage_remote_url:
-        key = settings.storage_remote_key or settings.storage_key
+        key = settings.storage_remote_key or settings.service_role_key
         signer = RemoteSigner(settings.storage_remote_url, key, settings.url_window_s, clock)
     else:
         signer = LocalSigner(

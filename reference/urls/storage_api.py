@@ -1,65 +1,81 @@
-"""Supabase Storage's REST routes for signed URLs, served from local disk.
+"""Supabase Storage's REST routes for signed URLs and object reads, served from local disk.
 
-Compatible with ``storage-api`` (and so with supabase-js's ``createSignedUrl(s)``): sign one
-object, sign many (``paths``), and read a signed object. Signing takes the storage key as a
-bearer (the service role) or a user's access token, which may sign only objects under the
-user's own folder (the usual Supabase policy ``foldername(name)[1] = auth.uid()``). Errors
-carry storage-api's shape, ``{"statusCode": "400", "error": "InvalidJWT", "message": ...}``.
+Compatible with ``storage-api``, so supabase-js (``createSignedUrl(s)``, ``download``) and
+storage3 work unchanged: sign one object, sign many (``paths``), read by signed URL (with
+``download`` for an attachment) and read with a bearer (``/object/authenticated/...`` and
+``/object/...``). Signing and bearer reads take the service-role key (``SERVICE_ROLE_KEY``, never
+the URL-signing key) or a user's access token, which reaches only objects under the user's own
+folder (the usual Supabase policy ``foldername(name)[1] = auth.uid()``). Errors carry
+storage-api's shape and statuses: ``{"statusCode": "404", "error": ..., "code": ..., "message":
+...}`` with HTTP 400 for a missing object or bucket, as storage-api answers.
+
+A signed URL is the capability, so its object is cacheable by any cache, a CDN included, for
+the rest of the URL's life (``public, max-age, immutable``); the ETag is a hash of the bytes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 from uuid import UUID
 
 import jwt
-import orjson
 from aiohttp import web
 
 from reference.settings import Settings, UrlMode
-from reference.urls.buckets import UnsafePath, object_file
+from reference.urls.buckets import BUCKETS, UnsafePath, object_file
 from reference.urls.legacy import LegacyUrlService
-from reference.urls.service import (
-    ALGORITHM,
-    URLS,
-    UrlService,
-    make_unified,
-    sign_token,
-    signed_path,
-)
-from reference.web import auth
-from reference.web.errors import ApiError, json_response
+from reference.urls.service import ALGORITHM, URLS, UrlService, make_unified, sign_token
+from reference.web import auth, inputs
+from reference.web.errors import ApiError, BadRequest, json_response
 from reference.web.feature import Feature
 from reference.web.metrics import METRICS
-from reference.web.openapi import ApiRoutes, Param
+from reference.web.openapi import ApiRoutes, Param, ResponseSpec
 from reference.web.typedefs import SETTINGS
 
 routes = ApiRoutes(tag="storage")
 
-NOT_FOUND_MESSAGE: Final = "Object not found"
 BATCH_NOT_FOUND: Final = "Either the object does not exist or you do not have access to it"
 MAX_EXPIRES_IN: Final = 10 * 365 * 86_400
 MAX_BATCH_PATHS: Final = 1_000
+DIGITS: Final = re.compile(r"[0-9]{1,12}")
 #: Not every Python's mimetypes table knows WebP.
 CONTENT_TYPES: Final = {".png": "image/png", ".webp": "image/webp", ".mp4": "video/mp4"}
+OBJECT_HEADERS: Final = {"Referrer-Policy": "no-referrer", "Accept-Ranges": "bytes"}
 
 
 class StorageError(ApiError):
-    """An error in storage-api's body shape (``statusCode`` is a string there)."""
+    """An error in storage-api's body shape (``statusCode`` is a string there, and may differ
+    from the HTTP status: a missing object is HTTP 400 with ``statusCode: "404"``)."""
 
-    def __init__(self, status: int, code: str, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        status_code: int | None = None,
+        error: str | None = None,
+    ) -> None:
         super().__init__(message, field=field)
         self.status = status
         self.code = code
+        self.status_code = status_code or status
+        self.error = error or code
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "statusCode": str(self.status),
-            "error": self.code,
+            "statusCode": str(self.status_code),
+            "code": self.code,
+            "error": self.error,
             "message": self.message,
         }
         if self.field is not None:
@@ -71,15 +87,30 @@ def invalid_request(message: str, field: str) -> StorageError:
     return StorageError(400, "InvalidRequest", message, field=field)
 
 
-def not_found() -> StorageError:
-    return StorageError(404, "not_found", NOT_FOUND_MESSAGE)
+def not_found(field: str = "path") -> StorageError:
+    return StorageError(
+        400, "NoSuchKey", "Object not found", field=field, status_code=404, error="not_found"
+    )
+
+
+def no_such_bucket() -> StorageError:
+    return StorageError(
+        400,
+        "NoSuchBucket",
+        "Bucket not found",
+        field="bucket",
+        status_code=404,
+        error="Bucket not found",
+    )
 
 
 def object_path(settings: Settings, bucket: str, path: str) -> Path:
+    if bucket not in BUCKETS:
+        raise no_such_bucket()
     try:
         return object_file(settings.storage_dir, bucket, path)
     except UnsafePath:
-        raise invalid_request(f"invalid object path {bucket}/{path}", "path") from None
+        raise invalid_request(f"invalid object path {path!r}", "path") from None
 
 
 def verify_object_token(key: str, token: str, bucket: str, path: str) -> dict[str, Any]:
@@ -99,15 +130,15 @@ def verify_object_token(key: str, token: str, bucket: str, path: str) -> dict[st
     return claims
 
 
-def signer_owner(request: web.Request) -> UUID | None:
-    """Who may sign: ``None`` for the service role (storage key), else the user's id."""
+def bearer_owner(request: web.Request) -> UUID | None:
+    """Who is asking: ``None`` for the service role (``SERVICE_ROLE_KEY``), else the user."""
     settings = request.app[SETTINGS]
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise StorageError(400, "Unauthorized", "missing bearer token", field="authorization")
-    if hmac.compare_digest(token.encode(), settings.storage_key.encode()):
+    if hmac.compare_digest(token.encode(), settings.service_role_key.encode()):
         return None
     try:
         return auth.verify_token(settings.jwt_secret, token)
@@ -115,27 +146,35 @@ def signer_owner(request: web.Request) -> UUID | None:
         raise StorageError(400, "InvalidJWT", exc.message, field="authorization") from None
 
 
-def may_sign(owner: UUID | None, path: str) -> bool:
+def may_read(owner: UUID | None, path: str) -> bool:
     return owner is None or path.split("/", 1)[0] == str(owner)
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
     try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError:
-        raise invalid_request("request body is not valid JSON", "body") from None
-    if not isinstance(body, dict):
-        raise invalid_request("request body must be a JSON object", "body")
-    return body
+        return await inputs.json_object(request)
+    except BadRequest as exc:
+        raise invalid_request(exc.message, exc.field or "body") from None
 
 
 def expires_in(body: dict[str, Any]) -> int:
+    """storage-api's validator coerces (``"600"`` is 600, as storage3 sends it)."""
     value = body.get("expiresIn")
+    if (isinstance(value, str) and DIGITS.fullmatch(value)) or (
+        isinstance(value, float) and value.is_integer()
+    ):
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_EXPIRES_IN:
         raise invalid_request(
             f"expiresIn must be an integer between 1 and {MAX_EXPIRES_IN}", "expiresIn"
         )
     return value
+
+
+def signed_url_path(bucket: str, path: str, token: str) -> str:
+    """storage-api's ``signedURL``: the object path as it is, not percent-encoded (clients
+    encode the whole URL once; encoding here would make them encode it twice)."""
+    return f"/object/sign/{bucket}/{path}?token={token}"
 
 
 def sign_one(settings: Settings, bucket: str, path: str, ttl_s: int) -> str | None:
@@ -144,33 +183,111 @@ def sign_one(settings: Settings, bucket: str, path: str, ttl_s: int) -> str | No
         return None
     now = int(time.time())
     token = sign_token(settings.storage_key, bucket, path, now, now + ttl_s)
-    return signed_path(bucket, path, token)
+    return signed_url_path(bucket, path, token)
 
 
-EXPIRES_BODY: Final = {
-    "type": "object",
-    "required": ["expiresIn"],
-    "properties": {"expiresIn": {"type": "integer", "minimum": 1}},
+def content_disposition(download: str | None) -> dict[str, str]:
+    """storage-api's ``download`` query: empty is an attachment, else its file name."""
+    if download is None:
+        return {}
+    if download == "":
+        return {"Content-Disposition": "attachment;"}
+    name = quote(download, safe="")
+    return {"Content-Disposition": f"attachment; filename={name}; filename*=UTF-8''{name}"}
+
+
+def _etag(data: bytes) -> str:
+    return '"' + hashlib.blake2b(data, digest_size=16).hexdigest() + '"'
+
+
+async def object_response(
+    request: web.Request, file: Path, headers: dict[str, str]
+) -> web.Response:
+    """The file's bytes with a strong content ETag, 304 on If-None-Match, one byte range
+    (honoured only when If-Range, if sent, names the current ETag)."""
+    try:
+        data = await asyncio.to_thread(file.read_bytes)
+    except (FileNotFoundError, IsADirectoryError):
+        raise not_found() from None
+    etag = _etag(data)
+    headers = {**OBJECT_HEADERS, **headers, "ETag": etag}
+    content_type = CONTENT_TYPES.get(file.suffix, "application/octet-stream")
+    wanted = request.if_none_match
+    if wanted is not None and any(tag.value in ("*", etag.strip('"')) for tag in wanted):
+        return web.Response(status=304, headers=headers)
+    if_range = request.headers.get("If-Range")
+    if "Range" in request.headers and (if_range is None or if_range == etag):
+        try:
+            part = request.http_range
+        except ValueError:
+            part = None
+        if part is not None:
+            start, stop, _ = part.indices(len(data))
+            if (part.start is not None and part.start >= len(data)) or start >= stop:
+                headers["Content-Range"] = f"bytes */{len(data)}"
+                return web.Response(status=416, headers=headers)
+            headers["Content-Range"] = f"bytes {start}-{stop - 1}/{len(data)}"
+            return web.Response(
+                status=206, body=data[start:stop], headers=headers, content_type=content_type
+            )
+    return web.Response(body=data, headers=headers, content_type=content_type)
+
+
+EXPIRES_IN_SCHEMA: Final = {
+    "oneOf": [
+        {"type": "integer", "minimum": 1, "maximum": MAX_EXPIRES_IN},
+        {"type": "string", "pattern": "^[0-9]{1,9}$"},
+    ],
+    "description": f"seconds, 1 to {MAX_EXPIRES_IN}; a string of digits is read as a number",
 }
 BUCKET_PARAM: Final = Param("bucket", "path", description="bucket name")
-PATH_PARAM: Final = Param("path", "path", description="object path inside the bucket")
+PATH_PARAM: Final = Param(
+    "path", "path", schema={"type": "string", "pattern": "^[^/]"}, description="object path"
+)
+AUTH_PARAM: Final = Param(
+    "Authorization",
+    "header",
+    required=True,
+    description="Bearer SERVICE_ROLE_KEY, or a user's access token (own folder only)",
+)
+DOWNLOAD_PARAM: Final = Param(
+    "download", description="send as an attachment (empty) or under this file name"
+)
+SIGNED_URL: Final = {"type": "string", "description": "/object/sign/{bucket}/{path}?token=..."}
+OBJECT_BYTES: Final = {"type": "string", "format": "binary"}
+OBJECT_RESPONSES: Final[dict[int, ResponseSpec]] = {
+    200: ("the object's bytes", OBJECT_BYTES, "application/octet-stream"),
+    206: ("one byte range of the object", OBJECT_BYTES, "application/octet-stream"),
+    304: "not modified",
+    416: ("the range is outside the object", OBJECT_BYTES, "application/octet-stream"),
+}
 
 
 @routes.operation(
     "POST",
     "/storage/v1/object/sign/{bucket}/{path:.+}",
     summary="Sign one object (storage-api createSignedUrl)",
-    params=[BUCKET_PARAM, PATH_PARAM, Param("Authorization", "header", required=True)],
-    body=EXPIRES_BODY,
-    responses={200: '{"signedURL": "/object/sign/...?token=..."}'},
+    params=[BUCKET_PARAM, PATH_PARAM, AUTH_PARAM],
+    body={
+        "type": "object",
+        "required": ["expiresIn"],
+        "properties": {"expiresIn": EXPIRES_IN_SCHEMA},
+    },
+    responses={
+        200: (
+            "the signed URL, relative to /storage/v1",
+            {"type": "object", "required": ["signedURL"], "properties": {"signedURL": SIGNED_URL}},
+        )
+    },
     public=True,
+    errors="storage",
 )
 async def sign_object(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    owner = signer_owner(request)
+    owner = bearer_owner(request)
     bucket, path = request.match_info["bucket"], request.match_info["path"]
     ttl = expires_in(await read_json(request))
-    if not may_sign(owner, path):
+    if not may_read(owner, path):
         raise not_found()
     signed = sign_one(settings, bucket, path, ttl)
     if signed is None:
@@ -183,34 +300,58 @@ async def sign_object(request: web.Request) -> web.Response:
     "POST",
     "/storage/v1/object/sign/{bucket}",
     summary="Sign many objects of one bucket (storage-api createSignedUrls)",
-    params=[BUCKET_PARAM, Param("Authorization", "header", required=True)],
+    params=[BUCKET_PARAM, AUTH_PARAM],
     body={
         "type": "object",
         "required": ["expiresIn", "paths"],
         "properties": {
-            "expiresIn": {"type": "integer", "minimum": 1},
-            "paths": {"type": "array", "items": {"type": "string"}, "maxItems": MAX_BATCH_PATHS},
+            "expiresIn": EXPIRES_IN_SCHEMA,
+            "paths": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "maxItems": MAX_BATCH_PATHS,
+            },
         },
     },
-    responses={200: 'a list of {"error", "path", "signedURL"}, one per path, in order'},
+    responses={
+        200: (
+            "one item per path, in order: a signed URL, or the error",
+            {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["error", "path", "signedURL"],
+                    "properties": {
+                        "error": {"type": "string", "nullable": True},
+                        "path": {"type": "string"},
+                        "signedURL": {**SIGNED_URL, "nullable": True},
+                    },
+                },
+            },
+        )
+    },
     public=True,
+    errors="storage",
 )
 async def sign_objects(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    owner = signer_owner(request)
+    owner = bearer_owner(request)
     bucket = request.match_info["bucket"]
     body = await read_json(request)
     ttl = expires_in(body)
     paths = body.get("paths")
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise invalid_request("paths must be a list of strings", "paths")
-    if len(paths) > MAX_BATCH_PATHS:
-        raise invalid_request(f"at most {MAX_BATCH_PATHS} paths per call", "paths")
+    if not 1 <= len(paths) <= MAX_BATCH_PATHS:
+        raise invalid_request(f"paths must name 1 to {MAX_BATCH_PATHS} objects", "paths")
+    if bucket not in BUCKETS:
+        raise no_such_bucket()
     items: list[dict[str, Any]] = []
     for path in paths:
         signed: str | None = None
         error: str | None = BATCH_NOT_FOUND
-        if may_sign(owner, path):
+        if may_read(owner, path):
             try:
                 signed = sign_one(settings, bucket, path, ttl)
             except StorageError as exc:
@@ -226,15 +367,19 @@ async def sign_objects(request: web.Request) -> web.Response:
 @routes.operation(
     "GET",
     "/storage/v1/object/sign/{bucket}/{path:.+}",
-    summary="Read a signed object (ETag, Cache-Control, 304 on If-None-Match)",
+    summary="Read a signed object: cacheable for the URL's life, strong ETag, 304, If-Range",
     params=[
         BUCKET_PARAM,
         PATH_PARAM,
         Param("token", required=True, description="the signed URL's token"),
+        DOWNLOAD_PARAM,
         Param("If-None-Match", "header", description="an ETag from an earlier answer"),
+        Param("Range", "header", description="one byte range"),
+        Param("If-Range", "header", description="send the range only if this is the ETag"),
     ],
-    responses={200: "the object's bytes", 304: "not modified"},
+    responses=OBJECT_RESPONSES,
     public=True,
+    errors="storage",
 )
 async def read_signed_object(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
@@ -244,16 +389,36 @@ async def read_signed_object(request: web.Request) -> web.StreamResponse:
         raise invalid_request("querystring must have required property 'token'", "token")
     claims = verify_object_token(settings.storage_key, token, bucket, path)
     file = object_path(settings, bucket, path)
-    if not file.is_file():
-        raise not_found()
     max_age = max(0, int(claims["exp"]) - int(time.time()))
-    # FileResponse sends the ETag (mtime and size), answers If-None-Match with 304 and uses
-    # sendfile; the token's remaining life bounds how long a browser may keep the bytes.
-    headers = {"Cache-Control": f"private, max-age={max_age}"}
-    content_type = CONTENT_TYPES.get(file.suffix)
-    if content_type is not None:
-        headers["Content-Type"] = content_type
-    return web.FileResponse(file, headers=headers)
+    headers = {"Cache-Control": f"public, max-age={max_age}, immutable"}
+    headers.update(content_disposition(request.query.get("download")))
+    return await object_response(request, file, headers)
+
+
+async def read_object(request: web.Request) -> web.StreamResponse:
+    bucket, path = request.match_info["bucket"], request.match_info["path"]
+    owner = bearer_owner(request)
+    file = object_path(request.app[SETTINGS], bucket, path)
+    if not may_read(owner, path):
+        raise not_found()
+    headers = {"Cache-Control": "private, no-cache"}
+    headers.update(content_disposition(request.query.get("download")))
+    return await object_response(request, file, headers)
+
+
+for _prefix, _summary in (
+    ("/storage/v1/object/authenticated", "Read an object with a bearer (storage-api)"),
+    ("/storage/v1/object", "Read an object with a bearer (storage-api; supabase-js download)"),
+):
+    routes.operation(
+        "GET",
+        _prefix + "/{bucket}/{path:.+}",
+        summary=_summary,
+        params=[BUCKET_PARAM, PATH_PARAM, AUTH_PARAM, DOWNLOAD_PARAM],
+        responses=OBJECT_RESPONSES,
+        public=True,
+        errors="storage",
+    )(read_object)
 
 
 async def url_service_context(app: web.Application) -> AsyncIterator[None]:

@@ -1,9 +1,14 @@
-"""Bearer tokens as Supabase issues them: HS256 JWTs whose ``sub`` is the user id."""
+"""Bearer tokens as Supabase issues them: HS256 JWTs for a signed-in user.
+
+A token is accepted only when its signature verifies, ``aud`` and ``role`` are both
+``authenticated`` (an ``anon`` or ``service_role`` token is not a user), ``sub`` is a user id in
+its canonical spelling and ``exp`` is a number in the future.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Final
+from typing import Any, Final
 from uuid import UUID
 
 import jwt
@@ -11,9 +16,12 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from reference.web.errors import Unauthorized
+from reference.web.inputs import canonical_uuid
 from reference.web.typedefs import USER_ID, Handler
 
 ALGORITHM: Final = "HS256"
+AUDIENCE: Final = "authenticated"
+USER_ROLE: Final = "authenticated"
 DEFAULT_TTL_S: Final = 24 * 3600
 
 
@@ -21,8 +29,8 @@ def issue_token(secret: str, user_id: UUID, ttl_s: int = DEFAULT_TTL_S) -> str:
     now = int(time.time())
     claims = {
         "sub": str(user_id),
-        "aud": "authenticated",
-        "role": "authenticated",
+        "aud": AUDIENCE,
+        "role": USER_ROLE,
         "iat": now,
         "exp": now + ttl_s,
     }
@@ -30,28 +38,37 @@ def issue_token(secret: str, user_id: UUID, ttl_s: int = DEFAULT_TTL_S) -> str:
 
 
 def verify_token(secret: str, token: str) -> UUID:
+    """The user id of a valid user token; :class:`Unauthorized` naming the claim otherwise."""
     try:
-        claims = jwt.decode(
+        claims: dict[str, Any] = jwt.decode(
             token,
             secret,
             algorithms=[ALGORITHM],
-            options={"require": ["sub", "exp"], "verify_aud": False},
+            audience=AUDIENCE,
+            options={"require": ["sub", "exp", "aud", "role"]},
         )
     except jwt.ExpiredSignatureError:
-        raise Unauthorized("token expired") from None
+        raise Unauthorized("token expired", field="exp") from None
+    except jwt.InvalidAudienceError:
+        raise Unauthorized(f"token audience is not {AUDIENCE!r}", field="aud") from None
     except jwt.InvalidTokenError as exc:
-        raise Unauthorized(f"invalid token: {exc}") from None
-    try:
-        return UUID(str(claims["sub"]))
-    except ValueError:
-        raise Unauthorized("token subject is not a user id") from None
+        raise Unauthorized(f"invalid token: {exc}", field="authorization") from None
+    exp = claims["exp"]
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise Unauthorized("token exp is not a number", field="exp")
+    if claims["role"] != USER_ROLE:
+        raise Unauthorized(f"token role is not {USER_ROLE!r}", field="role")
+    user = canonical_uuid(claims["sub"])
+    if user is None:
+        raise Unauthorized("token subject is not a user id", field="sub")
+    return user
 
 
 def bearer_token(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("missing bearer token")
+        raise Unauthorized("missing bearer token", field="authorization")
     return token.strip()
 
 

@@ -16,7 +16,7 @@ no internals.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
@@ -24,6 +24,8 @@ from aiohttp import web
 from reference.web.typedefs import Handler
 
 log = logging.getLogger(__name__)
+
+BODY_HEADERS: Final = frozenset({"content-type", "content-length", "content-encoding"})
 
 
 class ApiError(Exception):
@@ -85,6 +87,11 @@ def error_response(error: ApiError) -> web.Response:
     return json_response(error.body(), status=error.status, headers=headers)
 
 
+def http_error_field(exc: web.HTTPException) -> str:
+    """What a routing-level refusal was about: the method, the body's size, or the path."""
+    return {405: "method", 413: "body"}.get(exc.status, "path")
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -95,7 +102,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         code = exc.reason.lower().replace(" ", "_")
-        return json_response({"error": code, "message": exc.text or exc.reason}, exc.status)
+        # Allow (405) and the like are part of the answer; the body's own headers are not.
+        kept = {k: v for k, v in exc.headers.items() if k.lower() not in BODY_HEADERS}
+        body = {"error": code, "message": exc.text or exc.reason, "field": http_error_field(exc)}
+        return json_response(body, exc.status, headers=kept)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response({"error": "internal_error", "message": "internal error"}, 500)

@@ -14,9 +14,15 @@ from typing import Any, Final, Literal
 
 from aiohttp import web
 
+from reference.settings import Settings
 from reference.web.typedefs import Handler
 
 ParamLocation = Literal["query", "path", "header"]
+ErrorStyle = Literal["api", "storage"]
+#: A schema, or one that depends on the settings (the limits a deployment configures).
+Schema = Mapping[str, Any] | Callable[[Settings], Mapping[str, Any]]
+#: A response: its description, or (description, schema[, media type]).
+ResponseSpec = str | tuple[str, Schema] | tuple[str, Schema, str]
 
 ERROR_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
@@ -27,22 +33,52 @@ ERROR_SCHEMA: Final[dict[str, Any]] = {
         "field": {"type": "string", "description": "the input that was wrong"},
     },
 }
+STORAGE_ERROR_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "description": "storage-api's error shape; statusCode may differ from the HTTP status",
+    "required": ["statusCode", "error", "message"],
+    "properties": {
+        "statusCode": {"type": "string"},
+        "code": {"type": "string"},
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "field": {"type": "string"},
+    },
+}
+ERROR: Final = {"$ref": "#/components/schemas/Error"}
+#: Refusals any operation may answer, whatever its input.
+COMMON_ERRORS: Final = {
+    400: "bad input (the field is named)",
+    401: "no bearer token, or one that does not verify",
+    404: "not found, or not the caller's",
+    414: "request target over 8190 bytes",
+    431: "a header over 8190 bytes, or over 32 KiB of headers",
+}
+
+
+def resolve(schema: Schema, settings: Settings) -> dict[str, Any]:
+    return dict(schema(settings) if callable(schema) else schema)
+
+
+def _error_ref(*names: str) -> dict[str, Any]:
+    refs = [{"$ref": f"#/components/schemas/{name}"} for name in names]
+    return {"application/json": {"schema": refs[0] if len(refs) == 1 else {"anyOf": refs}}}
 
 
 @dataclass(frozen=True)
 class Param:
     name: str
     location: ParamLocation = "query"
-    schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
+    schema: Schema = field(default_factory=lambda: {"type": "string"})
     required: bool = False
     description: str = ""
 
-    def document(self) -> dict[str, Any]:
+    def document(self, settings: Settings) -> dict[str, Any]:
         return {
             "name": self.name,
             "in": self.location,
             "required": self.required or self.location == "path",
-            "schema": dict(self.schema),
+            "schema": resolve(self.schema, settings),
             "description": self.description,
         }
 
@@ -53,35 +89,36 @@ class Operation:
     path: str
     summary: str
     params: tuple[Param, ...] = ()
-    body: Mapping[str, Any] | None = None
-    responses: Mapping[int, str] = field(default_factory=dict)
+    body: Schema | None = None
+    responses: Mapping[int, ResponseSpec] = field(default_factory=dict)
     public: bool = False
     tag: str = ""
+    errors: ErrorStyle = "api"
 
-    def document(self) -> dict[str, Any]:
+    def document(self, settings: Settings) -> dict[str, Any]:
         responses: dict[str, Any] = {}
-        for status, description in {**self.responses}.items():
-            responses[str(status)] = {"description": description}
-        for status, description in (
-            (400, "bad input"),
-            (401, "no or bad token"),
-            (404, "not found"),
-        ):
+        for status, spec in self.responses.items():
+            responses[str(status)] = _response(spec, settings)
+        for status, description in COMMON_ERRORS.items():
             if status == 401 and self.public:
                 continue
+            # The router's own refusals (no such path) come before storage's shape applies.
+            names = ("StorageError", "Error") if self.errors == "storage" else ("Error",)
             responses.setdefault(
-                str(status),
+                str(status), {"description": description, "content": _error_ref(*names)}
+            )
+        if self.body is not None:
+            responses.setdefault(
+                "413",
                 {
-                    "description": description,
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
-                    },
+                    "description": "body over 8 MiB, or too many items",
+                    "content": _error_ref("Error"),
                 },
             )
         doc: dict[str, Any] = {
             "summary": self.summary,
             "operationId": f"{self.method.lower()}_{self.path.strip('/').replace('/', '_')}",
-            "parameters": [p.document() for p in self.params],
+            "parameters": [p.document(settings) for p in self.params],
             "responses": responses,
         }
         if self.tag:
@@ -91,9 +128,17 @@ class Operation:
         if self.body is not None:
             doc["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": dict(self.body)}},
+                "content": {"application/json": {"schema": resolve(self.body, settings)}},
             }
         return doc
+
+
+def _response(spec: ResponseSpec, settings: Settings) -> dict[str, Any]:
+    if isinstance(spec, str):
+        return {"description": spec}
+    description, schema = spec[0], spec[1]
+    media = spec[2] if len(spec) == 3 else "application/json"
+    return {"description": description, "content": {media: {"schema": resolve(schema, settings)}}}
 
 
 def canonical_path(path: str) -> str:
@@ -114,9 +159,10 @@ class ApiRoutes(web.RouteTableDef):
         *,
         summary: str,
         params: Iterable[Param] = (),
-        body: Mapping[str, Any] | None = None,
-        responses: Mapping[int, str] | None = None,
+        body: Schema | None = None,
+        responses: Mapping[int, ResponseSpec] | None = None,
         public: bool = False,
+        errors: ErrorStyle = "api",
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.operations.append(
@@ -129,6 +175,7 @@ class ApiRoutes(web.RouteTableDef):
                     responses or {200: "OK"},
                     public,
                     self.tag,
+                    errors,
                 )
             )
             self.route(method.upper(), path)(handler)
@@ -143,11 +190,11 @@ def public_routes(tables: Iterable[ApiRoutes]) -> frozenset[tuple[str, str]]:
     )
 
 
-def build_document(tables: Iterable[ApiRoutes], version: str) -> dict[str, Any]:
+def build_document(tables: Iterable[ApiRoutes], version: str, settings: Settings) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for table in tables:
         for op in table.operations:
-            paths.setdefault(op.path, {})[op.method.lower()] = op.document()
+            paths.setdefault(op.path, {})[op.method.lower()] = op.document(settings)
     return {
         "openapi": "3.0.3",
         "info": {
@@ -157,7 +204,7 @@ def build_document(tables: Iterable[ApiRoutes], version: str) -> dict[str, Any]:
         },
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": {"Error": ERROR_SCHEMA},
+            "schemas": {"Error": ERROR_SCHEMA, "StorageError": STORAGE_ERROR_SCHEMA},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },

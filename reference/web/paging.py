@@ -17,13 +17,26 @@ from uuid import UUID
 import orjson
 
 from reference.settings import Settings
+from reference.web import inputs
 from reference.web.errors import BadRequest
 from reference.web.openapi import Param
 
-LIMIT_PARAM: Final = Param(
-    "limit", schema={"type": "integer", "minimum": 1}, description="page size"
+
+def limit_schema(settings: Settings) -> dict[str, Any]:
+    return {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": settings.page_size_max,
+        "default": min(settings.page_size_default, settings.page_size_max),
+    }
+
+
+LIMIT_PARAM: Final = Param("limit", schema=limit_schema, description="page size")
+CURSOR_PARAM: Final = Param(
+    "cursor",
+    description="opaque: next_cursor of the previous page, returned unchanged (anything else "
+    "is a 400)",
 )
-CURSOR_PARAM: Final = Param("cursor", description="opaque: next_cursor of the previous page")
 
 
 def _foreign(field: str) -> BadRequest:
@@ -62,24 +75,24 @@ def decode_cursor(
 
 
 def cursor_datetime(value: Any, *, field: str = "cursor") -> datetime:
+    """A cursor's timestamp: written with its offset and at most microseconds by
+    :func:`encode_cursor`, so anything else (naive, finer, out of range) is foreign."""
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
             if moment.tzinfo is not None:
+                inputs.timestamp(value, field, "reject")
                 return moment
+        except (ValueError, BadRequest):
+            pass
     raise _foreign(field)
 
 
 def cursor_uuid(value: Any, *, field: str = "cursor") -> UUID:
-    if isinstance(value, str):
-        try:
-            return UUID(value)
-        except ValueError:
-            pass
-    raise _foreign(field)
+    parsed = inputs.canonical_uuid(value)
+    if parsed is None:
+        raise _foreign(field)
+    return parsed
 
 
 def parse_limit(raw: str | None, settings: Settings, *, field: str = "limit") -> int:

@@ -20,11 +20,12 @@ from aiohttp import web
 from reference.assets import Asset
 from reference.settings import Settings
 from reference.urls.service import URLS, SigningFailed
-from reference.web import paging
+from reference.web import inputs, paging
 from reference.web.auth import current_user
 from reference.web.errors import BadRequest, NotFound, json_response
 from reference.web.feature import Feature
 from reference.web.openapi import ApiRoutes, Param
+from reference.web.schemas import ASSET, CURSOR, NULLABLE_STRING, STRING, array, obj
 from reference.web.typedefs import POOL, SETTINGS
 from reference.workspace.sql import (
     ONE_ASSET,
@@ -35,6 +36,14 @@ from reference.workspace.sql import (
 )
 
 routes = ApiRoutes(tag="workspace")
+WORKSPACE_ASSET: Final = {
+    **ASSET,
+    "properties": {
+        **ASSET["properties"],
+        "project_title": NULLABLE_STRING,
+        "job": {"type": "object", "nullable": True},
+    },
+}
 
 
 class WorkspaceMode(StrEnum):
@@ -69,13 +78,7 @@ class WorkspaceQuery:
 
     @classmethod
     def parse(cls, query: Any, settings: Settings) -> WorkspaceQuery:
-        raw_mode = query.get("mode", WorkspaceMode.ALL.value)
-        try:
-            mode = WorkspaceMode(raw_mode)
-        except ValueError:
-            raise BadRequest(
-                f"mode must be 'session' or 'all', not {raw_mode!r}", field="mode"
-            ) from None
+        mode = inputs.choice(query.get("mode"), "mode", WorkspaceMode, WorkspaceMode.ALL)
         limit = paging.parse_limit(query.get("limit"), settings)
         raw_cursor = query.get("cursor")
         cursor = Cursor.decode(raw_cursor) if raw_cursor else None
@@ -140,7 +143,12 @@ def asset_json(record: asyncpg.Record, asset: Asset) -> dict[str, Any]:
         paging.CURSOR_PARAM,
         Param("include", schema={"type": "string", "enum": ["high_res"]}),
     ],
-    responses={200: "a page: assets (with thumbnail_url) and next_cursor"},
+    responses={
+        200: (
+            "a page: assets (with thumbnail_url, and high_res_url when asked) and next_cursor",
+            obj({"mode": STRING, "assets": array(WORKSPACE_ASSET), "next_cursor": CURSOR}),
+        )
+    },
 )
 async def workspace_page(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
@@ -168,14 +176,10 @@ async def workspace_page(request: web.Request) -> web.Response:
     "/v1/assets/{asset_id}",
     summary="One of the caller's assets, with its thumbnail and high-res URLs",
     params=[Param("asset_id", "path", schema={"type": "string", "format": "uuid"})],
-    responses={200: "the asset"},
+    responses={200: ("the asset", WORKSPACE_ASSET)},
 )
 async def get_asset(request: web.Request) -> web.Response:
-    raw = request.match_info["asset_id"]
-    try:
-        asset_id = UUID(raw)
-    except ValueError:
-        raise BadRequest(f"asset_id must be a UUID, not {raw!r}", field="asset_id") from None
+    asset_id = inputs.uuid(request.match_info["asset_id"], "asset_id")
     record = await request.app[POOL].fetchrow(ONE_ASSET, asset_id, current_user(request))
     if record is None:
         raise NotFound("asset not found", field="asset_id")

@@ -1,0 +1,150 @@
+"""The hot path near this machine's limit: requests/s of one service process at 8 connections.
+
+``python -m benchmarks.hot_path DSN`` serves the database at DSN (already loaded, stored files
+under ``STORAGE_DIR``) from one ``python -m reference`` process, warms its caches, then drives
+each route with ``wrk`` (a fixed number of connections, each sending its next request as soon as
+the previous one is answered) and reports requests/s with p50/p99 latency. Beside each HTTP
+route it measures the floor: the same page built as JSON by PostgreSQL (``json_agg``), fetched
+over asyncpg on as many connections, with no HTTP and no Python per row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import asyncpg
+
+from fixtures.generate import heavy_user_id
+from fixtures.processes import ServiceProcess
+from fixtures.spec import spec_for
+from fixtures.storage_files import storage_dir_from_env
+from reference.db.pool import SERVER_SETTINGS
+from reference.search.query import parse_query
+from reference.search.service import detect_capabilities, search_args
+from reference.search.sql import TEXT_PAGE_SQL
+from reference.workspace.sql import PAGE_ALL
+from tests.conftest import auth_headers
+
+CONNECTIONS: Final = 8
+ROUTES: Final = {
+    "workspace": "/v1/workspace?limit=50",
+    "search": "/v1/search?q=knight&limit=50",
+}
+_WRK_LINE = re.compile(r"Requests/sec:\s+([\d.]+)")
+_WRK_LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+_UNIT_MS: Final = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+@dataclass(frozen=True)
+class Throughput:
+    route: str
+    requests_per_s: float
+    p50_ms: float | None
+    p99_ms: float | None
+    floor_per_s: float
+
+
+def wrk(url: str, token: str, seconds: float, connections: int = CONNECTIONS) -> dict[str, float]:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--latency",
+         "-H", f"Authorization: {token}", url],
+        check=True, capture_output=True, text=True, timeout=seconds + 60,
+    ).stdout  # fmt: skip
+    rate = _WRK_LINE.search(out)
+    if rate is None:
+        raise RuntimeError(f"wrk printed no rate:\n{out}")
+    latency = {f"p{q}_ms": float(v) * _UNIT_MS[u] for q, v, u in _WRK_LATENCY.findall(out)}
+    return {"requests_per_s": float(rate[1]), **latency}
+
+
+async def floor(dsn: str, sql: str, args: list[Any], seconds: float) -> float:
+    """Pages/s when PostgreSQL builds the whole JSON page: the cost of the query alone."""
+    wrapped = f"select json_agg(t)::text from ({sql}) t"
+    pool = await asyncpg.create_pool(
+        dsn, min_size=CONNECTIONS, max_size=CONNECTIONS, server_settings=SERVER_SETTINGS
+    )
+    assert pool is not None
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        async with pool.acquire() as conn:
+            while time.perf_counter() < deadline:
+                await conn.fetchval(wrapped, *args)
+                done += 1
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+        return done / (time.perf_counter() - started)
+    finally:
+        await pool.close()
+
+
+async def _floor_statements(dsn: str, user: Any) -> dict[str, tuple[str, list[Any]]]:
+    conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
+    try:
+        caps = await detect_capabilities(conn)
+    finally:
+        await conn.close()
+    query = parse_query({"q": "knight"})
+    args = search_args(user, query, caps.mode_for(query.q))
+    return {
+        "workspace": (PAGE_ALL, [user, 51]),
+        "search": (TEXT_PAGE_SQL[query.sort, query.order], [*args, None, None, 51, 10_001]),
+    }
+
+
+def measure(dsn: str, scale: str, seconds: float) -> list[Throughput]:
+    user = heavy_user_id(spec_for(scale))
+    token = auth_headers(user)["Authorization"]
+    statements = asyncio.run(_floor_statements(dsn, user))
+    results = []
+    log = Path(tempfile.gettempdir()) / "hot-path-service.log"
+    with ServiceProcess(dsn, "unified", storage_dir_from_env(), log) as running:
+        base_url = running.url
+        for name, path in ROUTES.items():
+            wrk(base_url + path, token, 3)  # warm: URL cache, plans, buffers
+            http = wrk(base_url + path, token, seconds)
+            sql, args = statements[name]
+            pg = asyncio.run(floor(dsn, sql, args, seconds))
+            results.append(
+                Throughput(name, http["requests_per_s"], http.get("p50_ms"), http.get("p99_ms"), pg)
+            )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("dsn")
+    parser.add_argument("--scale", default="plan")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    results = measure(args.dsn, args.scale, args.seconds)
+    for r in results:
+        print(
+            f"{r.route:10s} {r.requests_per_s:8.0f} req/s  p50 {r.p50_ms} ms  p99 {r.p99_ms} ms"
+            f"   floor (PostgreSQL json_agg) {r.floor_per_s:8.0f} pages/s"
+        )
+    if args.json is not None:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
