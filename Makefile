@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 SCALE ?= plan
 export SCALE
 
-.PHONY: help install test test-quick lint typecheck bench bench-micro data serve load load-ui gate clean
+.PHONY: help install test test-quick lint typecheck bench bench-micro data serve load load-ui gate gate-selftest clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,7 +49,7 @@ bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench
 	@mkdir -p reports/out
 	$(VENV)/bin/pytest benchmarks --benchmark-json=reports/out/bench-micro.json $(PYTEST_ARGS)
 
-gate: $(STAMP) ## benchmarks at SCALE, targets from same-run ratios, regressions vs the history's baseline (exit 0/1/2/3)
+gate: $(STAMP) ## benchmarks at SCALE, targets from same-run ratios; regressions A/B against GATE_BASE (a commit), else vs the history (exit 0/1/2/3)
 	$(WSBENCH) gate $(if $(GATE_JSON),--json $(GATE_JSON)) $(GATE_ARGS) $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 load: $(STAMP) ## headless load test: database, SCALE data, service (URL_MODE), Locust; LOCUST_* override
@@ -60,3 +60,6 @@ load-ui: $(STAMP) ## database, data, service and Locust's web UI on 127.0.0.1:80
 
 clean: ## remove generated output (keeps .venv and the history, reports/history.jsonl)
 	rm -rf reports/out .pytest_cache .mypy_cache .ruff_cache .data
+
+gate-selftest: $(STAMP) ## the gate proves itself: 5 A/B runs on unchanged code (0 false alarms) and one with a 20% slowdown (caught)
+	SCALE=$${SELFTEST_SCALE:-tiny} $(PY) -m reports.selftest $(SELFTEST_ARGS)

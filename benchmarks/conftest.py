@@ -39,6 +39,7 @@ from benchmarks.harness import (
 from fixtures.database import DatabaseInfo, create_database, drop_database
 from fixtures.generate import heavy_user_id, user_ids
 from fixtures.prepare import prepare_dataset
+from fixtures.processes import PROGRESS
 from fixtures.spec import DatasetSpec, spec_for
 from reference.db.pool import connect
 from reports.ab import SLOWDOWN_ENV
@@ -145,7 +146,6 @@ def _injected_slowdown(request: pytest.FixtureRequest) -> None:
 
 # --- progress: one line now and then, with an estimate of what is left -------------------------
 
-PROGRESS: Final = "benchmarks progress:"
 PROGRESS_EVERY_S: Final = 10.0
 
 

@@ -33,8 +33,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from benchmarks.conftest import PROGRESS
-from fixtures.processes import ChildError, ServiceProcess, run_child, say
+from fixtures.processes import PROGRESS, ChildError, ServiceProcess, run_child, say
 from reference.settings import child_secrets
 from reports.environment import ROOT, fingerprint, git_commit, probe_machine
 from reports.figures import benchmark_key
