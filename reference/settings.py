@@ -80,6 +80,14 @@ class Settings:
     page_size_max: int = 200
     pool_min_size: int = 2
     pool_max_size: int = 20
+    #: Every wait on the database is bounded: a statement (server-side, and on the client a
+    #: second longer, for a server too frozen to cancel it), a row or advisory lock (also how
+    #: long a batch request waits for the user's previous one), taking a connection from the
+    #: pool (opening one included), and the health check end to end.
+    db_statement_timeout_ms: int = 10_000
+    db_lock_timeout_ms: int = 3_000
+    db_acquire_timeout_ms: int = 3_000
+    healthz_timeout_ms: int = 2_000
     batch_max_ids: int = 10_000
     # search (issue 4)
     #: Text searches count their matches exactly up to this many, then report "at least".
@@ -88,6 +96,12 @@ class Settings:
     #: Operations on more assets than this run in the background, in chunks, with progress.
     batch_inline_max: int = 1_000
     batch_chunk_size: int = 1_000
+    #: A background operation's lease: renewed by every chunk and retry of its worker; when it
+    #: lapses (the worker died or hangs) another worker takes the operation over.
+    batch_lease_s: int = 30
+    #: Back-off of a chunk that failed (connection lost, timeout): doubling from base to max.
+    batch_retry_base_ms: int = 500
+    batch_retry_max_ms: int = 10_000
     trash_retention_s: int = 30 * 86_400
     purge_interval_s: int = 60
     purge_retry_base_s: int = 30
@@ -135,10 +149,21 @@ class Settings:
             page_size_max=_int(env, "PAGE_SIZE_MAX", defaults.page_size_max, 1),
             pool_min_size=_int(env, "POOL_MIN_SIZE", defaults.pool_min_size, 1),
             pool_max_size=_int(env, "POOL_MAX_SIZE", defaults.pool_max_size, 1),
+            db_statement_timeout_ms=_int(
+                env, "DB_STATEMENT_TIMEOUT_MS", defaults.db_statement_timeout_ms, 1
+            ),
+            db_lock_timeout_ms=_int(env, "DB_LOCK_TIMEOUT_MS", defaults.db_lock_timeout_ms, 1),
+            db_acquire_timeout_ms=_int(
+                env, "DB_ACQUIRE_TIMEOUT_MS", defaults.db_acquire_timeout_ms, 1
+            ),
+            healthz_timeout_ms=_int(env, "HEALTHZ_TIMEOUT_MS", defaults.healthz_timeout_ms, 1),
             batch_max_ids=_int(env, "BATCH_MAX_IDS", defaults.batch_max_ids, 1),
             search_count_cap=_int(env, "SEARCH_COUNT_CAP", defaults.search_count_cap, 1),
             batch_inline_max=_int(env, "BATCH_INLINE_MAX", defaults.batch_inline_max),
             batch_chunk_size=_int(env, "BATCH_CHUNK_SIZE", defaults.batch_chunk_size, 1),
+            batch_lease_s=_int(env, "BATCH_LEASE_S", defaults.batch_lease_s, 1),
+            batch_retry_base_ms=_int(env, "BATCH_RETRY_BASE_MS", defaults.batch_retry_base_ms, 1),
+            batch_retry_max_ms=_int(env, "BATCH_RETRY_MAX_MS", defaults.batch_retry_max_ms, 1),
             trash_retention_s=_int(env, "TRASH_RETENTION_S", defaults.trash_retention_s),
             purge_interval_s=_int(env, "PURGE_INTERVAL_S", defaults.purge_interval_s, 1),
             purge_retry_base_s=_int(env, "PURGE_RETRY_BASE_S", defaults.purge_retry_base_s),

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from aiohttp import web
 
-from reference.web.errors import json_response
+from reference.web.errors import RETRY_AFTER_S, dependency_failure, json_response
 from reference.web.feature import Feature
 from reference.web.metrics import CONTENT_TYPE, METRICS
 from reference.web.openapi import ApiRoutes
-from reference.web.typedefs import POOL
+from reference.web.typedefs import POOL, SETTINGS
 
+log = logging.getLogger(__name__)
 routes = ApiRoutes(tag="system")
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 
@@ -19,17 +22,30 @@ OPENAPI = web.AppKey("openapi", dict[str, Any])
 @routes.operation(
     "GET",
     "/healthz",
-    summary="Liveness and database reachability",
+    summary="Liveness and database reachability, answered within HEALTHZ_TIMEOUT_MS",
     public=True,
-    responses={200: "healthy", 503: "database unreachable"},
+    responses={
+        200: '{"status": "ok", "database": "ok"}',
+        503: '{"status": "unhealthy", "database": "unavailable" | "timeout"} (no address)',
+    },
 )
 async def healthz(request: web.Request) -> web.Response:
+    budget_s = request.app[SETTINGS].healthz_timeout_ms / 1000
     try:
-        async with request.app[POOL].acquire(timeout=2) as conn:
-            await conn.fetchval("select 1")
-    except Exception as exc:  # any failure to reach the database is "unhealthy"
-        return json_response({"status": "unhealthy", "database": str(exc)}, status=503)
-    return json_response({"status": "ok"})
+        async with asyncio.timeout(budget_s):
+            async with request.app[POOL].acquire(timeout=budget_s) as conn:
+                await conn.fetchval("select 1", timeout=budget_s)
+    except Exception as exc:
+        state = {"database_timeout": "timeout", "database_unavailable": "unavailable"}.get(
+            dependency_failure(exc) or "", "error"
+        )
+        log.warning("healthz: database %s (%s)", state, type(exc).__name__)
+        return json_response(
+            {"status": "unhealthy", "database": state},
+            status=503,
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
+    return json_response({"status": "ok", "database": "ok"})
 
 
 @routes.operation(

@@ -2,8 +2,9 @@
 undo and redo; the trash. The work itself is in :mod:`reference.batch.operations`.
 
 Small operations finish within the request (200); larger ones run in the background in
-chunks (202 with the operation, progress at ``GET /v1/batch/operations/{id}``). Operations left
-running by a killed process are resumed when the service starts.
+chunks (202 with the operation, progress at ``GET /v1/batch/operations/{id}``). A user has one
+operation running at a time: a request behind a short one waits its turn, one behind a background
+operation gets 409 naming it. Background work heals itself (see :mod:`reference.batch.runner`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,8 @@ from reference.batch.operations import (
     Kind,
     Operation,
     Selection,
-    create_operation,
     get_operation,
     pending_files,
-    start_redo,
-    start_undo,
 )
 from reference.batch.runner import BATCH_RUNNER, runner_context, trash_context
 from reference.batch.zip import Member, archive_size, write_archive
@@ -65,11 +63,21 @@ IDEMPOTENCY_PARAM: Final = Param(
     description="A retried request with the same key returns the original operation and "
     "does nothing again; the same key on a different request is a 409.",
 )
+UNAVAILABLE: Final = (
+    "the database is down or too slow: {error: database_unavailable | database_timeout}, "
+    "with Retry-After"
+)
+BUSY: Final = (
+    "another operation of the caller is running in the background (operation_id names it; "
+    "a request behind a short one waits its turn instead)"
+)
 OPERATION_RESPONSES: Final = {
     200: "finished: {operation}; not_found lists ids that are absent or not the caller's",
-    202: "running in the background: {operation}; poll its Location",
-    409: "Idempotency-Key reused for a different request",
+    202: "running in the background ('running', or 'retrying' with last_error after a failed "
+    "chunk): {operation}; poll its Location",
+    409: f"Idempotency-Key reused for a different request, or {BUSY}",
     413: "too many ids (the field is named)",
+    503: UNAVAILABLE,
 }
 
 
@@ -160,16 +168,7 @@ async def _submit(request: web.Request, kind: Kind) -> web.Response:
     settings = request.app[SETTINGS]
     selection = await read_selection(request, settings.batch_max_ids)
     key = _idempotency_key(request)
-    async with request.app[POOL].acquire() as conn:
-        op, _ = await create_operation(
-            conn,
-            current_user(request),
-            kind,
-            selection,
-            max_ids=settings.batch_max_ids,
-            idempotency_key=key,
-        )
-    await request.app[BATCH_RUNNER].drive(op)
+    op = await request.app[BATCH_RUNNER].submit(current_user(request), kind, selection, key)
     return await _answer(request, op.id)
 
 
@@ -215,7 +214,7 @@ _operation_route(
     "/v1/batch/operations/{operation_id}",
     summary="An operation and its progress (done of total); 'running' until finished",
     params=[Param("operation_id", "path", {"type": "string", "format": "uuid"})],
-    responses={200: "finished", 202: "still running"},
+    responses={200: "finished", 202: "still running or retrying", 503: UNAVAILABLE},
 )
 async def get_operation_route(request: web.Request) -> web.Response:
     return await _answer(request, _operation_id(request))
@@ -224,33 +223,34 @@ async def get_operation_route(request: web.Request) -> web.Response:
 @routes.operation(
     "POST",
     "/v1/batch/operations/{operation_id}/resume",
-    summary="Resume an operation left running by an interruption (a no-op when finished)",
+    summary="Resume an unfinished operation now, taking it over from a worker that holds its "
+    "lease (a no-op when finished; unfinished operations also resume by themselves)",
     params=[Param("operation_id", "path", {"type": "string", "format": "uuid"})],
-    responses={200: "finished", 202: "running again"},
+    responses={200: "finished", 202: "running again", 503: UNAVAILABLE},
 )
 async def resume_operation(request: web.Request) -> web.Response:
     op_id = _operation_id(request)
     async with request.app[POOL].acquire() as conn:
         op = await get_operation(conn, current_user(request), op_id)
     if op.running:
-        request.app[BATCH_RUNNER].start(op.id)
+        request.app[BATCH_RUNNER].start(op.id, force=True)
     return await _answer(request, op.id)
 
 
 @routes.operation(
     "POST",
     "/v1/batch/undo",
-    summary="Undo the caller's latest operation (in order: each call undoes the next older)",
+    summary="Undo the caller's latest operation (in order: each call undoes the next older; "
+    "a call made while a short operation runs waits for it, then undoes the next)",
     responses={
         200: "undone: {operation}",
         202: "undoing in the background",
-        409: "nothing to undo, the latest operation is still running, or it is a purge",
+        409: f"nothing to undo, the latest operation is a purge, or {BUSY}",
+        503: UNAVAILABLE,
     },
 )
 async def undo(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
-        op = await start_undo(conn, current_user(request))
-    await request.app[BATCH_RUNNER].drive(op)
+    op = await request.app[BATCH_RUNNER].undo(current_user(request))
     return await _answer(request, op.id)
 
 
@@ -261,13 +261,12 @@ async def undo(request: web.Request) -> web.Response:
     responses={
         200: "redone: {operation}",
         202: "redoing in the background",
-        409: "nothing to redo",
+        409: f"nothing to redo, or {BUSY}",
+        503: UNAVAILABLE,
     },
 )
 async def redo(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
-        op = await start_redo(conn, current_user(request))
-    await request.app[BATCH_RUNNER].drive(op)
+    op = await request.app[BATCH_RUNNER].redo(current_user(request))
     return await _answer(request, op.id)
 
 

@@ -9,15 +9,21 @@
     ├── NotFound             404  absent, or not the caller's (never tell the two apart)
     └── Conflict             409  the request clashes with the current state
 
-Anything else that escapes a handler is logged and answered with a 500 JSON body that carries
-no internals.
+A dependency that is down (connection refused, lost, the server shutting down) or too slow
+(statement or lock timeout, no pool connection in time) is a 503 with ``Retry-After`` and
+``{"error": "database_unavailable" | "database_timeout"}``, logged in one line, never with the
+server's address. A client that went away mid-response is not an error: one log line, and the
+request is counted under status 499 ("client closed request"). Anything else that escapes a
+handler is logged and answered with a 500 JSON body that carries no internals.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from typing import Any, Final
 
+import asyncpg
 import orjson
 from aiohttp import web
 
@@ -85,6 +91,34 @@ def error_response(error: ApiError) -> web.Response:
     return json_response(error.body(), status=error.status, headers=headers)
 
 
+CLIENT_CLOSED: Final = 499
+RETRY_AFTER_S: Final = "1"
+DATABASE_UNAVAILABLE: Final = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    ConnectionRefusedError,
+    ConnectionResetError,
+)
+DATABASE_TIMEOUT: Final = (TimeoutError, asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)
+
+
+def client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def dependency_failure(exc: BaseException) -> str | None:
+    """The 503 error code for a database that is down or too slow; None for anything else."""
+    if isinstance(exc, DATABASE_TIMEOUT):
+        return "database_timeout"
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        return "database_unavailable"
+    return None
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -96,6 +130,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         code = exc.reason.lower().replace(" ", "_")
         return json_response({"error": code, "message": exc.text or exc.reason}, exc.status)
-    except Exception:
+    except asyncio.CancelledError:
+        if client_gone(request):
+            log.info("client closed %s %s (cancelled)", request.method, request.path)
+        raise
+    except Exception as exc:
+        if client_gone(request):
+            log.info("client closed %s %s (%s)", request.method, request.path, type(exc).__name__)
+            return web.Response(status=CLIENT_CLOSED, reason="Client Closed Request")
+        failure = dependency_failure(exc)
+        if failure is not None:
+            log.warning(
+                "%s on %s %s (%s)", failure, request.method, request.path, type(exc).__name__
+            )
+            return json_response(
+                {"error": failure, "message": "the database is unavailable or too slow; retry"},
+                503,
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response({"error": "internal_error", "message": "internal error"}, 500)
