@@ -26,7 +26,8 @@ OPENAPI = web.AppKey("openapi", dict[str, Any])
     public=True,
     responses={
         200: '{"status": "ok", "database": "ok"}',
-        503: '{"status": "unhealthy", "database": "unavailable" | "timeout"} (no address)',
+        503: '{"status": "unhealthy", "database": "unavailable" | "timeout" | "error"} '
+        "(never an address)",
     },
 )
 async def healthz(request: web.Request) -> web.Response:
@@ -36,9 +37,7 @@ async def healthz(request: web.Request) -> web.Response:
             async with request.app[POOL].acquire(timeout=budget_s) as conn:
                 await conn.fetchval("select 1", timeout=budget_s)
     except Exception as exc:
-        state = {"database_timeout": "timeout", "database_unavailable": "unavailable"}.get(
-            dependency_failure(exc) or "", "error"
-        )
+        state = (dependency_failure(exc) or "database_error").removeprefix("database_")
         log.warning("healthz: database %s (%s)", state, type(exc).__name__)
         return json_response(
             {"status": "unhealthy", "database": state},

@@ -110,12 +110,30 @@ def client_gone(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
+def _connection_lost(exc: BaseException) -> bool:
+    """asyncpg's own words for a connection the server cut: a protocol left waiting for a
+    reply that never comes (the server's farewell arrived while the connection was idle), or a
+    call on a connection already closed."""
+    if isinstance(exc, asyncpg.InternalClientError):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+
+
 def dependency_failure(exc: BaseException) -> str | None:
-    """The 503 error code for a database that is down or too slow; None for anything else."""
-    if isinstance(exc, DATABASE_TIMEOUT):
-        return "database_timeout"
-    if isinstance(exc, DATABASE_UNAVAILABLE):
-        return "database_unavailable"
+    """The 503 error code for a database that is down or too slow; None for anything else.
+
+    A connection cut mid-transaction surfaces as whatever the cleanup hit next (a rollback on a
+    closed connection), so the exceptions it was raised during are looked at too.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, DATABASE_TIMEOUT):
+            return "database_timeout"
+        if isinstance(cause, DATABASE_UNAVAILABLE) or _connection_lost(cause):
+            return "database_unavailable"
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
     return None
 
 
