@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from fixtures.generate import generate, heavy_user_id, spec_for
+from fixtures.generate import generate, heavy_user_id
+from fixtures.spec import spec_for
 from reference.organize import dedup
 
 
