@@ -157,12 +157,10 @@ async def users_turn(conn: asyncpg.Connection, user_id: UUID) -> AsyncIterator[N
     """Hold the user's turn on ``conn`` (waits at most the connection's ``lock_timeout``;
     raises ``asyncpg.LockNotAvailableError`` when that runs out)."""
     await conn.execute(q.TAKE_USERS_TURN, user_id)
-    try:
-        yield
-    finally:
-        # A broken connection took the lock with it; the pool's reset unlocks the rest.
-        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
-            await conn.execute(q.END_USERS_TURN, user_id)
+    yield
+    # Not on an exception: the connection may be waiting out a cancelled statement, and its
+    # release to the pool unlocks (pg_advisory_unlock_all) or drops it, within a bound.
+    await conn.execute(q.END_USERS_TURN, user_id)
 
 
 async def unfinished_operation(conn: asyncpg.Connection, user_id: UUID) -> Operation | None:

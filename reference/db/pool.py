@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -100,6 +101,20 @@ async def connect(
         await conn.close()
 
 
+async def _init_bounded(conn: asyncpg.Connection) -> None:
+    await init_connection(conn)
+    link = weakref.ref(conn)
+
+    def drop_on_client_timeout(query: Any) -> None:
+        # The server did not cancel in time, so it is frozen or gone: waiting for this
+        # connection again (a rollback, the pool's reset) would only wait for as long again.
+        held = link()
+        if isinstance(query.exception, TimeoutError) and held is not None:
+            held.terminate()
+
+    conn.add_query_logger(drop_on_client_timeout)
+
+
 async def create_pool(
     dsn: str, min_size: int = 2, max_size: int = 20, limits: Limits | None = None
 ) -> asyncpg.Pool:
@@ -110,7 +125,7 @@ async def create_pool(
         max_size=max_size,
         max_queries=50_000,
         max_inactive_connection_lifetime=300.0,
-        init=init_connection,
+        init=init_connection if limits.statement_timeout_ms is None else _init_bounded,
         loop=None,
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,

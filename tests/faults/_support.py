@@ -180,6 +180,7 @@ class Seen:
     started: float
     ended: float
     status: int | str  # an HTTP status, or the client-side error's name
+    request: str = ""
 
     @property
     def ok(self) -> bool:
@@ -213,7 +214,7 @@ class Clients:
                     self.unavailable.append((body, response.headers.get("Retry-After")))
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             status = type(exc).__name__
-        self.seen.append(Seen(started, time.monotonic(), status))
+        self.seen.append(Seen(started, time.monotonic(), status, f"{method} {url}"))
 
     async def _client(self, index: int) -> None:
         user, assets = self.users[index % len(self.users)]
@@ -265,10 +266,11 @@ class Figures:
     failed: int
     statuses: str
     longest_wait_s: float
+    fault_s: float
     recovered_s: float
 
     @classmethod
-    def of(cls, fault: str, seen: list[Seen], cleared: float) -> Figures:
+    def of(cls, fault: str, seen: list[Seen], injected: float, cleared: float) -> Figures:
         counts: dict[str, int] = {}
         for s in seen:
             counts[str(s.status)] = counts.get(str(s.status), 0) + 1
@@ -279,17 +281,23 @@ class Figures:
             sum(not s.ok for s in seen),
             " ".join(f"{k}:{v}" for k, v in sorted(counts.items())),
             max(s.wait for s in seen),
+            cleared - injected,
             max(failures_after, default=cleared) - cleared,
         )
 
     def row(self) -> str:
         return (
             f"{self.fault:<28} {self.requests:>8} {self.failed:>7} {self.longest_wait_s:>9.2f}"
-            f" {self.recovered_s:>10.2f}  {self.statuses}"
+            f" {self.fault_s:>7.2f} {self.recovered_s:>10.2f}  {self.statuses}"
         )
 
 
-HEADER = f"{'fault':<28} {'requests':>8} {'failed':>7} {'longest s':>9} {'recover s':>10}  statuses"
+#: longest: the longest any request waited; fault: how long the fault lasted; recover: from the
+#: fault's end until the last failed request (every request after it succeeded).
+HEADER = (
+    f"{'fault':<28} {'requests':>8} {'failed':>7} {'longest s':>9} {'fault s':>7}"
+    f" {'recover s':>10}  statuses"
+)
 
 BOTH_PLACES = """
 select (select count(*) from images i join trashed_images t using (id))

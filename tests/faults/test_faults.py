@@ -43,6 +43,7 @@ WAIT_BOUND_S = 8.0
 #: Every request succeeds again within this long after a fault clears.
 RECOVERY_BOUND_S = 8.0
 BACKGROUND_ASSETS = 5_000
+FREEZE_S = 5.0
 STARTED = "select true from batch_operations where id = $1 and done > 0"
 OPERATION = """
 select status, done, total, attempts, last_error, lease_owner from batch_operations where id = $1
@@ -80,8 +81,14 @@ async def _watch(dsn: str, op_id: str, statuses: set[str], stop: asyncio.Event) 
 
 
 async def _under_load(
-    name: str, cluster: LocalCluster, tmp_path: Path, inject: Callable[[Service], Awaitable[float]]
+    name: str,
+    cluster: LocalCluster,
+    tmp_path: Path,
+    inject: Callable[[asyncpg.Connection], Awaitable[None]],
+    record: list[Figures],
 ) -> tuple[Figures, dict[str, object]]:
+    """Load, a background batch, then ``inject`` (given an admin connection); the fault is
+    over when it returns."""
     conn = await connect(cluster.dsn)
     try:
         users = await add_users(conn, 3, 20)
@@ -98,13 +105,20 @@ async def _under_load(
             op_id = await _big_batch(service.url, big_user, big_assets)
             watcher = asyncio.create_task(_watch(cluster.dsn, op_id, statuses, stop_watch))
             await asyncio.sleep(0.1)
-            cleared = await inject(service)
+            admin = await connect(cluster.dsn)
+            try:
+                injected = time.monotonic()
+                await inject(admin)
+                cleared = time.monotonic()
+            finally:
+                admin.terminate()
             await asyncio.sleep(2.5)
         waited = await check_invariants(cluster.dsn, big_assets + [a for _, a in users for a in a])
         stop_watch.set()
         await watcher
         log = service.log()
-    figures = Figures.of(name, clients.seen, cleared)
+    figures = Figures.of(name, clients.seen, injected, cleared)
+    record.append(figures)
     assert "unhandled error" not in log, log
     for body, retry_after in clients.unavailable:
         assert retry_after is not None, body
@@ -116,51 +130,46 @@ async def _under_load(
     assert "500" not in figures.statuses.split(), figures
     assert figures.longest_wait_s < WAIT_BOUND_S, figures
     assert figures.recovered_s < RECOVERY_BOUND_S, figures
-    return figures, {"op_statuses": statuses, "settled_s": waited, "log": log}
+    return figures, {"op_statuses": statuses, "log": log, "seen": clients.seen}
 
 
 async def test_connections_terminated_under_load(fault_cluster, tmp_path, record_figures):
-    async def terminate(service: Service) -> float:
-        conn = await connect(fault_cluster.dsn)
-        try:
-            for _ in range(3):
-                for pid in await service_backends(conn):
-                    await conn.execute("select pg_terminate_backend($1)", pid)
-                await asyncio.sleep(0.3)
-        finally:
-            await conn.close()
-        return time.monotonic()
+    async def terminate(admin: asyncpg.Connection) -> None:
+        for _ in range(3):
+            for pid in await service_backends(admin):
+                await admin.execute("select pg_terminate_backend($1)", pid)
+            await asyncio.sleep(0.3)
 
-    figures, seen = await _under_load("terminate connections", fault_cluster, tmp_path, terminate)
-    record_figures.append(figures)
+    _, seen = await _under_load(
+        "terminate connections", fault_cluster, tmp_path, terminate, record_figures
+    )
     assert "retrying" in seen["op_statuses"], "the background batch was not hit; nothing tested"
 
 
 async def test_database_restarted_under_load(fault_cluster, tmp_path, record_figures):
-    async def restart(service: Service) -> float:
+    async def restart(_: asyncpg.Connection) -> None:
         await asyncio.to_thread(restart_cluster, fault_cluster)
-        return time.monotonic()
 
-    figures, seen = await _under_load("restart PostgreSQL", fault_cluster, tmp_path, restart)
-    record_figures.append(figures)
+    figures, seen = await _under_load(
+        "restart PostgreSQL", fault_cluster, tmp_path, restart, record_figures
+    )
     assert figures.failed > 0
     # While the server is down the status cannot be written; the worker's log says it retried.
     assert re.search(r"batch operation \S+: database_unavailable: \w+; retry in", seen["log"])
 
 
 async def test_database_frozen_under_load(fault_cluster, tmp_path, record_figures):
-    async def freeze(service: Service) -> float:
-        conn = await connect(fault_cluster.dsn)
-        try:
-            with frozen(await service_backends(conn)):
-                await asyncio.sleep(3.0)
-        finally:
-            await conn.close()
-        return time.monotonic()
+    async def freeze(admin: asyncpg.Connection) -> None:
+        with frozen(await service_backends(admin)):
+            await asyncio.sleep(FREEZE_S)
 
-    figures, _ = await _under_load("freeze backends 3 s", fault_cluster, tmp_path, freeze)
-    record_figures.append(figures)
+    figures, seen = await _under_load(
+        f"freeze backends {FREEZE_S:.0f} s", fault_cluster, tmp_path, freeze, record_figures
+    )
     assert "503" in figures.statuses
+    # The service's bounds (a 2 s statement, 1 s to give the connection up) end each wait
+    # well before the server thaws.
+    assert figures.longest_wait_s < FREEZE_S - 1, sorted(seen["seen"], key=lambda s: -s.wait)[:5]
 
 
 async def test_worker_killed_mid_batch_is_taken_over(fault_cluster, tmp_path, record_figures):
@@ -193,7 +202,7 @@ async def test_worker_killed_mid_batch_is_taken_over(fault_cluster, tmp_path, re
     finally:
         await conn.close()
     assert f":{survivor.process.pid}:" in finished["lease_owner"]
-    figures = Figures.of(f"SIGKILL worker (+{taken_over_s:.1f}s)", clients.seen, cleared)
+    figures = Figures.of(f"SIGKILL worker (+{taken_over_s:.1f}s)", clients.seen, killed_at, cleared)
     record_figures.append(figures)
     assert "500" not in figures.statuses.split()
     assert figures.recovered_s < RECOVERY_BOUND_S, figures
@@ -234,7 +243,7 @@ async def test_clients_closing_downloads_are_not_errors(fault_cluster, tmp_path,
     assert "Traceback" not in log, log
     record_figures.append(
         Figures(
-            "client closes download", aborts, 0, f"499:{aborts}", max(e - s for s, e in seen), 0
+            "client closes download", aborts, 0, f"499:{aborts}", max(e - s for s, e in seen), 0, 0
         )
     )
 
