@@ -113,7 +113,7 @@ async def _under_load(
             finally:
                 admin.terminate()
             await asyncio.sleep(2.5)
-        waited = await check_invariants(cluster.dsn, big_assets + [a for _, a in users for a in a])
+        await check_invariants(cluster.dsn, big_assets + [x for _, ids in users for x in ids])
         stop_watch.set()
         await watcher
         log = service.log()
@@ -198,7 +198,7 @@ async def test_worker_killed_mid_batch_is_taken_over(fault_cluster, tmp_path, re
                 await doomed.wait_ready()
                 cleared = time.monotonic()
                 await asyncio.sleep(2.0)
-        await check_invariants(fault_cluster.dsn, big_assets + [a for _, a in users for a in a])
+        await check_invariants(fault_cluster.dsn, big_assets + [x for _, ids in users for x in ids])
     finally:
         await conn.close()
     assert f":{survivor.process.pid}:" in finished["lease_owner"]
