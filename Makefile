@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 SCALE ?= plan
 export SCALE
 
-.PHONY: help install test test-quick lint typecheck bench bench-micro data serve load load-ui gate gate-selftest clean
+.PHONY: help install test test-quick faults lint typecheck bench bench-micro data serve load load-ui gate gate-selftest clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,9 @@ test: $(STAMP) lint typecheck ## lint, type-check, run every test and every benc
 
 test-quick: $(STAMP) ## tests only, skipping slow ones and benchmarks
 	$(VENV)/bin/pytest tests -m 'not slow' $(PYTEST_ARGS)
+
+faults: $(STAMP) ## the fault suite alone, verbose: cut, restart and freeze PostgreSQL, SIGKILL a worker, abort downloads; prints what clients saw
+	$(VENV)/bin/pytest tests/faults -v -s $(PYTEST_ARGS)
 
 data: $(STAMP) ## bring up a database (provider chain), migrate, load the SCALE dataset, report, tear down
 	$(WSBENCH) data --scale $(SCALE)

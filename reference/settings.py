@@ -199,6 +199,27 @@ class Settings:
     )
     pool_min_size: int = setting("POOL_MIN_SIZE", "asyncpg pool bounds", 2, parse=_integer(1))
     pool_max_size: int = setting("POOL_MAX_SIZE", "asyncpg pool bounds", 20, parse=_integer(1))
+    db_statement_timeout_ms: int = setting(
+        "DB_STATEMENT_TIMEOUT_MS",
+        "a statement's bound, on the server (the client gives up a second later)",
+        10_000,
+        parse=_integer(1),
+    )
+    db_lock_timeout_ms: int = setting(
+        "DB_LOCK_TIMEOUT_MS",
+        "a row or advisory lock's bound (also how long a batch waits for the user's previous one)",
+        3_000,
+        parse=_integer(1),
+    )
+    db_acquire_timeout_ms: int = setting(
+        "DB_ACQUIRE_TIMEOUT_MS",
+        "taking a connection from the pool, opening one included",
+        3_000,
+        parse=_integer(1),
+    )
+    healthz_timeout_ms: int = setting(
+        "HEALTHZ_TIMEOUT_MS", "`/healthz` end to end", 2_000, parse=_integer(1)
+    )
     batch_max_ids: int = setting(
         "BATCH_MAX_IDS", "most ids one batch request may name", 10_000, parse=_integer(1)
     )
@@ -216,6 +237,24 @@ class Settings:
     )
     batch_chunk_size: int = setting(
         "BATCH_CHUNK_SIZE", "assets per chunk (one transaction each)", 1_000, parse=_integer(1)
+    )
+    batch_lease_s: int = setting(
+        "BATCH_LEASE_S",
+        "a background operation's lease, renewed by each chunk; lapsed, another worker takes over",
+        30,
+        parse=_integer(1),
+    )
+    batch_retry_base_ms: int = setting(
+        "BATCH_RETRY_BASE_MS",
+        "back-off of a failed chunk, doubling from base to max",
+        500,
+        parse=_integer(1),
+    )
+    batch_retry_max_ms: int = setting(
+        "BATCH_RETRY_MAX_MS",
+        "back-off of a failed chunk, doubling from base to max",
+        10_000,
+        parse=_integer(1),
     )
     trash_retention_s: int = setting(
         "TRASH_RETENTION_S",

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from aiohttp import web
 
-from reference.web.errors import json_response
+from reference.web.errors import RETRY_AFTER_S, dependency_failure, json_response
 from reference.web.feature import Feature
 from reference.web.metrics import CONTENT_TYPE, METRICS
 from reference.web.openapi import ApiRoutes
 from reference.web.schemas import STRING, obj
-from reference.web.typedefs import POOL
+from reference.web.typedefs import POOL, SETTINGS
 
+log = logging.getLogger(__name__)
 routes = ApiRoutes(tag="system")
 OPENAPI = web.AppKey("openapi", dict[str, Any])
 
@@ -20,20 +23,31 @@ OPENAPI = web.AppKey("openapi", dict[str, Any])
 @routes.operation(
     "GET",
     "/healthz",
-    summary="Liveness and database reachability",
+    summary="Liveness and database reachability, answered within HEALTHZ_TIMEOUT_MS",
     public=True,
     responses={
-        200: ("healthy", obj({"status": STRING})),
-        503: ("a dependency is unreachable", obj({"status": STRING})),
+        200: ("healthy", obj({"status": STRING, "database": STRING})),
+        503: (
+            "a dependency is unreachable or too slow: which one, never its address",
+            obj({"status": STRING, "database": STRING}),
+        ),
     },
 )
 async def healthz(request: web.Request) -> web.Response:
+    budget_s = request.app[SETTINGS].healthz_timeout_ms / 1000
     try:
-        async with request.app[POOL].acquire(timeout=2) as conn:
-            await conn.fetchval("select 1")
-    except Exception as exc:  # any failure to reach the database is "unhealthy"
-        return json_response({"status": "unhealthy", "database": str(exc)}, status=503)
-    return json_response({"status": "ok"})
+        async with asyncio.timeout(budget_s):
+            async with request.app[POOL].acquire(timeout=budget_s) as conn:
+                await conn.fetchval("select 1", timeout=budget_s)
+    except Exception as exc:
+        state = (dependency_failure(exc) or "database_error").removeprefix("database_")
+        log.warning("healthz: database %s (%s)", state, type(exc).__name__)
+        return json_response(
+            {"status": "unhealthy", "database": state},
+            status=503,
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
+    return json_response({"status": "ok", "database": "ok"})
 
 
 @routes.operation(

@@ -3,17 +3,26 @@
 An operation records who did what to which assets. Its items move, chunk by chunk, towards the
 operation's ``target`` ('applied' or 'undone'); a chunk changes the assets, marks its items and
 advances the progress in one transaction, so an interruption (connection or process killed)
-leaves every asset either fully done or untouched, and the operation stays 'running' until a
-runner resumes it. Undo and redo are the same machinery run the other way.
+leaves every asset either fully done or untouched, and the operation stays unfinished
+('running', or 'retrying' after a failed chunk) until a worker finishes it. Undo and redo are the
+same machinery run the other way.
+
+Order: a user's operations form one stack, and at most one of them is unfinished at a time.
+Creating, undoing or redoing checks that under the stack lock (and a unique index backs it);
+whoever runs an operation holds the user's turn (:func:`users_turn`) for the operation's life,
+so a request that comes while a short operation runs waits for it, in arrival order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import os
+import socket
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -32,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Chunks that hit a deadlock with a concurrent operation on the same assets are retried.
 CHUNK_RETRIES: Final = 3
+#: The lease of a run that names none (tests, ``python -m reference.batch``).
+DEFAULT_LEASE_S: Final = 30.0
 
 
 class Kind(StrEnum):
@@ -75,6 +86,8 @@ class Operation:
     not_found_jobs: tuple[str, ...]
     created_at: datetime
     finished_at: datetime | None
+    attempts: int = 0
+    last_error: str | None = None
 
     @classmethod
     def from_record(cls, r: asyncpg.Record) -> Operation:
@@ -90,11 +103,13 @@ class Operation:
             tuple(r["not_found_jobs"]),
             r["created_at"],
             r["finished_at"],
+            r["attempts"],
+            r["last_error"],
         )
 
     @property
     def running(self) -> bool:
-        return self.status == "running"
+        return self.status != "done"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -109,6 +124,8 @@ class Operation:
             "not_found_jobs": list(self.not_found_jobs),
             "created_at": self.created_at.isoformat(),
             "finished_at": None if self.finished_at is None else self.finished_at.isoformat(),
+            "attempts": self.attempts,
+            "last_error": self.last_error,
         }
 
 
@@ -119,8 +136,50 @@ class PurgePolicy:
     retry_max_s: float = 3600.0
 
 
+@dataclass(frozen=True)
+class Lease:
+    """Who runs an operation, for how long without a sign of progress."""
+
+    owner: str
+    seconds: float
+
+    @classmethod
+    def for_this_process(cls, seconds: float) -> Lease:
+        return cls(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}", seconds)
+
+
 #: Called after each committed chunk with the operation id and the chunk number (from 1).
 ChunkObserver = Callable[[UUID, int], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def users_turn(conn: asyncpg.Connection, user_id: UUID) -> AsyncIterator[None]:
+    """Hold the user's turn on ``conn`` (waits at most the connection's ``lock_timeout``;
+    raises ``asyncpg.LockNotAvailableError`` when that runs out)."""
+    await conn.execute(q.TAKE_USERS_TURN, user_id)
+    yield
+    # Not on an exception: the connection may be waiting out a cancelled statement, and its
+    # release to the pool unlocks (pg_advisory_unlock_all) or drops it, within a bound.
+    await conn.execute(q.END_USERS_TURN, user_id)
+
+
+async def unfinished_operation(conn: asyncpg.Connection, user_id: UUID) -> Operation | None:
+    record = await conn.fetchrow(q.UNFINISHED_OF_USER, user_id)
+    return None if record is None else Operation.from_record(record)
+
+
+def still_running(op: Operation) -> Conflict:
+    return Conflict(
+        f"operation {op.id} ({op.kind.value}, {op.status}, {op.done} of {op.total}) is still "
+        "running; retry when it has finished",
+        operation_id=str(op.id),
+    )
+
+
+async def _refuse_if_unfinished(conn: asyncpg.Connection, user_id: UUID) -> None:
+    op = await unfinished_operation(conn, user_id)
+    if op is not None:
+        raise still_running(op)
 
 
 async def create_operation(
@@ -131,11 +190,13 @@ async def create_operation(
     *,
     max_ids: int,
     idempotency_key: str | None = None,
+    lease: Lease | None = None,
 ) -> tuple[Operation, bool]:
     """Record an operation on the caller's selected assets; ``(operation, created)``.
 
     With an idempotency key already used by this user, the original operation comes back
-    (``created`` false) and nothing is done again; the same key on another request is a 409.
+    (``created`` false) and nothing is done again; the same key on another request is a 409,
+    and so is any new operation while another of the user's is unfinished.
     """
     request_hash = selection.request_hash(kind)
     async with conn.transaction():
@@ -149,6 +210,7 @@ async def create_operation(
                         field="Idempotency-Key",
                     )
                 return Operation.from_record(existing), False
+        await _refuse_if_unfinished(conn, user_id)
         rows = await conn.fetch(
             q.SELECT_TRASHED if kind.acts_on_trash else q.SELECT_LIVE,
             user_id,
@@ -175,6 +237,8 @@ async def create_operation(
             not_found_jobs,
             idempotency_key,
             request_hash,
+            None if lease is None else lease.owner,
+            None if lease is None else lease.seconds,
         )
         assert record is not None  # the user's stack lock makes the key's conflict impossible
         await conn.execute(
@@ -195,36 +259,47 @@ async def pending_files(conn: asyncpg.Connection, op: Operation) -> int:
     return count
 
 
-async def start_undo(conn: asyncpg.Connection, user_id: UUID) -> Operation:
+async def start_undo(
+    conn: asyncpg.Connection, user_id: UUID, lease: Lease | None = None
+) -> Operation:
     """Turn the user's latest applied operation towards 'undone' (run it with run_operation)."""
     async with conn.transaction():
         await conn.execute(q.LOCK_USER_STACK, user_id)
+        await _refuse_if_unfinished(conn, user_id)
         top = await conn.fetchrow(q.TOP_OF_UNDO, user_id)
         if top is None:
             raise Conflict("nothing to undo")
         op = Operation.from_record(top)
-        if op.running:
-            raise Conflict("the last operation is still running", operation_id=str(op.id))
         if not op.kind.undoable:
             raise Conflict(
                 "the last operation is a purge, which cannot be undone: its files are gone",
                 operation_id=str(op.id),
             )
-        started = await conn.fetchrow(q.START_PHASE, op.id, "undone")
-    assert started is not None
-    return Operation.from_record(started)
+        return await _start_phase(conn, op.id, "undone", lease)
 
 
-async def start_redo(conn: asyncpg.Connection, user_id: UUID) -> Operation:
+async def start_redo(
+    conn: asyncpg.Connection, user_id: UUID, lease: Lease | None = None
+) -> Operation:
     async with conn.transaction():
         await conn.execute(q.LOCK_USER_STACK, user_id)
+        await _refuse_if_unfinished(conn, user_id)
         top = await conn.fetchrow(q.TOP_OF_REDO, user_id)
         if top is None:
             raise Conflict("nothing to redo")
-        op = Operation.from_record(top)
-        if op.running:
-            raise Conflict("the last undo is still running", operation_id=str(op.id))
-        started = await conn.fetchrow(q.START_PHASE, op.id, "applied")
+        return await _start_phase(conn, top["id"], "applied", lease)
+
+
+async def _start_phase(
+    conn: asyncpg.Connection, op_id: UUID, target: str, lease: Lease | None
+) -> Operation:
+    started = await conn.fetchrow(
+        q.START_PHASE,
+        op_id,
+        target,
+        None if lease is None else lease.owner,
+        None if lease is None else lease.seconds,
+    )
     assert started is not None
     return Operation.from_record(started)
 
@@ -258,12 +333,14 @@ async def _act(
         await conn.execute(q.UNTRASH_VIDEOS, user_id, videos)
 
 
-async def run_chunk(conn: asyncpg.Connection, op_id: UUID, chunk_size: int) -> list[UUID] | None:
+async def run_chunk(
+    conn: asyncpg.Connection, op_id: UUID, chunk_size: int, lease_s: float = DEFAULT_LEASE_S
+) -> list[UUID] | None:
     """Move one chunk of items to the operation's target; the chunk's asset ids, or None
     when the operation is (now) done."""
     async with conn.transaction():
         op = await conn.fetchrow(q.LOCK_OPERATION, op_id)
-        if op is None or op["status"] != "running":
+        if op is None or op["status"] == "done":
             return None
         forward = op["target"] == "applied"
         rows = await conn.fetch(q.NEXT_CHUNK, op_id, not forward, chunk_size)
@@ -275,8 +352,30 @@ async def run_chunk(conn: asyncpg.Connection, op_id: UUID, chunk_size: int) -> l
         await _act(conn, op, forward, images, videos)
         ids = images + videos
         await conn.execute(q.MARK_ITEMS, op_id, ids, forward)
-        await conn.execute(q.ADVANCE, op_id, len(ids))
+        await conn.execute(q.ADVANCE, op_id, len(ids), lease_s)
     return ids
+
+
+async def run_to_target(
+    conn: asyncpg.Connection,
+    op_id: UUID,
+    chunk_size: int,
+    purge: PurgePolicy,
+    lease_s: float = DEFAULT_LEASE_S,
+    after_chunk: ChunkObserver | None = None,
+) -> None:
+    """Run chunks until the operation is done; the caller holds the user's turn on ``conn``."""
+    is_purge = await conn.fetchval(q.KIND_OF, op_id) == Kind.PURGE.value
+    number = 0
+    while True:
+        ids = await _chunk_with_retries(conn, op_id, chunk_size, lease_s)
+        if ids is None:
+            return
+        number += 1
+        if is_purge:
+            await remove_due_files(conn, purge, asset_ids=ids)
+        if after_chunk is not None:
+            await after_chunk(op_id, number)
 
 
 async def run_operation(
@@ -285,29 +384,32 @@ async def run_operation(
     chunk_size: int,
     purge: PurgePolicy,
     after_chunk: ChunkObserver | None = None,
-) -> None:
-    """Run an operation to its target, one transaction per chunk (resumable at any point)."""
+    *,
+    lease: Lease | None = None,
+    force: bool = True,
+) -> bool:
+    """Take the user's turn and the operation's lease, and run it to its target, one
+    transaction per chunk (resumable at any point). False when another live worker holds the
+    lease (``force`` takes it over all the same) or the operation is already done."""
+    lease = lease or Lease.for_this_process(DEFAULT_LEASE_S)
     async with pool.acquire() as conn:
-        is_purge = await conn.fetchval(q.KIND_OF, op_id) == Kind.PURGE.value
-    number = 0
-    while True:
-        async with pool.acquire() as conn:
-            ids = await _chunk_with_retries(conn, op_id, chunk_size)
-            if ids is None:
-                return
-            number += 1
-            if is_purge:
-                await remove_due_files(conn, purge, asset_ids=ids)
-        if after_chunk is not None:
-            await after_chunk(op_id, number)
+        user_id = await conn.fetchval(q.USER_OF, op_id)
+        if user_id is None:
+            return False
+        async with users_turn(conn, user_id):
+            claimed = await conn.fetchval(q.CLAIM, op_id, lease.owner, lease.seconds, force)
+            if claimed is None:
+                return False
+            await run_to_target(conn, op_id, chunk_size, purge, lease.seconds, after_chunk)
+    return True
 
 
 async def _chunk_with_retries(
-    conn: asyncpg.Connection, op_id: UUID, chunk_size: int
+    conn: asyncpg.Connection, op_id: UUID, chunk_size: int, lease_s: float
 ) -> list[UUID] | None:
     for attempt in range(CHUNK_RETRIES):
         try:
-            return await run_chunk(conn, op_id, chunk_size)
+            return await run_chunk(conn, op_id, chunk_size, lease_s)
         except asyncpg.DeadlockDetectedError:
             if attempt == CHUNK_RETRIES - 1:
                 raise
@@ -316,13 +418,23 @@ async def _chunk_with_retries(
 
 
 async def running_operations(conn: asyncpg.Connection) -> list[UUID]:
+    """Every unfinished operation, oldest first."""
     return [r["id"] for r in await conn.fetch(q.RUNNING_OPERATIONS)]
+
+
+async def orphaned_operations(conn: asyncpg.Connection) -> list[UUID]:
+    """Unfinished operations whose worker's lease has lapsed (or that never had one)."""
+    return [r["id"] for r in await conn.fetch(q.ORPHANED_OPERATIONS)]
+
+
+async def mark_retrying(conn: asyncpg.Connection, op_id: UUID, lease: Lease, error: str) -> None:
+    await conn.execute(q.MARK_RETRYING, op_id, lease.owner, error, lease.seconds)
 
 
 async def resume_all(
     pool: asyncpg.Pool, chunk_size: int, purge: PurgePolicy, after_chunk: ChunkObserver | None
 ) -> int:
-    """Finish every operation left running (by a killed process or connection)."""
+    """Finish every unfinished operation (left by a killed process or connection)."""
     async with pool.acquire() as conn:
         ids = await running_operations(conn)
     for op_id in ids:
@@ -410,6 +522,8 @@ async def purge_expired(
     async with pool.acquire() as conn:
         async with conn.transaction():
             for group in await conn.fetch(q.EXPIRED_TRASH, float(retention_s), limit):
+                if not await conn.fetchval(q.TRY_USER_STACK, group["user_id"]):
+                    continue
                 purged += await purge_rows(conn, group["user_id"], group["ids"])
         while True:
             removed, failed = await remove_due_files(conn, purge, limit=limit)

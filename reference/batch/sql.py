@@ -36,6 +36,40 @@ order by created_at, id
 # pick the operation at the top; two requests of one user must not interleave there.
 LOCK_USER_STACK: Final = "select pg_advisory_xact_lock(hashtextextended('batch:' || $1::uuid, 0))"
 
+# The user's turn, held by whoever runs one of the user's operations, for the operation's life
+# (across its chunks; it dies with the connection). Waits are bounded by lock_timeout.
+TAKE_USERS_TURN: Final = "select pg_advisory_lock(hashtextextended('batch:' || $1::uuid, 0))"
+END_USERS_TURN: Final = "select pg_advisory_unlock(hashtextextended('batch:' || $1::uuid, 0))"
+
+UNFINISHED_OF_USER: Final = """
+select * from batch_operations where user_id = $1 and status <> 'done'
+"""
+
+USER_OF: Final = "select user_id from batch_operations where id = $1"
+
+# ``$4``: take the operation over even if another worker's lease has not lapsed (at start-up, or
+# on request); only ever called by a worker that holds the user's turn.
+CLAIM: Final = """
+update batch_operations
+set lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)
+where id = $1 and status <> 'done'
+  and ($4 or lease_owner is null or lease_owner = $2 or lease_expires_at < now())
+returning id
+"""
+
+MARK_RETRYING: Final = """
+update batch_operations
+set status = 'retrying', attempts = attempts + 1, last_error = $3, updated_at = now(),
+    lease_expires_at = now() + make_interval(secs => $4)
+where id = $1 and status <> 'done' and (lease_owner = $2 or lease_owner is null)
+"""
+
+ORPHANED_OPERATIONS: Final = """
+select id from batch_operations
+where status <> 'done' and (lease_expires_at is null or lease_expires_at < now())
+order by seq
+"""
+
 FIND_BY_KEY: Final = """
 select * from batch_operations where user_id = $1 and idempotency_key = $2
 """
@@ -47,8 +81,10 @@ where user_id = $1 and target = 'undone' and not discarded
 
 INSERT_OPERATION: Final = """
 insert into batch_operations
-    (id, user_id, kind, total, not_found, not_found_jobs, idempotency_key, request_hash)
-values ($1, $2, $3, $4, $5::uuid[], $6::text[], $7, $8)
+    (id, user_id, kind, total, not_found, not_found_jobs, idempotency_key, request_hash,
+     lease_owner, lease_expires_at)
+values ($1, $2, $3, $4, $5::uuid[], $6::text[], $7, $8,
+        $9, now() + make_interval(secs => $10))
 on conflict (user_id, idempotency_key) do nothing
 returning *
 """
@@ -62,7 +98,7 @@ GET_OPERATION: Final = "select * from batch_operations where id = $1 and user_id
 
 LOCK_OPERATION: Final = "select * from batch_operations where id = $1 for update"
 
-RUNNING_OPERATIONS: Final = "select id from batch_operations where status = 'running' order by seq"
+RUNNING_OPERATIONS: Final = "select id from batch_operations where status <> 'done' order by seq"
 
 TOP_OF_UNDO: Final = """
 select * from batch_operations
@@ -79,6 +115,7 @@ order by seq asc limit 1
 START_PHASE: Final = """
 update batch_operations
 set target = $2, status = 'running', done = 0, finished_at = null, updated_at = now(),
+    lease_owner = $3, lease_expires_at = now() + make_interval(secs => $4),
     total = (select count(*) from batch_operation_items
              where operation_id = $1 and applied = ($2 = 'undone'))
 where id = $1
@@ -100,8 +137,12 @@ update batch_operation_items set applied = $3
 where operation_id = $1 and asset_id = any($2::uuid[]) and applied <> $3
 """
 
+# Every chunk renews the lease: a worker that stops making progress loses it.
 ADVANCE: Final = """
-update batch_operations set done = done + $2, updated_at = now() where id = $1
+update batch_operations
+set done = done + $2, status = 'running', updated_at = now(),
+    lease_expires_at = now() + make_interval(secs => $3)
+where id = $1
 """
 
 FINISH: Final = """
@@ -309,8 +350,15 @@ select user_id, array_agg(id) as ids from (
     (select user_id, id from trashed_videos where deleted_at < now() - make_interval(secs => $1)
      order by deleted_at limit $2)
 ) expired
+where not exists (
+    select 1 from batch_operations o where o.user_id = expired.user_id and o.status <> 'done')
 group by user_id
 """
+
+# The retention purge skips a user whose turn is taken: a restore may be moving those rows.
+TRY_USER_STACK: Final = (
+    "select pg_try_advisory_xact_lock(hashtextextended('batch:' || $1::uuid, 0))"
+)
 
 TRASH_PAGE: Final = """
 select type, id, prompt, status, quality, model_type, duration_s, metadata, created_at,

@@ -2,8 +2,9 @@
 undo and redo; the trash. The work itself is in :mod:`reference.batch.operations`.
 
 Small operations finish within the request (200); larger ones run in the background in
-chunks (202 with the operation, progress at ``GET /v1/batch/operations/{id}``). Operations left
-running by a killed process are resumed when the service starts.
+chunks (202 with the operation, progress at ``GET /v1/batch/operations/{id}``). A user has one
+operation running at a time: a request behind a short one waits its turn, one behind a background
+operation gets 409 naming it. Background work heals itself (see :mod:`reference.batch.runner`).
 """
 
 from __future__ import annotations
@@ -24,11 +25,8 @@ from reference.batch.operations import (
     Kind,
     Operation,
     Selection,
-    create_operation,
     get_operation,
     pending_files,
-    start_redo,
-    start_undo,
 )
 from reference.batch.runner import BATCH_RUNNER, runner_context, trash_context
 from reference.batch.zip import Member, archive_size, write_archive
@@ -46,6 +44,12 @@ log = logging.getLogger(__name__)
 
 
 routes = ApiRoutes(tag="batch")
+
+
+BUSY: Final = (
+    "another operation of the caller is running in the background (operation_id names it; "
+    "a request behind a short one waits its turn instead)"
+)
 
 
 def selection_schema(settings: Settings) -> dict[str, Any]:
@@ -71,8 +75,12 @@ def selection_schema(settings: Settings) -> dict[str, Any]:
 ANSWER: Final = obj({"operation": OPERATION})
 OPERATION_RESPONSES: Final[dict[int, ResponseSpec]] = {
     200: ("finished; not_found lists ids that are absent or not the caller's", ANSWER),
-    202: ("running in the background; poll its Location", ANSWER),
-    409: ("Idempotency-Key reused for a different request", ERROR),
+    202: (
+        "running in the background ('running', or 'retrying' with last_error after a failed "
+        "chunk); poll its Location",
+        ANSWER,
+    ),
+    409: (f"Idempotency-Key reused for a different request, or {BUSY}", ERROR),
     413: ("too many ids (the field is named)", ERROR),
 }
 
@@ -136,16 +144,7 @@ async def _submit(request: web.Request, kind: Kind) -> web.Response:
     settings = request.app[SETTINGS]
     selection = await read_selection(request, settings.batch_max_ids)
     key = inputs.idempotency_key(request)
-    async with request.app[POOL].acquire() as conn:
-        op, _ = await create_operation(
-            conn,
-            current_user(request),
-            kind,
-            selection,
-            max_ids=settings.batch_max_ids,
-            idempotency_key=key,
-        )
-    await request.app[BATCH_RUNNER].drive(op)
+    op = await request.app[BATCH_RUNNER].submit(current_user(request), kind, selection, key)
     return await _answer(request, op.id)
 
 
@@ -191,7 +190,7 @@ _operation_route(
     "/v1/batch/operations/{operation_id}",
     summary="An operation and its progress (done of total); 'running' until finished",
     params=[Param("operation_id", "path", {"type": "string", "format": "uuid"})],
-    responses={200: ("finished", ANSWER), 202: ("still running", ANSWER)},
+    responses={200: ("finished", ANSWER), 202: ("still running or retrying", ANSWER)},
 )
 async def get_operation_route(request: web.Request) -> web.Response:
     return await _answer(request, _operation_id(request))
@@ -200,7 +199,8 @@ async def get_operation_route(request: web.Request) -> web.Response:
 @routes.operation(
     "POST",
     "/v1/batch/operations/{operation_id}/resume",
-    summary="Resume an operation left running by an interruption (a no-op when finished)",
+    summary="Resume an unfinished operation now, taking it over from a worker that holds its "
+    "lease (a no-op when finished; unfinished operations also resume by themselves)",
     params=[Param("operation_id", "path", {"type": "string", "format": "uuid"})],
     responses={200: ("finished", ANSWER), 202: ("running again", ANSWER)},
 )
@@ -209,24 +209,23 @@ async def resume_operation(request: web.Request) -> web.Response:
     async with request.app[POOL].acquire() as conn:
         op = await get_operation(conn, current_user(request), op_id)
     if op.running:
-        request.app[BATCH_RUNNER].start(op.id)
+        request.app[BATCH_RUNNER].start(op.id, force=True)
     return await _answer(request, op.id)
 
 
 @routes.operation(
     "POST",
     "/v1/batch/undo",
-    summary="Undo the caller's latest operation (in order: each call undoes the next older)",
+    summary="Undo the caller's latest operation (in order: each call undoes the next older; "
+    "a call made while a short operation runs waits for it, then undoes the next)",
     responses={
         200: ("undone", ANSWER),
         202: ("undoing in the background", ANSWER),
-        409: ("nothing to undo, the latest operation is still running, or a purge", ERROR),
+        409: (f"nothing to undo, the latest operation is a purge, or {BUSY}", ERROR),
     },
 )
 async def undo(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
-        op = await start_undo(conn, current_user(request))
-    await request.app[BATCH_RUNNER].drive(op)
+    op = await request.app[BATCH_RUNNER].undo(current_user(request))
     return await _answer(request, op.id)
 
 
@@ -237,13 +236,11 @@ async def undo(request: web.Request) -> web.Response:
     responses={
         200: ("redone", ANSWER),
         202: ("redoing in the background", ANSWER),
-        409: ("nothing to redo", ERROR),
+        409: (f"nothing to redo, or {BUSY}", ERROR),
     },
 )
 async def redo(request: web.Request) -> web.Response:
-    async with request.app[POOL].acquire() as conn:
-        op = await start_redo(conn, current_user(request))
-    await request.app[BATCH_RUNNER].drive(op)
+    op = await request.app[BATCH_RUNNER].redo(current_user(request))
     return await _answer(request, op.id)
 
 

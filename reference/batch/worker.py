@@ -12,7 +12,7 @@ from pathlib import Path
 from uuid import UUID
 
 from reference.batch.operations import PurgePolicy, resume_all, run_operation
-from reference.db.pool import create_pool
+from reference.db.pool import Limits, create_pool
 from reference.settings import Settings
 
 
@@ -28,7 +28,9 @@ async def _main(args: argparse.Namespace) -> int:
         settings.purge_retry_max_s,
     )
     chunk_size = args.chunk_size or settings.batch_chunk_size
-    pool = await create_pool(args.dsn or settings.database_url, 1, 2)
+    pool = await create_pool(
+        args.dsn or settings.database_url, 1, 2, Limits.from_settings(settings)
+    )
     try:
         if args.operation is not None:
             await run_operation(pool, args.operation, chunk_size, purge, _print_chunk)

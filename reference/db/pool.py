@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Final
 
 import asyncpg
 import orjson
 from aiohttp import web
 
+from reference.settings import Settings
 from reference.web.typedefs import POOL, SETTINGS
 
 #: ``force_custom_plan``: users differ by orders of magnitude in size, and after five
@@ -20,6 +23,54 @@ SERVER_SETTINGS: Final = {
     "jit": "off",
     "application_name": "workspace-bench",
 }
+#: The client gives a statement this much longer than the server does: a server that is alive
+#: cancels it itself (the connection stays usable); one that is frozen cannot.
+CLIENT_MARGIN_S: Final = 1.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on every wait a pool's user can meet; None leaves the server's default."""
+
+    statement_timeout_ms: int | None = None
+    lock_timeout_ms: int | None = None
+    acquire_timeout_ms: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        return cls(
+            settings.db_statement_timeout_ms,
+            settings.db_lock_timeout_ms,
+            settings.db_acquire_timeout_ms,
+        )
+
+    def server_settings(self) -> dict[str, str]:
+        bounds = {
+            "statement_timeout": self.statement_timeout_ms,
+            "lock_timeout": self.lock_timeout_ms,
+        }
+        return {**SERVER_SETTINGS, **{k: str(v) for k, v in bounds.items() if v is not None}}
+
+    def connect_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"server_settings": self.server_settings()}
+        if self.statement_timeout_ms is not None:
+            options["command_timeout"] = self.statement_timeout_ms / 1000 + CLIENT_MARGIN_S
+        if self.acquire_timeout_ms is not None:
+            options["timeout"] = self.acquire_timeout_ms / 1000
+        return options
+
+
+class BoundedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg ships no type information
+    """A pool whose ``acquire()`` is bounded unless told otherwise.
+
+    asyncpg applies the acquire timeout to the release as well, so a connection whose query
+    was abandoned on a frozen server is terminated instead of being waited for forever.
+    """
+
+    acquire_timeout_s: float | None = None
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self.acquire_timeout_s if timeout is None else timeout)
 
 
 def _dumps(value: Any) -> str:
@@ -50,21 +101,50 @@ async def connect(
         await conn.close()
 
 
-async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
+async def _init_bounded(conn: asyncpg.Connection) -> None:
+    await init_connection(conn)
+    link = weakref.ref(conn)
+
+    def drop_on_client_timeout(query: Any) -> None:
+        # The server did not cancel in time, so it is frozen or gone: waiting for this
+        # connection again (a rollback, the pool's reset) would only wait for as long again.
+        held = link()
+        if isinstance(query.exception, TimeoutError) and held is not None:
+            held.terminate()
+
+    conn.add_query_logger(drop_on_client_timeout)
+
+
+async def create_pool(
+    dsn: str, min_size: int = 2, max_size: int = 20, limits: Limits | None = None
+) -> asyncpg.Pool:
+    limits = limits or Limits()
+    pool = BoundedPool(
         dsn,
         min_size=min_size,
         max_size=max_size,
-        server_settings=SERVER_SETTINGS,
-        init=init_connection,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
+        init=init_connection if limits.statement_timeout_ms is None else _init_bounded,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        **limits.connect_options(),
     )
-    assert pool is not None
+    if limits.acquire_timeout_ms is not None:
+        pool.acquire_timeout_s = limits.acquire_timeout_ms / 1000
+    await pool
     return pool
 
 
 async def pool_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    pool = await create_pool(settings.database_url, settings.pool_min_size, settings.pool_max_size)
+    pool = await create_pool(
+        settings.database_url,
+        settings.pool_min_size,
+        settings.pool_max_size,
+        Limits.from_settings(settings),
+    )
     app[POOL] = pool
     try:
         yield

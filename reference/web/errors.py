@@ -9,15 +9,21 @@
     ├── NotFound             404  absent, or not the caller's (never tell the two apart)
     └── Conflict             409  the request clashes with the current state
 
-Anything else that escapes a handler is logged and answered with a 500 JSON body that carries
-no internals.
+A dependency that is down (connection refused, lost, the server shutting down) or too slow
+(statement or lock timeout, no pool connection in time) is a 503 with ``Retry-After`` and
+``{"error": "database_unavailable" | "database_timeout"}``, logged in one line, never with the
+server's address. A client that went away mid-response is not an error: one log line, and the
+request is counted under status 499 ("client closed request"). Anything else that escapes a
+handler is logged and answered with a 500 JSON body that carries no internals.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Final
 
+import asyncpg
 import orjson
 from aiohttp import web
 
@@ -92,6 +98,52 @@ def http_error_field(exc: web.HTTPException) -> str:
     return {405: "method", 413: "body"}.get(exc.status, "path")
 
 
+CLIENT_CLOSED: Final = 499
+RETRY_AFTER_S: Final = "1"
+DATABASE_UNAVAILABLE: Final = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    ConnectionRefusedError,
+    ConnectionResetError,
+)
+DATABASE_TIMEOUT: Final = (TimeoutError, asyncpg.QueryCanceledError, asyncpg.LockNotAvailableError)
+
+
+def client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """asyncpg's own words for a connection the server cut: a protocol left waiting for a
+    reply that never comes (the server's farewell arrived while the connection was idle), or a
+    call on a connection already closed."""
+    if isinstance(exc, asyncpg.InternalClientError):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+
+
+def dependency_failure(exc: BaseException) -> str | None:
+    """The 503 error code for a database that is down or too slow; None for anything else.
+
+    A connection cut mid-transaction surfaces as whatever the cleanup hit next (a rollback on a
+    closed connection), so the exceptions it was raised during are looked at too.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, DATABASE_TIMEOUT):
+            return "database_timeout"
+        if isinstance(cause, DATABASE_UNAVAILABLE) or _connection_lost(cause):
+            return "database_unavailable"
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -106,6 +158,23 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         kept = {k: v for k, v in exc.headers.items() if k.lower() not in BODY_HEADERS}
         body = {"error": code, "message": exc.text or exc.reason, "field": http_error_field(exc)}
         return json_response(body, exc.status, headers=kept)
-    except Exception:
+    except asyncio.CancelledError:
+        if client_gone(request):
+            log.info("client closed %s %s (cancelled)", request.method, request.path)
+        raise
+    except Exception as exc:
+        if client_gone(request):
+            log.info("client closed %s %s (%s)", request.method, request.path, type(exc).__name__)
+            return web.Response(status=CLIENT_CLOSED, reason="Client Closed Request")
+        failure = dependency_failure(exc)
+        if failure is not None:
+            log.warning(
+                "%s on %s %s (%s)", failure, request.method, request.path, type(exc).__name__
+            )
+            return json_response(
+                {"error": failure, "message": "the database is unavailable or too slow; retry"},
+                503,
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response({"error": "internal_error", "message": "internal error"}, 500)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -10,6 +11,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from reference.web.errors import CLIENT_CLOSED, client_gone
 from reference.web.typedefs import Handler
 
 #: Fine buckets below 100 ms: most of this service's answers land there.
@@ -49,7 +51,7 @@ class Metrics:
         r = self.registry
         self.request_seconds = Histogram(
             "http_request_duration_seconds",
-            "Request latency by route",
+            "Request latency by route; status 499: the client closed the connection first",
             ["method", "route", "status"],
             buckets=LATENCY_BUCKETS,
             registry=r,
@@ -97,6 +99,10 @@ def make_metrics_middleware(metrics: Metrics) -> Middleware:
             return response
         except web.HTTPException as exc:
             status = exc.status
+            raise
+        except asyncio.CancelledError:
+            if client_gone(request):
+                status = CLIENT_CLOSED
             raise
         finally:
             metrics.request_seconds.labels(

@@ -53,6 +53,8 @@ COMMON_ERRORS: Final = {
     404: "not found, or not the caller's",
     414: "request target over 8190 bytes",
     431: "a header over 8190 bytes, or over 32 KiB of headers",
+    503: "the database is down or too slow (error database_unavailable or database_timeout), "
+    "with Retry-After",
 }
 
 
