@@ -69,6 +69,8 @@ class LoadState:
     cache_before: UrlCacheCounters | None = None
     #: The busiest load-generator process's CPU (share of one core), one sample per check.
     cpu: list[float] = field(default_factory=list)
+    #: Users running, by second: the load's shape for the report.
+    users: dict[int, int] = field(default_factory=dict)
     live: list[Check] = field(default_factory=list)
     #: What the Thresholds tab shows above the checks: the window's length or the whole run.
     live_title: str = ""
@@ -165,6 +167,7 @@ def on_worker_report(data: dict[str, Any], **_: Any) -> None:
 def on_test_start(environment: Environment, **_: Any) -> None:
     STATE.stats.clear()
     STATE.cpu.clear()
+    STATE.users.clear()
     STATE.started = time.time()
     STATE.breach_since = None
     STATE.aborted = None
@@ -283,6 +286,7 @@ def _watch(environment: Environment) -> None:
         if cpu is not None:
             STATE.cpu.append(cpu)
         now = now_second()
+        STATE.users[now] = int(runner.user_count)
         STATE.live = window_checks(now) + _cache_checks(environment.host)
         window = int(STATE.targets.window_s) if STATE.targets else 0
         STATE.live_title = f"last {window} s" if now > measured_from() else "warming up"
@@ -396,6 +400,7 @@ def final_report(environment: Environment) -> None:
         {
             "meta": meta,
             "series": STATE.stats.series(),
+            "users": [{"t": t, "users": n} for t, n in sorted(STATE.users.items())],
             "histograms": {g: s.histogram.buckets_ms() for g, s in stats.items()},
         },
     )

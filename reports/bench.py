@@ -361,6 +361,7 @@ class Bench:
         if series_file.exists():
             series = json.loads(series_file.read_text(encoding="utf-8"))
             component["timeseries"] = series.get("series") or []
+            component["users"] = series.get("users") or []
             component["histograms"] = series.get("histograms") or {}
         self.run.figures.update(figures)
         self.run.meta[key] = component

@@ -498,38 +498,83 @@ def _timeseries_rows(meta: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return sorted(overall, key=lambda r: _as_float(r.get("t")) or 0.0)
 
 
+LOAD_MODES: Final = (("unified", "load"), ("legacy", "load_legacy"))
+
+
 def _load_over_time(run: RunData) -> list[str]:
+    """Both URL modes on one time axis each chart: latency (p50, p95), throughput, users."""
+    rows = {mode: _timeseries_rows(run.meta.get(key, {})) for mode, key in LOAD_MODES}
+    rows = {mode: r for mode, r in rows.items() if r}
     charts = []
-    for mode, key in (("unified", "load"), ("legacy", "load_legacy")):
-        meta = run.meta.get(key, {})
-        rows = _timeseries_rows(meta)
-        if rows:
-            times = [_as_float(r.get("t")) or 0.0 for r in rows]
-            xs = [t - times[0] for t in times]
-            latency = [
-                svg.Series(label, [_as_float(r.get(col)) for r in rows], xs)
-                for label, col in (("p50", "p50_ms"), ("p95", "p95_ms"), ("max", "max_ms"))
-            ]
+    if rows:
+        x_label = (
+            f"time since the first request, s (the first {run.targets.warmup_s:g} s are a "
+            "warm-up, left out of every figure)"
+        )
+
+        def xs(found: list[Mapping[str, Any]]) -> list[float]:
+            first = _as_float(found[0].get("t")) or 0.0
+            return [(_as_float(r.get("t")) or 0.0) - first for r in found]
+
+        latency = [
+            svg.Series(f"{mode} {label}", [_as_float(r.get(col)) for r in found], xs(found))
+            for mode, found in rows.items()
+            for label, col in (("p50", "p50_ms"), ("p95", "p95_ms"))
+        ]
+        charts.append(
+            svg.line_chart(
+                "Latency over time, all requests, per second: legacy and unified URLs",
+                latency,
+                x_label=x_label,
+                y_label="latency, ms",
+            )
+        )
+        # The last second is cut short by the end of the run: its count is not a rate.
+        throughput = [
+            svg.Series(mode, [_as_float(r.get("count")) for r in found[:-1]], xs(found)[:-1])
+            for mode, found in rows.items()
+        ]
+        charts.append(
+            svg.line_chart(
+                "Throughput over time (whole seconds only): legacy and unified URLs",
+                throughput,
+                x_label=x_label,
+                y_label="requests per second",
+            )
+        )
+        shape = _users_series(run)
+        if shape:
             charts.append(
                 svg.line_chart(
-                    f"Latency over time, all requests, per second (URL_MODE={mode})",
-                    latency,
-                    x_label="time since the first request, s",
-                    y_label="latency, ms",
+                    "Load shape: users running over time",
+                    shape,
+                    x_label="time since the start of the run, s",
+                    y_label="users",
                 )
             )
-            charts.append(
-                svg.line_chart(
-                    f"Throughput over time (URL_MODE={mode})",
-                    [svg.Series("requests/s", [_as_float(r.get("count")) for r in rows], xs)],
-                    x_label="time since the first request, s",
-                    y_label="requests per second",
-                )
-            )
+    for mode, key in LOAD_MODES:
         distribution = _distribution(run, key, mode)
         if distribution:
             charts.append(distribution)
     return charts
+
+
+def _users_series(run: RunData) -> list[svg.Series]:
+    shape = []
+    for mode, key in LOAD_MODES:
+        raw = run.meta.get(key, {}).get("users")
+        points = [p for p in raw or [] if isinstance(p, Mapping)]
+        if not points:
+            continue
+        first = _as_float(points[0].get("t")) or 0.0
+        shape.append(
+            svg.Series(
+                mode,
+                [_as_float(p.get("users")) for p in points],
+                [(_as_float(p.get("t")) or 0.0) - first for p in points],
+            )
+        )
+    return shape
 
 
 def _distribution(run: RunData, key: str, mode: str) -> str:
@@ -754,9 +799,11 @@ def _trends(run: RunData) -> Trends | None:
             svg.line_chart(
                 f"Trend: {label}",
                 series,
-                x_label=f"run number (1 = oldest of {len(runs)}; same machine and scale)",
+                x_label=f"commit and date of each complete run ({len(runs)}; same machine, "
+                "scale and figure definitions)",
                 y_label=label,
                 refs=refs,
+                x_names={x: f"{r.commit[:7] or '?'} {r.time[5:10]}" for x, r in zip(xs, runs, strict=True)},
             )
         )
     commits = ", ".join(dict.fromkeys(r.commit[:10] for r in runs))

@@ -7,8 +7,8 @@ or links outside it) with a title, labelled axes and units: the report opens fro
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from html import escape
 from typing import Final, Literal
 
@@ -129,6 +129,11 @@ class _Axis:
     ticks: Sequence[float]
     label: str = ""
     log: bool = False
+    #: Tick labels by value, where a number is not what the reader needs (a run's commit).
+    names: Mapping[float, str] = field(default_factory=dict)
+
+    def tick_text(self, value: float) -> str:
+        return self.names.get(value) or format_number(value)
 
     @property
     def shown_ticks(self) -> list[float]:
@@ -189,11 +194,8 @@ def _line(x1: float, y1: float, x2: float, y2: float, stroke: str, dash: str = "
     )
 
 
-def _tick_label(x: float, y: float, value: float, anchor: str) -> str:
-    return (
-        f"<text x='{x:.1f}' y='{y:.1f}' text-anchor='{anchor}' fill='{AXIS}'>"
-        f"{_t(format_number(value))}</text>"
-    )
+def _tick_label(x: float, y: float, text: str, anchor: str) -> str:
+    return f"<text x='{x:.1f}' y='{y:.1f}' text-anchor='{anchor}' fill='{AXIS}'>{_t(text)}</text>"
 
 
 def _axes(
@@ -216,14 +218,17 @@ def _axes(
         px = frame.x(x, tick)
         if grid == "x":
             under.append(_line(px, top, px, base, GRID))
-        under += [_line(px, base, px, base + 4, AXIS), _tick_label(px, base + 16, tick, "middle")]
+        under += [
+            _line(px, base, px, base + 4, AXIS),
+            _tick_label(px, base + 16, x.tick_text(tick), "middle"),
+        ]
     if y is None:
         return under, over
     for tick in y.shown_ticks:
         py = frame.y(y, tick)
         if grid == "y":
             under.append(_line(left, py, right, py, GRID))
-        under.append(_tick_label(left - 6, py + 4, tick, "end"))
+        under.append(_tick_label(left - 6, py + 4, y.tick_text(tick), "end"))
     if y.label:
         over.append(
             f"<text transform='translate(14 {top + frame.plot_height / 2:.1f}) rotate(-90)' "
@@ -317,8 +322,10 @@ def line_chart(
     width: int = 720,
     height: int = 300,
     y_from_zero: bool = True,
+    x_names: Mapping[float, str] | None = None,
 ) -> str:
-    """Lines over a numeric x axis; ``refs`` draws labelled horizontal lines (targets)."""
+    """Lines over a numeric x axis; ``refs`` draws labelled horizontal lines (targets);
+    ``x_names`` labels x ticks by value (then the ticks are those values)."""
     points = [
         (x, y)
         for s in series
@@ -338,7 +345,10 @@ def line_chart(
     if all(float(x).is_integer() for x in xs):
         # Counts (run numbers, seconds) take whole ticks, never 1.2 of a run.
         x_ticks = sorted({float(round(t)) for t in x_ticks} | {float(x_lo), float(x_hi)})
-    x_axis = _Axis(x_lo, x_hi, x_ticks, x_label)
+    if x_names:
+        step = max(1, math.ceil(len(x_names) / 8))
+        x_ticks = sorted(x_names)[::step]
+    x_axis = _Axis(x_lo, x_hi, x_ticks, x_label, names=x_names or {})
     y_axis = _Axis(y_ticks[0], y_ticks[-1], y_ticks, y_label)
     left, right = frame.left, frame.left + frame.plot_width
 
