@@ -803,7 +803,10 @@ def _trends(run: RunData) -> Trends | None:
                 "scale and figure definitions)",
                 y_label=label,
                 refs=refs,
-                x_names={x: f"{r.commit[:7] or '?'} {r.time[5:10]}" for x, r in zip(xs, runs, strict=True)},
+                x_names={
+                    x: f"{r.commit[:7] or '?'} {r.time[5:10]}"
+                    for x, r in zip(xs, runs, strict=True)
+                },
             )
         )
     commits = ", ".join(dict.fromkeys(r.commit[:10] for r in runs))
