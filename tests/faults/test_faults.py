@@ -53,13 +53,13 @@ select status, done, total, attempts, last_error, lease_owner from batch_operati
 async def _big_batch(url: str, user: UUID, assets: list[UUID], kind: str = "dismiss") -> str:
     """Start the background batch, as a client does: a 503 (the suite's timeouts are short,
     and a busy machine can pass them) is retried after its Retry-After, a few times."""
+    key = f"big-{kind}-{assets[0]}-{len(assets)}"
+    headers = {**auth_headers(user), "Idempotency-Key": key}
     async with aiohttp.ClientSession() as session:
         for _attempt in range(10):
-            async with session.post(
-                f"{url}/v1/batch/{kind}",
-                json={"asset_ids": [str(a) for a in assets]},
-                headers={**auth_headers(user), "Idempotency-Key": f"big-{kind}-{assets[0]}-{len(assets)}"},
-            ) as response:
+            ids = {"asset_ids": [str(a) for a in assets]}
+            route = f"{url}/v1/batch/{kind}"
+            async with session.post(route, json=ids, headers=headers) as response:
                 body = await response.json()
                 if response.status != 503:
                     assert response.status == 202, body
