@@ -9,7 +9,6 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,8 +19,8 @@ from uuid import UUID
 import aiohttp
 import asyncpg
 
-from fixtures.database import LocalCluster, free_port
-from fixtures.processes import Child
+from fixtures.database import LocalCluster
+from fixtures.processes import Child, ServiceProcess
 from tests._batch_support import connect, new_user
 from tests.conftest import SETTINGS, auth_headers
 
@@ -103,74 +102,44 @@ async def service_backends(conn: asyncpg.Connection) -> list[int]:
 # --- the service -----------------------------------------------------------------------------
 
 
-@dataclass
-class Service:
-    dsn: str
-    storage_dir: Path
-    log_path: Path
-    extra_env: dict[str, str] = field(default_factory=dict)
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = None
+def service(dsn: str, storage_dir: Path, log_path: Path) -> ServiceProcess:
+    """The service as a real process, with the suite's short timeouts and the tests' secrets
+    (so the tokens of auth_headers() verify in it)."""
+    env = {**os.environ, **SERVICE_ENV, **SETTINGS.secrets()}
+    return ServiceProcess(dsn, "unified", storage_dir, log_path, env=env)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        self.port = self.port or free_port()
-        env = {
-            **os.environ,
-            **SERVICE_ENV,
-            **self.extra_env,
-            "DATABASE_URL": self.dsn,
-            "PORT": str(self.port),
-            "STORAGE_DIR": str(self.storage_dir),
-            "PYTHONPATH": str(ROOT),
-            # The tests' secrets: the tokens of auth_headers() verify in the child.
-            **SETTINGS.secrets(),
-        }
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "reference"], cwd=ROOT, env=env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        log.close()
+async def wait_ready(service: ServiceProcess, limit_s: float = 30.0) -> None:
+    """Polled from the event loop, so the clients' load goes on while a service comes up."""
+    deadline = time.monotonic() + limit_s
+    async with aiohttp.ClientSession() as session:
+        while True:
+            assert service.child is not None
+            assert service.child.poll() is None, log_of(service)
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with session.get(f"{service.url}/healthz") as response:
+                    if response.status == 200:
+                        return
+            assert time.monotonic() < deadline, "the service did not become ready"
+            await asyncio.sleep(0.05)
 
-    async def wait_ready(self, limit_s: float = 30.0) -> None:
-        deadline = time.monotonic() + limit_s
-        async with aiohttp.ClientSession() as session:
-            while True:
-                assert self.process is not None
-                assert self.process.poll() is None, self.log()
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with session.get(f"{self.url}/healthz") as response:
-                        if response.status == 200:
-                            return
-                assert time.monotonic() < deadline, "the service did not become ready"
-                await asyncio.sleep(0.05)
 
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
+def kill(service: ServiceProcess) -> None:
+    """SIGKILL, as a crash: no cleanup, no lease handed back."""
+    assert service.child is not None
+    service.child.process.send_signal(signal.SIGKILL)
+    service.child.process.wait(timeout=30)
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+def log_of(service: ServiceProcess) -> str:
+    return service.log_path.read_text(errors="replace")
 
 
 @contextlib.asynccontextmanager
-async def running(service: Service) -> Any:
-    service.start()
+async def running(service: ServiceProcess) -> Any:
+    service.spawn()
     try:
-        await service.wait_ready()
+        await wait_ready(service)
         yield service
     finally:
         service.stop()

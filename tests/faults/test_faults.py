@@ -28,14 +28,17 @@ from tests.conftest import auth_headers
 from tests.faults._support import (
     Clients,
     Figures,
-    Service,
     add_users,
     check_invariants,
     frozen,
+    kill,
+    log_of,
     restart_cluster,
     running,
     service_backends,
+    wait_ready,
 )
+from tests.faults._support import service as make_service
 
 #: Longest a request may wait under any fault: the service's bounds are 1-2 s (see SERVICE_ENV),
 #: the clients would wait 30 s.
@@ -99,7 +102,7 @@ async def _under_load(
         ((big_user, big_assets),) = await add_users(conn, 1, BACKGROUND_ASSETS)
     finally:
         await conn.close()
-    service = Service(cluster.dsn, tmp_path, tmp_path / "service.log")
+    service = make_service(cluster.dsn, tmp_path, tmp_path / "service.log")
     statuses: set[str] = set()
     stop_watch = asyncio.Event()
     async with running(service):
@@ -120,7 +123,7 @@ async def _under_load(
         await check_invariants(cluster.dsn, big_assets + [x for _, ids in users for x in ids])
         stop_watch.set()
         await watcher
-        log = service.log()
+        log = log_of(service)
     figures = Figures.of(name, clients.seen, injected, cleared)
     record.append(figures)
     assert "unhandled error" not in log, log
@@ -183,29 +186,31 @@ async def test_worker_killed_mid_batch_is_taken_over(fault_cluster, tmp_path, re
     try:
         users = await add_users(conn, 3, 20)
         ((big_user, big_assets),) = await add_users(conn, 1, BACKGROUND_ASSETS)
-        doomed = Service(fault_cluster.dsn, tmp_path, tmp_path / "doomed.log")
-        survivor = Service(fault_cluster.dsn, tmp_path, tmp_path / "survivor.log")
+        doomed = make_service(fault_cluster.dsn, tmp_path, tmp_path / "doomed.log")
+        survivor = make_service(fault_cluster.dsn, tmp_path, tmp_path / "survivor.log")
         async with running(survivor), running(doomed):
+            assert survivor.child is not None
+            survivor_pid = survivor.child.pid
             clients = Clients([doomed.url, survivor.url], users)
             async with clients.load():
                 await asyncio.sleep(0.5)
                 op_id = UUID(await _big_batch(doomed.url, big_user, big_assets, "delete"))
                 await wait_for(conn, STARTED, op_id)
-                doomed.kill()
+                kill(doomed)
                 killed_at = time.monotonic()
                 while (await conn.fetchrow(OPERATION, op_id))["status"] != "done":
                     assert time.monotonic() - killed_at < 30, "nobody took the batch over"
                     await asyncio.sleep(0.05)
                 taken_over_s = time.monotonic() - killed_at
                 finished = await conn.fetchrow(OPERATION, op_id)
-                doomed.start()
-                await doomed.wait_ready()
+                doomed.spawn()
+                await wait_ready(doomed)
                 cleared = time.monotonic()
                 await asyncio.sleep(2.0)
         await check_invariants(fault_cluster.dsn, big_assets + [x for _, ids in users for x in ids])
     finally:
         await conn.close()
-    assert f":{survivor.process.pid}:" in finished["lease_owner"]
+    assert f":{survivor_pid}:" in finished["lease_owner"]
     figures = Figures.of(f"SIGKILL worker (+{taken_over_s:.1f}s)", clients.seen, killed_at, cleared)
     record_figures.append(figures)
     assert "500" not in figures.statuses.split()
@@ -219,7 +224,7 @@ async def test_clients_closing_downloads_are_not_errors(fault_cluster, tmp_path,
         await asset_files(conn, tmp_path, assets, size=1 << 20)
     finally:
         await conn.close()
-    service = Service(fault_cluster.dsn, tmp_path, tmp_path / "service.log")
+    service = make_service(fault_cluster.dsn, tmp_path, tmp_path / "service.log")
     seen = []
     aborts = 5
     async with running(service), aiohttp.ClientSession(headers=auth_headers(user)) as session:
@@ -240,7 +245,7 @@ async def test_clients_closing_downloads_are_not_errors(fault_cluster, tmp_path,
             if counted == aborts or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
-        log = service.log()
+        log = log_of(service)
     assert counted == aborts
     assert _count(text, "/v1/batch/download", "500") == 0
     assert log.count("client closed POST /v1/batch/download") == aborts, log
