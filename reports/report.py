@@ -299,25 +299,21 @@ class Trends:
     charts: list[str]
 
 
+#: The cell's class by verdict; the plan's and our goal's verdicts differ only in pass/fail.
+VERDICT_CSS: Final[Mapping[Verdict, str]] = {
+    Verdict.NOT_MEASURED: "missing",
+    Verdict.INCONCLUSIVE: "inconclusive",
+    Verdict.NOT_APPLICABLE: "na",
+}
+
+
 def _verdict_cell(verdict: Verdict, reason: str = "") -> Cell:
-    css = {
-        Verdict.PASS: "pass",
-        Verdict.FAIL: "fail",
-        Verdict.NOT_MEASURED: "missing",
-        Verdict.INCONCLUSIVE: "inconclusive",
-        Verdict.NOT_APPLICABLE: "na",
-    }
+    css = {Verdict.PASS: "pass", Verdict.FAIL: "fail", **VERDICT_CSS}
     return Cell(verdict.value, css.get(verdict, ""), reason)
 
 
 def _goal_cell(verdict: Verdict, reason: str = "") -> Cell:
-    css = {
-        Verdict.PASS: "goal-met",
-        Verdict.FAIL: "goal-not",
-        Verdict.NOT_MEASURED: "missing",
-        Verdict.INCONCLUSIVE: "inconclusive",
-        Verdict.NOT_APPLICABLE: "na",
-    }
+    css = {Verdict.PASS: "goal-met", Verdict.FAIL: "goal-not", **VERDICT_CSS}
     return Cell(_goal_word(verdict), css.get(verdict, ""), reason)
 
 

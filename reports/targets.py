@@ -226,26 +226,12 @@ def evaluate_one(
     def margin(bound: float | None) -> float | None:
         return None if measured is None or bound is None else target.margin(measured, bound)
 
-    reason = target.not_applicable(figures, scale)
-    if reason is not None:
-        na = Verdict.NOT_APPLICABLE
-
-        def inapplicable(bound: float | None) -> Verdict:
-            return Verdict.NO_FIGURE if bound is None else na
-
-        return TargetResult(
-            target,
-            measured,
-            inapplicable(target.plan),
-            inapplicable(target.goal),
-            margin(target.plan),
-            margin(target.goal),
-            estimate,
-            reason,
-        )
-    untrusted = saturated(target, figures, saturation_cpu)
+    inapplicable = target.not_applicable(figures, scale)
+    untrusted = None if inapplicable else saturated(target, figures, saturation_cpu)
 
     def verdict(bound: float | None) -> Verdict:
+        if inapplicable is not None:
+            return Verdict.NO_FIGURE if bound is None else Verdict.NOT_APPLICABLE
         found = _verdict(target, estimate, bound)
         decided = found in (Verdict.PASS, Verdict.FAIL)
         return Verdict.INCONCLUSIVE if untrusted and decided else found
@@ -258,7 +244,7 @@ def evaluate_one(
         margin(target.plan),
         margin(target.goal),
         estimate,
-        untrusted or "",
+        inapplicable or untrusted or "",
     )
 
 
