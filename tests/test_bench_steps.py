@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from fixtures.processes import ChildError
 from reports import bench
+from reports.history import INTERRUPTED, comparable, read_history
 from reports.report import StepStatus
 from reports.targets import load_targets
 
@@ -50,3 +52,53 @@ def test_a_failed_step_is_reported_and_skips_what_needs_it(
     assert f"[1/{total}] start the service: FAILED" in err
     assert f"[2/{total}] load, 9s: skipped (needs service)" in err
     assert f"[3/{total}] report at tiny: done" in err
+
+
+def test_runs_get_folders_of_their_own(tmp_path: Path) -> None:
+    started = datetime(2026, 11, 28, 4, 1, 26, tzinfo=UTC)
+    first = bench.run_dir(tmp_path, started, "308bb3a15f0123")
+    assert first.name == "20261128T040126Z-308bb3a15f"
+    first.mkdir()
+    assert bench.run_dir(tmp_path, started, "308bb3a15f0123").name.endswith("-2")
+    assert bench.run_dir(tmp_path, started, "").name.endswith("-nocommit")
+
+
+def interrupted(run: bench.Bench) -> str:
+    raise KeyboardInterrupt
+
+
+def run_once(runs: Path, action: bench.StepSpec, history: Path) -> tuple[bench.Bench, int]:
+    """A run of one measuring step then the real report step, as ``execute`` runs them."""
+    run = bench.Bench(
+        scale="tiny",
+        targets=load_targets(),
+        out_dir=bench.run_dir(runs / "runs", datetime.now(UTC), "abc"),
+        published_dir=runs,
+        env={"HISTORY_FILE": str(history)},
+    )
+    run.out_dir.mkdir(parents=True)
+    run.run.environment = {"git": {"commit": "abc"}}
+    run.step(action)
+    run.interrupted = False
+    run.step(bench.REPORT_STEP)
+    run._rewrite_after_report()
+    return run, run._finish()
+
+
+def test_an_interrupted_run_keeps_the_last_complete_report_and_is_recorded_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    history = tmp_path / "history.jsonl"
+    complete, _ = run_once(tmp_path, bench.StepSpec("data", "data", lambda _: "ok"), history)
+    published = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert (tmp_path / "latest").read_text().strip() == str(complete.out_dir.relative_to(tmp_path))
+
+    stopped, code = run_once(tmp_path, bench.StepSpec("data", "data", interrupted), history)
+    assert code == 130
+    assert (stopped.out_dir / "index.html").exists()  # its own folder has its partial report
+    assert (tmp_path / "index.html").read_text(encoding="utf-8") == published
+    assert (tmp_path / "latest").read_text().strip() == str(complete.out_dir.relative_to(tmp_path))
+    records = read_history(history)
+    assert [r.verdict for r in records] == ["fail", INTERRUPTED]
+    assert comparable(records, records[0].fingerprint, "tiny") == records[:1]
+    assert "interrupted: recorded as such" in capsys.readouterr().out
