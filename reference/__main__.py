@@ -1,20 +1,18 @@
-"""``python -m reference``: run the service against ``DATABASE_URL`` (see fixtures.serve)."""
+"""``python -m reference``: run the service against ``DATABASE_URL`` (``WORKERS`` processes)."""
 
 from __future__ import annotations
 
 import logging
+import sys
 
-from aiohttp import web
-
-from reference.app import create_app
 from reference.settings import Settings
+from reference.workers import serve
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    settings = Settings.from_env()
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None)
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(message)s")
+    return serve(Settings.from_env())
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

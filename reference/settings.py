@@ -102,6 +102,13 @@ class Settings:
     )  # fmt: skip
     #: Users whose LSH index one process keeps in memory.
     organize_cache_users: int = 16
+    # --- scale-out (issue 18) ---
+    #: Service processes behind one port (``python -m reference``, ``make serve``).
+    workers: int = 1
+    #: Redis shared by the workers (URL cache L2, LSH index); empty: per-process only.
+    redis_url: str = ""
+    #: Prefix of every Redis key the service writes (several services may share one Redis).
+    redis_prefix: str = "wsb:"
 
     @property
     def jwt_secret_is_default(self) -> bool:
@@ -149,4 +156,7 @@ class Settings:
             organize_cache_users=_int(
                 env, "ORGANIZE_CACHE_USERS", defaults.organize_cache_users, 1
             ),
+            workers=_int(env, "WORKERS", os.cpu_count() or 1, 1),
+            redis_url=env.get("REDIS_URL", ""),
+            redis_prefix=env.get("REDIS_PREFIX") or defaults.redis_prefix,
         )

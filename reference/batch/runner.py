@@ -1,4 +1,8 @@
-"""Background batch work: the runner that drives large operations in chunks; the trash purge."""
+"""Background batch work: the runner that drives large operations in chunks; the trash purge.
+
+Resuming interrupted operations and the periodic purge run in one process across all workers:
+the one holding the ``batch-background`` lease (:mod:`reference.db.lease`).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from reference.batch.operations import (
     run_operation,
     running_operations,
 )
+from reference.db.lease import lease_context
 from reference.settings import Settings
 from reference.web.typedefs import POOL, SETTINGS
 
@@ -75,6 +80,13 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
     runner = BatchRunner(app[POOL], app[SETTINGS])
     app[BATCH_RUNNER] = runner
     try:
+        yield
+    finally:
+        await runner.close()
+
+
+async def resume_interrupted(runner: BatchRunner) -> None:
+    try:
         async with runner.pool.acquire() as conn:
             interrupted = await running_operations(conn)
     except asyncpg.UndefinedTableError:
@@ -84,10 +96,6 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
         runner.start(op_id)
     if interrupted:
         log.info("batch: resuming %d interrupted operations", len(interrupted))
-    try:
-        yield
-    finally:
-        await runner.close()
 
 
 async def _trash_worker(pool: asyncpg.Pool, settings: Settings) -> None:
@@ -106,10 +114,9 @@ async def _trash_worker(pool: asyncpg.Pool, settings: Settings) -> None:
         await asyncio.sleep(settings.purge_interval_s)
 
 
-async def trash_context(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_trash_worker(app[POOL], app[SETTINGS]), name="trash-worker")
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+async def _background(app: web.Application) -> None:
+    await resume_interrupted(app[BATCH_RUNNER])
+    await _trash_worker(app[POOL], app[SETTINGS])
+
+
+trash_context: Final = lease_context("batch-background", _background)
