@@ -9,9 +9,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
 import asyncpg
 
@@ -68,8 +68,14 @@ def wait_ready(base_url: str, process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def service(dsn: str, mode: str, storage_dir: Path) -> Iterator[str]:
-    """``python -m reference`` in its own process; yields its base URL."""
+def service(
+    dsn: str,
+    mode: str,
+    storage_dir: Path,
+    extra_env: Mapping[str, str] | None = None,
+    log: IO[bytes] | None = None,
+) -> Iterator[str]:
+    """``python -m reference`` in its own process (``WORKERS`` of them); yields its base URL."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = {
@@ -79,8 +85,11 @@ def service(dsn: str, mode: str, storage_dir: Path) -> Iterator[str]:
         "PORT": str(port),
         "URL_MODE": mode,
         "STORAGE_DIR": str(storage_dir),
+        **(extra_env or {}),
     }
-    process = subprocess.Popen([sys.executable, "-m", "reference"], env=env, cwd=REPO)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reference"], env=env, cwd=REPO, stdout=log, stderr=log
+    )
     try:
         wait_ready(base_url, process)
         say(f"service ({mode} URLs) at {base_url}, pid {process.pid}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aiohttp import web
@@ -29,7 +30,7 @@ async def healthz(request: web.Request) -> web.Response:
             await conn.fetchval("select 1")
     except Exception as exc:  # any failure to reach the database is "unhealthy"
         return json_response({"status": "unhealthy", "database": str(exc)}, status=503)
-    return json_response({"status": "ok"})
+    return json_response({"status": "ok", "worker": os.getpid()})
 
 
 @routes.operation(

@@ -64,6 +64,10 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own; every key under it is deleted afterwards."""
     prefix = f"wsbtest:{uuid.uuid4().hex[:12]}:"
     yield prefix
+    delete_prefix(redis_url, prefix)
+
+
+def delete_prefix(redis_url: str, prefix: str) -> None:
     client = redis.Redis.from_url(redis_url, socket_timeout=5)
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=10_000))
