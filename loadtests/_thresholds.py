@@ -2,16 +2,18 @@
 
 Every response time goes into a per-second histogram (reports.latency). Workers ship theirs to
 the master with each stats report (``report_to_master`` / ``worker_report``), so the master's
-percentiles are exact across processes. The master (or the only process) checks the thresholds
-over a sliding window while the run goes, optionally aborts on a sustained breach, and at the end
-prints the table, reads the service's URL-cache counters, writes the figures and the time series,
-and sets the exit code.
+percentiles are exact across processes; each worker also writes what it shipped (``workers/`` in
+the output directory) and the master the merged whole, so the two can be checked to agree. The
+master (or the only process) checks the thresholds over a sliding window while the run goes,
+optionally aborts on a sustained breach, and at the end prints the table, reads the service's
+URL-cache counters, writes the figures and the time series, and sets the exit code.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -47,6 +49,11 @@ CHECK_EVERY_S: Final = 2.0
 EXIT_BREACH: Final = 1
 EXIT_NO_REQUESTS: Final = 3
 TAB_KEY: Final = "thresholds"
+#: At the end the master asks every worker to stop its users and send what it has not sent yet,
+#: and waits for all answers: Locust's own final report races its shutdown (0.5 s).
+FLUSH: Final = "exact_stats_flush"
+FINAL: Final = "exact_stats_final"
+FLUSH_TIMEOUT_S: Final = 15.0
 
 
 @dataclass
@@ -61,6 +68,8 @@ class RampResult:
 class LoadState:
     settings: LoadSettings = field(default_factory=LoadSettings.from_env)
     stats: WindowedStats = field(default_factory=lambda: WindowedStats(journeys=JOURNEYS))
+    #: A worker's copy of everything it sent to the master.
+    shipped: WindowedStats = field(default_factory=lambda: WindowedStats(journeys=JOURNEYS))
     targets: Targets | None = None
     started: float | None = None
     cache_before: UrlCacheCounters | None = None
@@ -70,6 +79,7 @@ class LoadState:
     ramp: RampResult | None = None
     skipped: list[str] = field(default_factory=list)
     reported: bool = False
+    flushed: set[str] = field(default_factory=set)
 
 
 STATE = LoadState()
@@ -130,7 +140,10 @@ def on_init(environment: Environment, **_: Any) -> None:
     if environment.host:
         keep_available_journeys(environment)
     if isinstance(environment.runner, WorkerRunner):
+        environment.runner.register_message(FLUSH, _flush_worker)
         return
+    if isinstance(environment.runner, MasterRunner):
+        environment.runner.register_message(FINAL, _absorb_final)
     gevent.spawn(_watch, environment)
     if environment.web_ui is not None:
         _extend_web_ui(environment)
@@ -145,7 +158,9 @@ def on_request(
 
 @events.report_to_master.add_listener
 def on_report_to_master(data: dict[str, Any], **_: Any) -> None:
-    data[WIRE_KEY] = STATE.stats.drain()
+    wire = STATE.stats.drain()
+    STATE.shipped.absorb(wire)
+    data[WIRE_KEY] = wire
 
 
 @events.worker_report.add_listener
@@ -153,9 +168,41 @@ def on_worker_report(data: dict[str, Any], **_: Any) -> None:
     STATE.stats.absorb(data.get(WIRE_KEY, []))
 
 
+def _flush_worker(environment: Environment, msg: Any, **_: Any) -> None:
+    runner = environment.runner
+    if runner is None:
+        return
+    runner.stop()
+    wire = STATE.stats.drain()
+    STATE.shipped.absorb(wire)
+    runner.send_message(FINAL, wire)
+
+
+def _absorb_final(environment: Environment, msg: Any, **_: Any) -> None:
+    STATE.stats.absorb(msg.data or [])
+    STATE.flushed.add(msg.node_id)
+
+
+@events.test_stop.add_listener
+def on_test_stop(environment: Environment, **_: Any) -> None:
+    runner = environment.runner
+    if not isinstance(runner, MasterRunner):
+        return
+    workers = {client.id for client in runner.clients.all}
+    STATE.flushed.clear()
+    runner.send_message(FLUSH)
+    deadline = time.monotonic() + FLUSH_TIMEOUT_S
+    while workers - STATE.flushed and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    if missing := workers - STATE.flushed:
+        log.warning("no final exact stats from worker(s) %s: figures may miss their last seconds",
+                    ", ".join(sorted(missing)))  # fmt: skip
+
+
 @events.test_start.add_listener
 def on_test_start(environment: Environment, **_: Any) -> None:
     STATE.stats.clear()
+    STATE.shipped.clear()
     STATE.started = time.time()
     STATE.breach_since = None
     STATE.aborted = None
@@ -171,12 +218,16 @@ def on_test_start(environment: Environment, **_: Any) -> None:
 @events.reset_stats.add_listener
 def on_reset_stats(**_: Any) -> None:
     STATE.stats.clear()
+    STATE.shipped.clear()
     STATE.started = time.time()
 
 
 @events.quitting.add_listener
 def on_quitting(environment: Environment, **_: Any) -> None:
-    if isinstance(environment.runner, WorkerRunner) or STATE.started is None or STATE.reported:
+    if isinstance(environment.runner, WorkerRunner):
+        write_worker_part(environment.runner)
+        return
+    if STATE.started is None or STATE.reported:
         return
     STATE.reported = True
     final_report(environment)
@@ -306,8 +357,20 @@ def final_report(environment: Environment) -> None:
             "meta": meta,
             "series": STATE.stats.series(),
             "histograms": {g: s.histogram.buckets_ms() for g, s in stats.items()},
+            "whole_run": whole_run(STATE.stats),
         },
     )
+
+
+def whole_run(stats: WindowedStats) -> dict[str, Any]:
+    """Every group's stats over the whole run, as wire data (exact, mergeable)."""
+    return {group: s.to_wire() for group, s in stats.span().items()}
+
+
+def write_worker_part(runner: WorkerRunner) -> None:
+    prefix = STATE.settings.figure_prefix
+    path = STATE.settings.out_dir / "workers" / f"{prefix}_{os.getpid()}.json"
+    write_json(path, {"client_id": runner.client_id, "groups": whole_run(STATE.shipped)})
 
 
 def _ramp_summary(ramp: RampResult) -> str:

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.database import run_async
+from fixtures.database import free_port, run_async
 from fixtures.pytest_plugin import SeededDataset
 from loadtests._config import REPO, Identity, write_tokens
 from loadtests._service import service, write_storage_objects
 from reference.settings import Settings
 from reference.web.auth import issue_token
+from reports.latency import GroupStats
 from reports.service_metrics import fetch_url_cache
 
 pytestmark = pytest.mark.slow
@@ -73,23 +74,37 @@ def operations(base_url: str) -> set[str]:
         return set(json.loads(resp.read())["paths"])
 
 
-def run_locust(
-    base_url: str, tokens: Path, targets: Path, out: Path
-) -> subprocess.CompletedProcess[str]:
-    env = {
+LOCUST = [
+    sys.executable, "-m", "locust", "--config", str(REPO / "loadtests" / "locust.conf"),
+    "-f", str(REPO / "loadtests"),
+]  # fmt: skip
+
+
+def locust_env(tokens: Path, targets: Path, out: Path) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")},
         "LOAD_TOKENS": str(tokens),
         "TARGETS_FILE": str(targets),
         "LOAD_OUT": str(out),
         "URL_MODE": "unified",
     }
+
+
+def run_locust(
+    base_url: str, tokens: Path, targets: Path, out: Path
+) -> subprocess.CompletedProcess[str]:
     command = [
-        sys.executable, "-m", "locust", "--config", str(REPO / "loadtests" / "locust.conf"),
-        "-f", str(REPO / "loadtests"), "--host", base_url, "--headless",
+        *LOCUST, "--host", base_url, "--headless",
         "-u", "5", "-r", "5", "-t", "8s", "--csv", str(out / "load"),
     ]  # fmt: skip
     return subprocess.run(
-        command, env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+        command,
+        env=locust_env(tokens, targets, out),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -125,3 +140,55 @@ def test_threshold_breach_fails_the_run_and_lenient_targets_pass(
     assert (tmp_path / "lenient" / "load_stats.csv").exists()
     series = json.loads((tmp_path / "lenient" / "load_series.json").read_text())
     assert {row["group"] for row in series["series"]} >= {"workspace_page", "overall"}
+
+
+def test_master_and_workers_in_separate_processes_merge_exactly(
+    served: tuple[str, Path], tmp_path: Path
+) -> None:
+    """Locust's distributed mode as across machines: a master and two ``--worker`` processes.
+    The master's exact histograms are the sum of what each worker says it sent."""
+    base_url, tokens = served
+    targets, out = tmp_path / "lenient.toml", tmp_path / "distributed"
+    targets.write_text(LENIENT)
+    env = locust_env(tokens, targets, out)
+    port = str(free_port())
+    master_command = [
+        *LOCUST, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+        "--expect-workers", "2", "--host", base_url, "--headless",
+        "-u", "4", "-r", "4", "-t", "6s", "--csv", str(out / "load"),
+    ]  # fmt: skip
+    master = subprocess.Popen(
+        master_command,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    worker_command = [*LOCUST, "--worker", "--master-host", "127.0.0.1", "--master-port", port]
+    workers = [
+        subprocess.Popen(worker_command, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
+        for _ in range(2)
+    ]
+    try:
+        output, _ = master.communicate(timeout=120)
+        for worker in workers:
+            worker.wait(timeout=30)
+    finally:
+        for process in (master, *workers):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert master.returncode == 0, output
+
+    merged = json.loads((out / "load_series.json").read_text())["whole_run"]
+    parts = [json.loads(p.read_text())["groups"] for p in (out / "workers").glob("load_*.json")]
+    assert len(parts) == 2
+    assert all(part["overall"][0][1] > 0 for part in parts)  # both workers made requests
+    assert set(merged) == set().union(*parts)
+    for group, wire in merged.items():
+        total = GroupStats()
+        for part in parts:
+            if group in part:
+                total.merge(GroupStats.from_wire(part[group]))
+        assert GroupStats.from_wire(wire) == total, group
