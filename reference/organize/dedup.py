@@ -129,8 +129,19 @@ def datasketch_minhashes(shingle_sets: Sequence[Iterable[str]]) -> list[MinHash]
     return MinHash.bulk(encoded, num_perm=NUM_PERM, seed=HASH_SEED, scheme=SCHEME)  # type: ignore[no-any-return]
 
 
-def lean_minhash(signature: Signatures) -> LeanMinHash:
-    return LeanMinHash(seed=HASH_SEED, hashvalues=signature, scheme=SCHEME)
+def lean_minhashes(sigs: Signatures) -> list[LeanMinHash]:
+    """``LeanMinHash`` views of signature rows. The array is checked once as a whole: the
+    per-sketch check of ``LeanMinHash(...)`` doubles the cost of filling an index."""
+    if sigs.dtype != np.uint32 or sigs.ndim != 2 or sigs.shape[1] != NUM_PERM:
+        raise ValueError(
+            f"expected (n, {NUM_PERM}) uint32 signatures, got {sigs.dtype} {sigs.shape}"
+        )
+    out: list[LeanMinHash] = []
+    for row in sigs:
+        sketch = LeanMinHash.__new__(LeanMinHash)
+        sketch.seed, sketch.scheme, sketch.hashvalues = HASH_SEED, SCHEME, row
+        out.append(sketch)
+    return out
 
 
 def prompt_signatures(prompts: Sequence[str]) -> Signatures:
@@ -172,10 +183,10 @@ def new_lsh(storage_config: dict[str, Any] | None = None) -> MinHashLSH:
 def lsh_insert(
     lsh: MinHashLSH, names: Sequence[Hashable], sigs: Signatures | Sequence[MinHash]
 ) -> None:
+    sketches = lean_minhashes(sigs) if isinstance(sigs, np.ndarray) else sigs
     with lsh.insertion_session(buffer_size=LSH_BUFFER) as session:
-        for name, sig in zip(names, sigs, strict=True):
-            minhash = sig if isinstance(sig, MinHash) else lean_minhash(sig)
-            session.insert(name, minhash, check_duplication=False)
+        for name, sketch in zip(names, sketches, strict=True):
+            session.insert(name, sketch, check_duplication=False)
 
 
 def lsh_buckets(lsh: MinHashLSH) -> list[set[Any]]:
@@ -264,7 +275,11 @@ def find_duplicates(
         list(range(len(reps))) if names is None else [names[r] for r in reps]
     )
     if not filled:
-        lsh_insert(index, rep_names, [sigs[r] for r in reps])
+        lsh_insert(
+            index,
+            rep_names,
+            sigs[reps] if isinstance(sigs, np.ndarray) else [sigs[r] for r in reps],
+        )
     node_of = {name: node for node, name in enumerate(rep_names)}
     candidates = candidate_pairs(
         [node_of[n] for n in bucket if n in node_of] for bucket in lsh_buckets(index)
