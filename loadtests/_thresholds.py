@@ -296,12 +296,14 @@ def final_report(environment: Environment) -> None:
     checks = evaluate(targets.thresholds, stats, seconds)
 
     hit_rate = None
+    level_rates: dict[str, float | None] = {}
     if environment.host:
         try:
             counters = fetch_url_cache(environment.host)
             if STATE.cache_before is not None:
                 counters = counters - STATE.cache_before
             hit_rate = counters.hit_rate
+            level_rates = {name: level.hit_rate for name, level in counters.levels.items()}
             log.info("url cache: %d hits, %d misses", counters.hits, counters.misses)
         except OSError as exc:
             log.warning("cannot read %s/metrics: %s", environment.host, exc)
@@ -313,6 +315,9 @@ def final_report(environment: Environment) -> None:
     figures = load_figures(stats, seconds, prefix=prefix, journeys=JOURNEYS)
     if hit_rate is not None:
         figures[f"{prefix}.url_cache_hit_rate"] = hit_rate
+    for level, rate in level_rates.items():
+        if rate is not None:
+            figures[f"{prefix}.url_cache_{level}_hit_rate"] = rate
     if ramp is not None and ramp.best_users is not None:
         figures[f"{prefix}.ramp.max_users_passing"] = float(ramp.best_users)
 

@@ -133,6 +133,7 @@ def test_threshold_breach_fails_the_run_and_lenient_targets_pass(
     assert figures["load.workspace_page.count"] > 0
     assert figures["load.overall.p95_ms"] > 0
     assert "load.journey.open_workspace.p95_ms" in figures
+    assert figures["load.url_cache_l1_hit_rate"] >= 0
     # The cache-hit figure is the service's own /metrics over the run.
     delta = after - before
     assert delta.lookups > 0

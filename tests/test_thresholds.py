@@ -126,3 +126,17 @@ def test_parse_url_cache_sums_labels_and_ignores_created() -> None:
     delta = counters - UrlCacheCounters(45.0, 5.0)
     assert delta.hit_rate == pytest.approx(50 / 55)
     assert UrlCacheCounters().hit_rate is None
+
+
+def test_parse_url_cache_levels() -> None:
+    text = (
+        'url_cache_level_hits_total{mode="unified",level="l1"} 80.0\n'
+        'url_cache_level_misses_total{mode="unified",level="l1"} 20.0\n'
+        'url_cache_level_hits_total{mode="unified",level="l2"} 15.0\n'
+        'url_cache_level_misses_total{mode="unified",level="l2"} 5.0\n'
+    )
+    levels = parse_url_cache(text).levels
+    assert (levels["l1"].hit_rate, levels["l2"].hit_rate) == (0.8, 0.75)
+    earlier = UrlCacheCounters(levels={"l1": UrlCacheCounters(40.0, 10.0)})
+    delta = (parse_url_cache(text) - earlier).levels
+    assert (delta["l1"].hits, delta["l1"].misses, delta["l2"].hits) == (40.0, 10.0, 15.0)
