@@ -131,10 +131,10 @@ def test_parse_url_cache_sums_labels_and_ignores_created() -> None:
 def test_parse_url_cache_levels() -> None:
     text = (
         "# TYPE url_cache_level_hits counter\n"
-        "# TYPE url_cache_level_misses counter\n"
         'url_cache_level_hits_total{mode="unified",level="l1"} 80.0\n'
-        'url_cache_level_misses_total{mode="unified",level="l1"} 20.0\n'
         'url_cache_level_hits_total{mode="unified",level="l2"} 15.0\n'
+        "# TYPE url_cache_level_misses counter\n"
+        'url_cache_level_misses_total{mode="unified",level="l1"} 20.0\n'
         'url_cache_level_misses_total{mode="unified",level="l2"} 5.0\n'
     )
     levels = parse_url_cache(text).levels
