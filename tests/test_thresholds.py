@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from reference.web.metrics import Metrics
 from reports.latency import GroupStats, WindowedStats
 from reports.service_metrics import UrlCacheCounters, parse_url_cache
 from reports.targets import Threshold, load_targets
@@ -129,14 +130,11 @@ def test_parse_url_cache_sums_labels_and_ignores_created() -> None:
 
 
 def test_parse_url_cache_levels() -> None:
-    text = (
-        "# TYPE url_cache_level_hits counter\n"
-        'url_cache_level_hits_total{mode="unified",level="l1"} 80.0\n'
-        'url_cache_level_hits_total{mode="unified",level="l2"} 15.0\n'
-        "# TYPE url_cache_level_misses counter\n"
-        'url_cache_level_misses_total{mode="unified",level="l1"} 20.0\n'
-        'url_cache_level_misses_total{mode="unified",level="l2"} 5.0\n'
-    )
+    metrics = Metrics()
+    for level, hits, misses in (("l1", 80, 20), ("l2", 15, 5)):
+        metrics.url_cache_level_hits.labels("unified", level).inc(hits)
+        metrics.url_cache_level_misses.labels("unified", level).inc(misses)
+    text = metrics.exposition().decode()
     levels = parse_url_cache(text).levels
     assert (levels["l1"].hit_rate, levels["l2"].hit_rate) == (0.8, 0.75)
     earlier = UrlCacheCounters(levels={"l1": UrlCacheCounters(40.0, 10.0)})
