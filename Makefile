@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SCALE ?= plan
 export SCALE
+# Service processes behind one port for serve, load and bench (1: a single process).
+WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
+export WORKERS
 
 .PHONY: help install test test-quick lint typecheck bench bench-micro data serve load load-ui gate clean
 
@@ -40,7 +43,7 @@ data: $(STAMP) ## bring up a database (provider chain), migrate, load the SCALE 
 bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report in reports/out/ (exit 1 if a plan target fails)
 	$(PY) -m reports.bench
 
-serve: $(STAMP) ## database + SCALE data (if empty) + storage files, then the service on 127.0.0.1:PORT (8080)
+serve: $(STAMP) ## database + SCALE data (if empty) + storage files, then WORKERS service processes on 127.0.0.1:PORT (8080)
 	$(PY) -m fixtures.serve
 
 bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench-micro.json + figures/bench.json
@@ -50,7 +53,7 @@ bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench
 gate: $(STAMP) ## benchmarks at SCALE, targets from same-run ratios, regressions vs the history's baseline (exit 0/1/2/3)
 	$(PY) -m reports.gate $(if $(GATE_JSON),--json $(GATE_JSON)) $(GATE_ARGS) $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
-load: $(STAMP) ## headless load test: database, SCALE data, service (URL_MODE), Locust; LOCUST_* override
+load: $(STAMP) ## headless load test: database, SCALE data, WORKERS service processes (URL_MODE), Locust on every core; LOCUST_* override
 	$(PY) -m loadtests --modes $${URL_MODE:-unified} $(LOAD_ARGS)
 
 load-ui: $(STAMP) ## database, data, service and Locust's web UI on 127.0.0.1:8089 (Thresholds tab)
