@@ -45,8 +45,8 @@ def worker(url: str, prefix: str, clock: Clock, retry_clock: Clock | None = None
 
 
 def level(service: UnifiedUrlService, name: str, lvl: str) -> float:
-    counter = getattr(service.metrics, name).labels("unified", lvl)
-    return float(counter._value.get())
+    labels = {"mode": "unified", "level": lvl}
+    return service.metrics.registry.get_sample_value(f"{name}_total", labels) or 0.0
 
 
 async def urls(service: UnifiedUrlService) -> list[str | None]:
