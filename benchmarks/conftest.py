@@ -25,7 +25,6 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import pytest
 
 from benchmarks.harness import (
@@ -35,8 +34,10 @@ from benchmarks.harness import (
     bench_scale,
 )
 from fixtures.database import DatabaseInfo, create_database, drop_database
-from fixtures.generate import DatasetSpec, heavy_user_id, spec_for, user_ids
+from fixtures.generate import heavy_user_id, user_ids
 from fixtures.prepare import prepare_dataset
+from fixtures.spec import DatasetSpec, spec_for
+from reference.db.pool import connect
 from reports.figures import figures_from_json, format_pairs, write_figures
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -93,11 +94,8 @@ async def _vacuum_analyze(dsn: str) -> None:
     """Statistics for the indexes made after the load (expression indexes have none until
     analysed) and a current visibility map: the steady state autovacuum would reach. Copies
     of the template inherit both."""
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with connect(dsn) as conn:
         await conn.execute("vacuum analyze")
-    finally:
-        await conn.close()
 
 
 @contextlib.contextmanager

@@ -23,16 +23,16 @@ import time
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from benchmarks.test_bench_dedup import detect
 from fixtures.database import create_database, drop_database, provide_database
-from fixtures.generate import generate, heavy_user_id, spec_for
+from fixtures.generate import generate, heavy_user_id
 from fixtures.prepare import prepare_dataset
+from fixtures.spec import spec_for
 from reference.app import create_app
-from reference.db.pool import create_pool
+from reference.db.pool import connect, create_pool
 from reference.organize import dedup
 from reference.organize.index import ORGANIZE, OrganizeIndexes, store_signatures
 from reference.settings import Settings
@@ -98,14 +98,11 @@ async def measure(scale: str, repeat: int, all_pairs: bool) -> dict[str, Any]:
         dsn = await create_database(info.dsn, prefix="wsb_dedup")
         try:
             prepared = await prepare_dataset(dsn, spec, progress=True)
-            conn = await asyncpg.connect(dsn)
-            try:
+            async with connect(dsn) as conn:
                 started = time.perf_counter()
                 signed = await store_signatures(conn, progress=True)
                 sign_s = time.perf_counter() - started
                 rows = [_Row(r["id"], r["prompt"]) for r in await conn.fetch(HEAVY_PROMPTS, user)]
-            finally:
-                await conn.close()
             builds, _ = await build_times(dsn, user, repeat)
             cold, warm = await endpoint_times(dsn, user, 50)
             out: dict[str, Any] = {

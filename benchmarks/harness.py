@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from fixtures.generate import DatasetSpec
 from fixtures.prepare import PreparedDataset
+from fixtures.spec import DatasetSpec
 from reference.db.pool import create_pool
 
 T = TypeVar("T")

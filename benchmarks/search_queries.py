@@ -12,14 +12,8 @@ import random
 from datetime import timedelta
 from typing import Final
 
-from fixtures.generate import (
-    ADJECTIVES,
-    LIGHTING,
-    MOODS,
-    STYLES,
-    SUBJECTS,
-    DatasetSpec,
-)
+from fixtures.spec import DatasetSpec
+from fixtures.vocabulary import ADJECTIVES, LIGHTING, MOODS, STYLES, SUBJECTS
 
 DEFAULT_COUNT: Final = 120
 QUERY_SEED: Final = 20_240_501

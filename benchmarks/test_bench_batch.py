@@ -40,7 +40,7 @@ import pytest
 
 from benchmarks.harness import ROOT, BenchDataset, BenchLoop, open_pool, record
 from reference.batch.operations import Kind, PurgePolicy, Selection, create_operation, run_operation
-from reference.db.pool import init_connection
+from reference.db.pool import connect
 from reference.settings import Settings
 from reference.urls.buckets import determine_bucket, object_file
 from reference.web.auth import issue_token
@@ -78,11 +78,8 @@ class Selected:
 
 
 async def _select(dsn: str, user: UUID, size: int) -> Selected:
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with connect(dsn) as conn:
         rows = await conn.fetch(NEWEST_ASSETS, user, size)
-    finally:
-        await conn.close()
     return Selected(user, [r["id"] for r in rows], [r["metadata"] for r in rows])
 
 
@@ -193,12 +190,8 @@ def _high_water_kb(pid: int) -> int:
 
 async def _download_files(dsn: str, user: UUID, storage: Path, total_mb: int) -> list[str]:
     """Large sparse files for a few of the user's assets, in a storage directory of their own."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await init_connection(conn)
+    async with connect(dsn, json_codecs=True) as conn:
         rows = await conn.fetch(DOWNLOAD_ASSETS, user)
-    finally:
-        await conn.close()
     per_file = total_mb * 1024 * 1024 // len(rows)
     for r in rows:
         bucket = determine_bucket(r["type"], r["quality"], r["model_type"], r["metadata"])

@@ -19,15 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from benchmarks.harness import BenchDataset, BenchLoop, record
-from fixtures.generate import DatasetSpec
+from fixtures.spec import DatasetSpec
 from reference.app import create_app
-from reference.db.pool import create_pool
+from reference.db.pool import connect, create_pool
 from reference.organize import dedup
 from reference.organize.index import OrganizeIndexes
 from reference.settings import Settings
@@ -68,13 +67,10 @@ def dedup_data(bench_loop: BenchLoop, bench_dataset: BenchDataset) -> DedupData:
     """The heavy user's prompts from the shared dataset (signatures stored by prepare_dataset)."""
 
     async def fetch() -> list[_Row]:
-        conn = await asyncpg.connect(bench_dataset.dsn)
-        try:
+        async with connect(bench_dataset.dsn) as conn:
             return await conn.fetch(
                 "select id, prompt from assets where user_id = $1", bench_dataset.heavy_user
             )
-        finally:
-            await conn.close()
 
     records = bench_loop.run(fetch())
     rows = [_Row(r["id"], r["prompt"]) for r in records]

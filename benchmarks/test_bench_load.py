@@ -15,9 +15,10 @@ import pytest
 
 from benchmarks.harness import BenchLoop, record
 from fixtures.database import DatabaseInfo, create_database, drop_database
-from fixtures.generate import DatasetSpec, expected_assets
+from fixtures.generate import expected_assets
 from fixtures.load import LoadReport, load_dataset
 from fixtures.prepare import BASE_VERSION
+from fixtures.spec import DatasetSpec
 from reference.db.migrate import migrate
 from reports.targets import load_targets
 

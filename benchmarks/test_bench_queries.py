@@ -30,10 +30,11 @@ import pytest
 
 from benchmarks.harness import FIGURES_DIR, BenchLoop, record, timing_disabled
 from fixtures.database import DatabaseInfo, create_database, drop_database
-from fixtures.generate import DatasetSpec, heavy_user_id
+from fixtures.generate import heavy_user_id
 from fixtures.prepare import BASE_VERSION, prepare_dataset
+from fixtures.spec import DatasetSpec
 from reference.db.migrate import current_version, migrate
-from reference.db.pool import SERVER_SETTINGS, init_connection
+from reference.db.pool import SERVER_SETTINGS, connect
 
 PAGE_SIZE: Final = 50
 FILTER_STATUS: Final = "completed"
@@ -131,12 +132,6 @@ class QueryDatabase:
         }
 
 
-async def _connect(dsn: str) -> asyncpg.Connection:
-    conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
-    await init_connection(conn)
-    return conn
-
-
 def _day_start(spec: DatasetSpec) -> datetime:
     """Start of the dataset's "today" (UTC), as the plan's session-only filter computes it."""
     return spec.reference_now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -171,15 +166,14 @@ def query_db(
         prepared = bench_loop.run(
             prepare_dataset(dsn, bench_spec, progress=False, target=BASE_VERSION)
         )
-        conn = bench_loop.run(_connect(dsn))
-        try:
+        with bench_loop.enter(
+            connect(dsn, json_codecs=True, server_settings=SERVER_SETTINGS)
+        ) as conn:
             args = bench_loop.run(
                 _query_args(conn, heavy_user_id(bench_spec), _day_start(bench_spec))
             )
             db = QueryDatabase(dsn, bench_spec, conn, args, prepared.load.assets)
             yield db
-        finally:
-            bench_loop.run(conn.close())
         if db.plans and not timing_disabled(request.config):
             _write_plans(db)
     finally:

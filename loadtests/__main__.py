@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Final
 
 from fixtures.database import provide_database
-from fixtures.generate import SCALES
 from fixtures.prepare import say
+from fixtures.spec import SCALES
 from loadtests._config import REPO, LoadSettings, fixture_identities, write_tokens
 from loadtests._service import prepare, service
 

@@ -88,7 +88,8 @@ def fixture_identities(
     scale: str, heavy_weight: float, env: Mapping[str, str] = os.environ
 ) -> list[Identity]:
     """The fixtures' users of ``scale`` with tokens signed by ``JWT_SECRET`` (or the default)."""
-    from fixtures.generate import spec_for, user_ids
+    from fixtures.generate import user_ids
+    from fixtures.spec import spec_for
     from reference.settings import Settings
     from reference.web.auth import issue_token
 

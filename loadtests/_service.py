@@ -13,14 +13,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Final
 
-import asyncpg
-
 from fixtures import storage_files
 from fixtures.database import free_port
-from fixtures.generate import spec_for
 from fixtures.prepare import prepare_dataset, say
+from fixtures.spec import spec_for
 from loadtests._config import REPO
 from reference.db.migrate import migrate
+from reference.db.pool import connect
 
 HAS_IMAGES_TABLE: Final = "select to_regclass('images') is not null"
 HAS_ASSETS: Final = "select exists (select 1 from images limit 1)"
@@ -30,11 +29,8 @@ READY_TIMEOUT_S: Final = 120.0
 async def prepare(dsn: str, scale: str, storage_dir: Path) -> None:
     """Load ``scale`` into an empty database (with its stored files); else migrate and
     make sure the files are there."""
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with connect(dsn) as conn:
         loaded = await conn.fetchval(HAS_IMAGES_TABLE) and await conn.fetchval(HAS_ASSETS)
-    finally:
-        await conn.close()
     if not loaded:
         await prepare_dataset(dsn, spec_for(scale), storage_dir=storage_dir)
         return
@@ -44,11 +40,8 @@ async def prepare(dsn: str, scale: str, storage_dir: Path) -> None:
 
 
 async def write_storage_objects(dsn: str, storage_dir: Path, progress: bool = True) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with connect(dsn) as conn:
         report = await storage_files.write_storage_objects(conn, storage_dir, progress=progress)
-    finally:
-        await conn.close()
     say(report.summary())
 
 

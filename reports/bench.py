@@ -395,8 +395,9 @@ class Bench:
         return f"{info.provider.label}, PostgreSQL {info.server_version}"
 
     def _dataset(self) -> str:
-        from fixtures.generate import heavy_user_id, spec_for
+        from fixtures.generate import heavy_user_id
         from fixtures.prepare import prepare_dataset
+        from fixtures.spec import spec_for
 
         spec = spec_for(self.scale)
         prepared = asyncio.run(prepare_dataset(self.dsn, spec, storage_dir=self.storage_dir))
@@ -640,7 +641,7 @@ def main(env: Mapping[str, str] = os.environ) -> int:
     except ValueError as exc:
         say(f"bad setting: {exc}")
         return 2
-    from fixtures.generate import SCALES
+    from fixtures.spec import SCALES
 
     scale = env.get("SCALE", "plan")
     if scale not in SCALES:

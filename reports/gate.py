@@ -5,12 +5,12 @@
 
 Targets: the before/after claims are judged on ratios measured in the same run (``saving.*``,
 ``speedup.*`` from ``reports/figures.py``), so a slower or busier machine moves both sides alike.
-Regressions: each benchmark's raw rounds are compared with the baseline's; a slowdown counts only
-when a low quantile of the rounds (``quantile``, p10) moved by more than the group's tolerance AND
-a one-sided Mann-Whitney U test on the rounds is significant at ``alpha`` (all from ``[gate]`` in
-``benchmarks/targets.toml``). Contention on a shared machine only adds time, to some rounds: it
-moves the median and makes the test significant, but leaves the fastest rounds nearly where they
-were; a real regression moves every round.
+Regressions (``reports/regression.py``): each benchmark's raw rounds are compared with the
+baseline's; a slowdown counts only when a low quantile of the rounds (``quantile``, p10) moved by
+more than the group's tolerance AND a one-sided Mann-Whitney U test on the rounds is significant
+at ``alpha`` (all from ``[gate]`` in ``benchmarks/targets.toml``). Contention on a shared machine
+only adds time, to some rounds: it moves the median and makes the test significant, but leaves
+the fastest rounds nearly where they were; a real regression moves every round.
 
 Every gate run appends its line to the history (``reports/history.py``, ``HISTORY_FILE``; the
 same file ``make bench`` appends to): its figures, each benchmark's raw rounds and the outcome of
@@ -42,12 +42,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import IntEnum, StrEnum
+from enum import IntEnum
 from pathlib import Path
 from typing import Any, Final
-
-import numpy as np
-from scipy.stats import mannwhitneyu
 
 from reports.environment import fingerprint, git_commit, probe_machine
 from reports.figures import (
@@ -59,6 +56,7 @@ from reports.figures import (
     read_json,
     write_figures,
 )
+from reports.formatting import fmt_bound, fmt_seconds, fmt_terse
 from reports.history import (
     BaselineError,
     RegressionCheck,
@@ -69,7 +67,8 @@ from reports.history import (
     read_history,
     rounds_of,
 )
-from reports.targets import GateSettings, TargetResult, Targets, Verdict, load_targets
+from reports.regression import Change, Comparison, compare_runs, low_quantile
+from reports.targets import TargetResult, Targets, Verdict, load_targets
 
 RUN_JSON: Final = ROOT / "reports" / "out" / "bench-gate.json"
 BENCHMARK_PREFIXES: Final = ("bench.", "saving.", "speedup.", "dataset.")
@@ -80,113 +79,6 @@ class Exit(IntEnum):
     TARGET_MISSED = 1
     REGRESSION = 2
     NOT_MEASURED = 3
-
-
-class Change(StrEnum):
-    OK = "ok"
-    REGRESSION = "REGRESSION"
-    IMPROVED = "improved"
-    NEW = "new (no baseline)"
-    GONE = "not run"
-    FEW_ROUNDS = "too few rounds"
-
-
-@dataclass(frozen=True)
-class Comparison:
-    benchmark: str
-    group: str
-    baseline_median: float | None
-    now_median: float | None
-    change: float | None
-    p_value: float | None
-    alpha: float
-    tolerance: float
-    verdict: Change
-
-    @property
-    def significant(self) -> bool | None:
-        return None if self.p_value is None else self.p_value < self.alpha
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "benchmark": self.benchmark,
-            "group": self.group,
-            "baseline_median_s": self.baseline_median,
-            "now_median_s": self.now_median,
-            "change": self.change,
-            "p_value": self.p_value,
-            "significant": self.significant,
-            "tolerance": self.tolerance,
-            "verdict": self.verdict.value,
-        }
-
-
-def compare_samples(
-    baseline: Sequence[float],
-    now: Sequence[float],
-    tolerance: float,
-    alpha: float,
-    min_rounds: int,
-    quantile: float = 0.5,
-) -> tuple[float, float | None, Change]:
-    """(relative change of the ``quantile`` of the rounds, p-value of the one-sided Mann-Whitney
-    U test in the direction of the change, verdict)."""
-    change = float(np.quantile(now, quantile) / np.quantile(baseline, quantile)) - 1.0
-    if min(len(baseline), len(now)) < min_rounds:
-        return change, None, Change.FEW_ROUNDS
-    if change > 0:
-        p = float(mannwhitneyu(now, baseline, alternative="greater").pvalue)
-        slower = change > tolerance and p < alpha
-        return change, p, Change.REGRESSION if slower else Change.OK
-    p = float(mannwhitneyu(now, baseline, alternative="less").pvalue)
-    faster = -change > tolerance and p < alpha
-    return change, p, Change.IMPROVED if faster else Change.OK
-
-
-def _rounds(bench: Mapping[str, Any]) -> list[float]:
-    data = (bench.get("stats") or {}).get("data")
-    return [float(x) for x in data] if isinstance(data, list) else []
-
-
-def _median(bench: Mapping[str, Any]) -> float | None:
-    median = (bench.get("stats") or {}).get("median")
-    return float(median) if isinstance(median, int | float) else None
-
-
-def compare_runs(
-    baseline: Mapping[str, Mapping[str, Any]],
-    now: Mapping[str, Mapping[str, Any]],
-    gate: GateSettings,
-) -> list[Comparison]:
-    """Both sides map a benchmark's full name to ``{"group", "stats": {"median", "data"}}``."""
-    results: list[Comparison] = []
-    for name in sorted(set(baseline) | set(now)):
-        base, current = baseline.get(name), now.get(name)
-        group = str(((current or base) or {}).get("group") or "ungrouped")
-        tolerance = gate.tolerance_for(group)
-        base_median = _median(base) if base else None
-        now_median = _median(current) if current else None
-        change: float | None = None
-        p_value: float | None = None
-        if current is None:
-            verdict = Change.GONE
-        elif base is None:
-            verdict = Change.NEW
-        else:
-            base_rounds, now_rounds = _rounds(base), _rounds(current)
-            if base_rounds and now_rounds:
-                change, p_value, verdict = compare_samples(
-                    base_rounds, now_rounds, tolerance, gate.alpha, gate.min_rounds, gate.quantile
-                )
-            else:
-                verdict = Change.FEW_ROUNDS
-        results.append(
-            Comparison(
-                name, group, base_median, now_median, change, p_value, gate.alpha, tolerance,
-                verdict,
-            )
-        )  # fmt: skip
-    return results
 
 
 # --- baseline ---------------------------------------------------------------------------------
@@ -315,29 +207,14 @@ def confirm(
     benchmarks = []
     for bench in bench_json.get("benchmarks") or []:
         other = again.get(bench["fullname"])
-        if other is not None and _low(other, quantile) < _low(bench, quantile):
+        if other is not None and low_quantile(other, quantile) < low_quantile(bench, quantile):
             bench = {**other, "extra_info": {**bench.get("extra_info", {}), "confirmed": True}}
         benchmarks.append(bench)
     merged["benchmarks"] = benchmarks
     return merged
 
 
-def _low(bench: Mapping[str, Any], quantile: float) -> float:
-    rounds = _rounds(bench)
-    return float(np.quantile(rounds, quantile)) if rounds else float("inf")
-
-
 # --- printing ---------------------------------------------------------------------------------
-
-
-def fmt_seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 1:
-        return f"{value:.3f} s"
-    if value >= 1e-3:
-        return f"{value * 1e3:.3f} ms"
-    return f"{value * 1e6:.1f} us"
 
 
 def _table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
@@ -379,20 +256,6 @@ def comparison_table(comparisons: Sequence[Comparison], quantile: float) -> str:
     )
 
 
-def _number(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    if unit == "saving":
-        return f"{value:.1%}"
-    if unit == "x":
-        return f"{value:.1f}x"
-    return f"{value:,.6g}"
-
-
-def _bound(op: str, value: float | None, unit: str) -> str:
-    return "-" if value is None else f"{op} {_number(value, unit)}"
-
-
 def targets_table(results: Sequence[TargetResult]) -> str:
     return _table(
         ("target", "metric", "measured", "plan", "verdict", "goal", "goal verdict"),
@@ -400,10 +263,10 @@ def targets_table(results: Sequence[TargetResult]) -> str:
             (
                 r.target.id,
                 r.target.metric,
-                _number(r.measured, r.target.unit),
-                _bound(r.target.op, r.target.plan, r.target.unit),
+                fmt_terse(r.measured, r.target.unit),
+                fmt_bound(r.target.op, r.target.plan, r.target.unit, fmt_terse),
                 r.verdict.value,
-                _bound(r.target.op, r.target.goal, r.target.unit),
+                fmt_bound(r.target.op, r.target.goal, r.target.unit, fmt_terse),
                 r.goal_verdict.value,
             )
             for r in results

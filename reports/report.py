@@ -13,13 +13,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from html import escape
 from pathlib import Path
 from typing import Any, Final
 
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
 from reports import svg
+from reports.formatting import fmt_bound, fmt_count, fmt_margin, fmt_value, format_number
 from reports.history import RunRecord
-from reports.targets import Target, TargetResult, Targets, Verdict
+from reports.targets import Target, TargetResult, Targets, Threshold, Verdict
+
+TEMPLATES: Final = Environment(
+    loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
+    autoescape=True,
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 LOAD_GROUPS: Final = (
     "workspace_page",
@@ -114,7 +124,8 @@ def outcome(run: RunData) -> Outcome:
             failures.append(
                 f"plan target {r.target.id}: {r.verdict.value}"
                 + (
-                    f" ({_measured(r)}, plan {_bound(r.target, r.target.plan)})"
+                    f" ({fmt_value(r.measured, r.target.unit)}, "
+                    f"plan {fmt_bound(r.target.op, r.target.plan, r.target.unit)})"
                     if r.measured is not None
                     else ""
                 )
@@ -129,37 +140,6 @@ def outcome(run: RunData) -> Outcome:
     stopped_at = failed_steps[0].name if failed_steps else None
     verdict = Verdict.FAIL if failures else Verdict.PASS
     return Outcome(verdict, goals_met, failures, stopped_at)
-
-
-# --- formatting -----------------------------------------------------------------------------
-
-
-def fmt_value(value: float | None, unit: str) -> str:
-    if value is None or not math.isfinite(value):
-        return "—"
-    if unit in ("saving", "ratio"):
-        return f"{value * 100:.1f}%" if abs(value) >= 0.001 or value == 0 else f"{value:.2%}"
-    if unit == "x":
-        return f"{value:,.1f}x"
-    if unit == "ms":
-        return f"{svg.format_number(value)} ms"
-    if unit in ("assets", "rows/s"):
-        return f"{value:,.0f} {unit}" if unit != "assets" else f"{value:,.0f}"
-    return f"{svg.format_number(value)} {unit}"
-
-
-def _bound(target: Target, bound: float | None) -> str:
-    return "—" if bound is None else f"{target.op} {fmt_value(bound, target.unit)}"
-
-
-def _margin(margin: float | None) -> str:
-    if margin is None:
-        return "—"
-    return f"{margin * 100:+.0f}%"
-
-
-def _measured(result: TargetResult) -> str:
-    return fmt_value(result.measured, result.target.unit)
 
 
 # --- summary.json ---------------------------------------------------------------------------
@@ -193,10 +173,10 @@ def summary_table(run: RunData) -> str:
         rows.append(
             (
                 t.id,
-                _measured(r),
-                _bound(t, t.plan),
+                fmt_value(r.measured, t.unit),
+                fmt_bound(t.op, t.plan, t.unit),
                 r.verdict.value,
-                _bound(t, t.goal),
+                fmt_bound(t.op, t.goal, t.unit),
                 _goal_word(r.goal_verdict),
             )
         )
@@ -215,48 +195,89 @@ def _goal_word(verdict: Verdict) -> str:
     }[verdict]
 
 
-# --- HTML -----------------------------------------------------------------------------------
-
-CSS: Final = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:#222;
-background:#f6f7f9}
-main{max-width:1180px;margin:0 auto;padding:16px 24px 48px}
-h1{font-size:22px;margin:8px 0}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;
-padding-bottom:4px}h3{font-size:15px;margin:16px 0 6px}
-.banner{padding:14px 18px;border-radius:6px;color:#fff;font-size:18px;font-weight:600}
-.banner.pass{background:#2e7d32;color:#fff}.banner.fail{background:#c62828;color:#fff}
-.banner small{display:block;font-weight:400;font-size:13px;margin-top:4px}
-table{border-collapse:collapse;background:#fff;width:100%;font-size:13px;margin:6px 0}
-th,td{border:1px solid #ddd;padding:5px 7px;text-align:left;vertical-align:top}
-th{background:#eef0f3}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-.pass{color:#1b5e20}.fail{color:#b71c1c}td.pass{background:#e8f5e9;font-weight:600}
-td.fail{background:#ffebee;font-weight:600}td.missing{background:#fff8e1;color:#8d6e00}
-td.goal-met{color:#1b5e20}td.goal-not{color:#8d6e00}
-.charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{background:#fff;border:1px solid #ddd;
-max-width:100%;height:auto}
-details{background:#fff;border:1px solid #ddd;margin:6px 0;padding:6px 10px}
-summary{cursor:pointer;font-weight:600}pre{white-space:pre-wrap;font-size:12px;background:#fafafa;
-padding:8px;overflow:auto}.plans{display:grid;grid-template-columns:1fr 1fr;gap:8px}
-.note{color:#666;font-size:13px}code{font-size:12px}
-"""
+# --- HTML: the page is templates/report.html.j2; what follows shapes the run for it ----------
 
 
-def _e(value: object) -> str:
-    return escape(str(value), quote=True)
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    css: str = ""
+    title: str = ""
 
 
-def _verdict_cell(verdict: Verdict) -> str:
+@dataclass(frozen=True)
+class Banner:
+    css: str
+    head: str
+    lines: list[str]
+
+
+@dataclass(frozen=True)
+class TargetRow:
+    id: str
+    name: str
+    metric: str
+    source: str
+    plan: str
+    goal: str
+    measured: str
+    plan_margin: str
+    verdict: Cell
+    goal_margin: str
+    goal_verdict: Cell
+
+
+@dataclass(frozen=True)
+class ClaimCharts:
+    #: Titles of the claims with no figure at all in this run.
+    missing: list[str]
+    charts: list[str]
+
+
+@dataclass(frozen=True)
+class PercentileRow:
+    group: str
+    cells: list[Cell]
+    legacy_p95: str
+    thresholds: str
+
+
+@dataclass(frozen=True)
+class PlanView:
+    name: str
+    sql: str | None
+    #: ``(before|after, plan as EXPLAIN's text format)``.
+    sides: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class StepRow:
+    title: str
+    status: Cell
+    seconds: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Trends:
+    runs: int
+    first: str
+    last: str
+    commits: str
+    charts: list[str]
+
+
+def _verdict_cell(verdict: Verdict) -> Cell:
     css = {Verdict.PASS: "pass", Verdict.FAIL: "fail", Verdict.NOT_MEASURED: "missing"}
-    return f"<td class='{css.get(verdict, '')}'>{_e(verdict.value)}</td>"
+    return Cell(verdict.value, css.get(verdict, ""))
 
 
-def _goal_cell(verdict: Verdict) -> str:
+def _goal_cell(verdict: Verdict) -> Cell:
     css = {Verdict.PASS: "goal-met", Verdict.FAIL: "goal-not", Verdict.NOT_MEASURED: "missing"}
-    return f"<td class='{css.get(verdict, '')}'>{_e(_goal_word(verdict))}</td>"
+    return Cell(_goal_word(verdict), css.get(verdict, ""))
 
 
-def _banner(run: RunData, result: Outcome) -> str:
-    css = "pass" if result.verdict is Verdict.PASS else "fail"
+def _banner(run: RunData, result: Outcome) -> Banner:
     results = run.results
     held = sum(r.verdict is Verdict.PASS for r in results)
     planned = sum(r.verdict is not Verdict.NO_FIGURE for r in results)
@@ -274,33 +295,27 @@ def _banner(run: RunData, result: Outcome) -> str:
     if result.stopped_at:
         lines.append(f"stopped at step “{result.stopped_at}”; what was measured before is below")
     lines += result.failures[:12]
-    small = "".join(f"<small>{_e(line)}</small>" for line in lines)
-    return f"<div class='banner {css}' id='verdict'>{_e(head)}{small}</div>"
+    return Banner("pass" if result.verdict is Verdict.PASS else "fail", head, lines)
 
 
-def _targets_table(run: RunData) -> str:
-    rows = []
-    for r in run.results:
-        t = r.target
-        rows.append(
-            f"<tr data-target='{_e(t.id)}' data-verdict='{_e(r.verdict.value)}'>"
-            f"<td>{_e(t.name)}<br><code>{_e(t.metric)}</code></td><td>{_e(t.source)}</td>"
-            f"<td class='num'>{_e(_bound(t, t.plan))}</td>"
-            f"<td class='num'>{_e(_bound(t, t.goal))}</td>"
-            f"<td class='num'>{_e(_measured(r))}</td>"
-            f"<td class='num'>{_e(_margin(r.plan_margin))}</td>"
-            f"{_verdict_cell(r.verdict)}"
-            f"<td class='num'>{_e(_margin(r.goal_margin))}</td>{_goal_cell(r.goal_verdict)}</tr>"
+def _target_rows(run: RunData) -> list[TargetRow]:
+    return [
+        TargetRow(
+            id=t.id,
+            name=t.name,
+            metric=t.metric,
+            source=t.source,
+            plan=fmt_bound(t.op, t.plan, t.unit),
+            goal=fmt_bound(t.op, t.goal, t.unit),
+            measured=fmt_value(r.measured, t.unit),
+            plan_margin=fmt_margin(r.plan_margin),
+            verdict=_verdict_cell(r.verdict),
+            goal_margin=fmt_margin(r.goal_margin),
+            goal_verdict=_goal_cell(r.goal_verdict),
         )
-    return (
-        "<table id='targets'><thead><tr><th>target</th><th>source</th><th>plan figure</th>"
-        "<th>our goal</th><th>measured</th><th>margin vs plan</th><th>plan verdict</th>"
-        "<th>margin vs goal</th><th>our goal</th></tr></thead><tbody>"
-        + "".join(rows)
-        + "</tbody></table><p class='note'>Margin: how far on the good side of the figure, as a "
-        "share of it (negative: missed). Savings are 1 - after/before and speed-ups "
-        "before/after, measured in the same run on the same data.</p>"
-    )
+        for r in run.results
+        for t in [r.target]
+    ]
 
 
 def _comparison(run: RunData, metric: str) -> tuple[float, float] | None:
@@ -309,15 +324,15 @@ def _comparison(run: RunData, metric: str) -> tuple[float, float] | None:
     for pair in run.meta.get("bench", {}).get("pairs") or []:
         if isinstance(pair, Mapping) and pair.get("claim") == claim:
             before, after = (
-                _number(pair.get("before_median_s")),
-                _number(pair.get("after_median_s")),
+                _as_float(pair.get("before_median_s")),
+                _as_float(pair.get("after_median_s")),
             )
             if before is not None and after is not None:
                 return before * 1000, after * 1000
     return None
 
 
-def _claim_charts(run: RunData) -> str:
+def _claim_charts(run: RunData) -> ClaimCharts:
     charts = []
     by_prefix: dict[str, list[TargetResult]] = {}
     for r in run.results:
@@ -353,14 +368,7 @@ def _claim_charts(run: RunData) -> str:
     load_chart = _mode_chart(run)
     if load_chart:
         charts.append(load_chart)
-    note = (
-        f"<p class='note'>Not measured in this run: {_e(', '.join(missing))}.</p>"
-        if missing
-        else ""
-    )
-    if not charts:
-        return note or "<p class='note'>No before/after figures were measured in this run.</p>"
-    return note + "<div class='charts'>" + "".join(charts) + "</div>"
+    return ClaimCharts(missing, charts)
 
 
 def _relative_after(result: TargetResult) -> float | None:
@@ -396,7 +404,7 @@ def _mode_chart(run: RunData) -> str:
     )
 
 
-def _number(value: Any) -> float | None:
+def _as_float(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value) if math.isfinite(value) else None
@@ -409,19 +417,19 @@ def _timeseries_rows(meta: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     if not isinstance(rows, list):
         return []
     overall = [r for r in rows if isinstance(r, Mapping) and r.get("group") == "overall"]
-    return sorted(overall, key=lambda r: _number(r.get("t")) or 0.0)
+    return sorted(overall, key=lambda r: _as_float(r.get("t")) or 0.0)
 
 
-def _load_over_time(run: RunData) -> str:
+def _load_over_time(run: RunData) -> list[str]:
     charts = []
     for mode, key in (("unified", "load"), ("legacy", "load_legacy")):
         meta = run.meta.get(key, {})
         rows = _timeseries_rows(meta)
         if rows:
-            times = [_number(r.get("t")) or 0.0 for r in rows]
+            times = [_as_float(r.get("t")) or 0.0 for r in rows]
             xs = [t - times[0] for t in times]
             latency = [
-                svg.Series(label, [_number(r.get(col)) for r in rows], xs)
+                svg.Series(label, [_as_float(r.get(col)) for r in rows], xs)
                 for label, col in (("p50", "p50_ms"), ("p95", "p95_ms"), ("max", "max_ms"))
             ]
             charts.append(
@@ -435,7 +443,7 @@ def _load_over_time(run: RunData) -> str:
             charts.append(
                 svg.line_chart(
                     f"Throughput over time (URL_MODE={mode})",
-                    [svg.Series("requests/s", [_number(r.get("count")) for r in rows], xs)],
+                    [svg.Series("requests/s", [_as_float(r.get("count")) for r in rows], xs)],
                     x_label="time since the first request, s",
                     y_label="requests per second",
                 )
@@ -443,12 +451,7 @@ def _load_over_time(run: RunData) -> str:
         distribution = _distribution(run, key, mode)
         if distribution:
             charts.append(distribution)
-    if not charts:
-        return (
-            "<p class='note'>No time series from the load run (the load step did not run or "
-            "recorded none).</p>"
-        )
-    return "<div class='charts'>" + "".join(charts) + "</div>"
+    return charts
 
 
 def _distribution(run: RunData, key: str, mode: str) -> str:
@@ -460,7 +463,7 @@ def _distribution(run: RunData, key: str, mode: str) -> str:
     points = []
     for bucket in buckets:
         if isinstance(bucket, list | tuple) and len(bucket) == 3:
-            low, high, count = (_number(v) for v in bucket)
+            low, high, count = (_as_float(v) for v in bucket)
             if low is not None and high is not None and count:
                 points.append(((low + high) / 2, count))
     edges, counts = svg.bins_from_weighted(points, 40)
@@ -478,11 +481,9 @@ def _distribution(run: RunData, key: str, mode: str) -> str:
     )
 
 
-def _percentiles_table(run: RunData) -> str:
+def _percentile_rows(run: RunData) -> list[PercentileRow]:
     groups = _groups(run.figures, "load")
     legacy = set(_groups(run.figures, "load_legacy"))
-    if not groups and not legacy:
-        return "<p class='note'>No load-test figures in this run.</p>"
     rows = []
     for group in groups + sorted(legacy - set(groups)):
         threshold = run.targets.threshold(group)
@@ -495,24 +496,14 @@ def _percentiles_table(run: RunData) -> str:
                 css += " fail" if value > limit else " pass"
             unit = {"error_rate": "ratio", "count": "", "rps": "req/s"}.get(key, "ms")
             text = "—" if value is None else fmt_value(value, unit) if unit else f"{value:,.0f}"
-            title = f" title='threshold {limit}'" if limit is not None else ""
-            cells.append(f"<td class='{css}'{title}>{_e(text)}</td>")
-        legacy_p95 = run.figures.get(f"load_legacy.{group}.p95_ms")
-        limits = _threshold_text(threshold)
-        rows.append(
-            f"<tr><td>{_e(group)}</td>{''.join(cells)}"
-            f"<td class='num'>{_e(fmt_value(legacy_p95, 'ms'))}</td><td>{_e(limits)}</td></tr>"
-        )
-    head = "".join(f"<th>{_e(k)}</th>" for k in PERCENTILE_KEYS)
-    return (
-        f"<table id='percentiles'><thead><tr><th>group</th>{head}<th>p95, legacy mode</th>"
-        f"<th>thresholds</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        "<p class='note'>Unified URL mode unless noted; exact percentiles over the whole run. "
-        "A cell is red when it breaks the group's threshold in the targets file.</p>"
-    )
+            title = f"threshold {limit}" if limit is not None else ""
+            cells.append(Cell(text, css, title))
+        legacy_p95 = fmt_value(run.figures.get(f"load_legacy.{group}.p95_ms"), "ms")
+        rows.append(PercentileRow(group, cells, legacy_p95, _threshold_text(threshold)))
+    return rows
 
 
-def _threshold_text(threshold: Any) -> str:
+def _threshold_text(threshold: Threshold | None) -> str:
     if threshold is None:
         return "—"
     parts = []
@@ -520,7 +511,7 @@ def _threshold_text(threshold: Any) -> str:
         value = getattr(threshold, key)
         if value is not None:
             op = ">" if key == "min_rps" else "<"
-            parts.append(f"{key.removeprefix('min_')}{op}{svg.format_number(value)}")
+            parts.append(f"{key.removeprefix('min_')}{op}{format_number(value)}")
     return ", ".join(parts) or "—"
 
 
@@ -577,111 +568,88 @@ def _plan_entries(plans: Any) -> list[tuple[str, Mapping[str, Any]]]:
     return []
 
 
-def _plans(run: RunData) -> str:
-    entries = _plan_entries(run.plans)
-    if not entries:
-        return (
-            "<p class='note'>No query plans recorded in this run "
-            "(<code>reports/out/figures/plans.json</code> from the benchmarks).</p>"
+def _plans(run: RunData) -> list[PlanView]:
+    return [
+        PlanView(
+            name,
+            str(entry["sql"]) if "sql" in entry else None,
+            [(side, _plan_text(entry[side])) for side in ("before", "after") if side in entry],
         )
-    blocks = []
-    for name, entry in entries:
-        sides = []
-        for side in ("before", "after"):
-            if side in entry:
-                sides.append(
-                    f"<div><h3>{_e(side)}</h3><pre>{_e(_plan_text(entry[side]))}</pre></div>"
-                )
-        extra = f"<p class='note'>{_e(entry['sql'])}</p>" if "sql" in entry else ""
-        blocks.append(
-            f"<details><summary>{_e(name)}</summary>{extra}"
-            f"<div class='plans'>{''.join(sides)}</div></details>"
-        )
-    return "".join(blocks)
+        for name, entry in _plan_entries(run.plans)
+    ]
 
 
-def _kv_table(table_id: str, items: Sequence[tuple[str, Any]]) -> str:
-    rows = "".join(
-        f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in items if v not in (None, "")
-    )
-    return f"<table id='{table_id}'><tbody>{rows}</tbody></table>"
+def _shown(items: Sequence[tuple[str, Any]]) -> list[tuple[str, str]]:
+    return [(key, str(value)) for key, value in items if value not in (None, "")]
 
 
-def _environment(run: RunData) -> str:
+def _environment(run: RunData) -> list[tuple[str, str]]:
     env = run.environment
     machine = env.get("machine", {})
     database = env.get("database", {})
     git = env.get("git", {})
-    items = [
-        ("CPU", machine.get("cpu_model")),
-        ("cores", machine.get("cores")),
-        ("memory", f"{machine.get('memory_gib')} GiB" if machine.get("memory_gib") else None),
-        ("OS", machine.get("os")),
-        ("Python", machine.get("python")),
-        ("PostgreSQL", database.get("server_version")),
-        ("database provider", database.get("provider_label") or database.get("provider")),
-        ("provider detail", database.get("detail")),
-        ("pg_trgm", {True: "available", False: "NOT available"}.get(database.get("has_pg_trgm"))),
-        (
-            "commit",
-            f"{git.get('short', '?')}{' (uncommitted changes)' if git.get('dirty') else ''}"
-            f" {git.get('subject', '')}".strip()
-            if git
-            else None,
-        ),
-        ("machine fingerprint", env.get("fingerprint")),
-        ("targets file", str(run.targets.path)),
-        ("started", run.started),
-        ("whole run", f"{run.seconds:.0f} s" if run.seconds else None),
-    ]
-    data = run.dataset
-    ds_items: list[tuple[str, Any]] = [("scale", run.scale)]
-    if data:
-        ds_items += [
-            ("seed", data.get("seed")),
-            ("assets of the heavy user", _int(data.get("heavy_assets"))),
-            ("assets, all users", _int(data.get("assets"))),
+    return _shown(
+        [
+            ("CPU", machine.get("cpu_model")),
+            ("cores", machine.get("cores")),
+            ("memory", f"{machine.get('memory_gib')} GiB" if machine.get("memory_gib") else None),
+            ("OS", machine.get("os")),
+            ("Python", machine.get("python")),
+            ("PostgreSQL", database.get("server_version")),
+            ("database provider", database.get("provider_label") or database.get("provider")),
+            ("provider detail", database.get("detail")),
+            (
+                "pg_trgm",
+                {True: "available", False: "NOT available"}.get(database.get("has_pg_trgm")),
+            ),
+            (
+                "commit",
+                f"{git.get('short', '?')}{' (uncommitted changes)' if git.get('dirty') else ''}"
+                f" {git.get('subject', '')}".strip()
+                if git
+                else None,
+            ),
+            ("machine fingerprint", env.get("fingerprint")),
+            ("targets file", str(run.targets.path)),
+            ("started", run.started),
+            ("whole run", f"{run.seconds:.0f} s" if run.seconds else None),
         ]
-        ds_items += [(f"rows: {k}", _int(v)) for k, v in dict(data.get("rows", {})).items()]
+    )
+
+
+def _dataset(run: RunData) -> list[tuple[str, str]]:
+    data = run.dataset
+    items: list[tuple[str, Any]] = [("scale", run.scale)]
+    if data:
+        items += [
+            ("seed", data.get("seed")),
+            ("assets of the heavy user", fmt_count(data.get("heavy_assets"))),
+            ("assets, all users", fmt_count(data.get("assets"))),
+        ]
+        items += [(f"rows: {k}", fmt_count(v)) for k, v in dict(data.get("rows", {})).items()]
         rate = data.get("rows_per_second")
         if isinstance(rate, int | float):
-            ds_items.append(
-                ("load rate (COPY at 0001, generation included)", f"{rate:,.0f} rows/s")
-            )
-    return (
-        "<h3>Machine and database</h3>"
-        + _kv_table("environment", items)
-        + "<h3>Dataset</h3>"
-        + _kv_table("dataset", ds_items)
-    )
+            items.append(("load rate (COPY at 0001, generation included)", f"{rate:,.0f} rows/s"))
+    return _shown(items)
 
 
-def _int(value: Any) -> str | None:
-    return f"{value:,}" if isinstance(value, int) else None
+def _steps(run: RunData) -> list[StepRow]:
+    css = {StepStatus.OK: "pass", StepStatus.FAILED: "fail"}
+    return [
+        StepRow(
+            s.title,
+            Cell(s.status.value, css.get(s.status, "missing")),
+            f"{s.seconds:.1f} s",
+            s.error or s.detail,
+        )
+        for s in run.steps
+    ]
 
 
-def _steps(run: RunData) -> str:
-    rows = "".join(
-        f"<tr><td>{i}</td><td>{_e(s.title)}</td>"
-        f"<td class='{ {'ok': 'pass', 'failed': 'fail'}.get(s.status.value, 'missing') }'>"
-        f"{_e(s.status.value)}</td><td class='num'>{s.seconds:.1f} s</td>"
-        f"<td>{_e(s.error or s.detail)}</td></tr>"
-        for i, s in enumerate(run.steps, 1)
-    )
-    return (
-        "<table id='steps'><thead><tr><th>#</th><th>step</th><th>status</th><th>time</th>"
-        f"<th>detail / error</th></tr></thead><tbody>{rows}</tbody></table>"
-    )
-
-
-def _trends(run: RunData) -> str:
+def _trends(run: RunData) -> Trends | None:
     runs = [*run.history, _current_record(run)]
     if len(runs) < 2:
-        return (
-            "<p class='note'>No earlier run on this machine at this scale yet: trends appear from "
-            "the second run (history in <code>reports/history.jsonl</code>, "
-            "<code>HISTORY_FILE</code> overrides).</p>"
-        )
+        return None
     xs = [float(i) for i in range(1, len(runs) + 1)]
     by_unit: dict[str, list[Target]] = {}
     for t in run.targets.targets:
@@ -713,14 +681,8 @@ def _trends(run: RunData) -> str:
                 refs=refs,
             )
         )
-    first, last = runs[0].time, runs[-1].time
-    return (
-        f"<p class='note'>{len(runs)} runs from {_e(first)} to {_e(last)}, commits "
-        f"{_e(', '.join(dict.fromkeys(r.commit[:10] for r in runs)))}.</p>"
-        + "<div class='charts'>"
-        + "".join(charts)
-        + "</div>"
-    )
+    commits = ", ".join(dict.fromkeys(r.commit[:10] for r in runs))
+    return Trends(len(runs), runs[0].time, runs[-1].time, commits, charts)
 
 
 def _current_record(run: RunData) -> RunRecord:
@@ -736,27 +698,20 @@ def _current_record(run: RunData) -> RunRecord:
 
 def render_html(run: RunData) -> str:
     result = outcome(run)
-    sections = [
-        ("Targets", _targets_table(run)),
-        ("Each claim, before and after", _claim_charts(run)),
-        ("Latency over time and its distribution (load run)", _load_over_time(run)),
-        ("Per-endpoint percentiles (load run)", _percentiles_table(run)),
-        ("Query plans behind the database claims", _plans(run)),
-        ("Steps of this run", _steps(run)),
-        ("Environment", _environment(run)),
-        ("Trends across runs", _trends(run)),
-    ]
-    body = "".join(
-        f"<section id='s{i}'><h2>{_e(title)}</h2>{html}</section>"
-        for i, (title, html) in enumerate(sections, 1)
-    )
-    return (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>workspace-bench report: {_e(result.verdict.value.upper())} ({_e(run.scale)})"
-        f"</title><style>{CSS}</style></head><body><main>"
-        f"<h1>Does the workspace plan deliver? Scale <code>{_e(run.scale)}</code></h1>"
-        f"{_banner(run, result)}{body}</main></body></html>"
+    return TEMPLATES.get_template("report.html.j2").render(
+        verdict=result.verdict.value,
+        scale=run.scale,
+        banner=_banner(run, result),
+        targets=_target_rows(run),
+        claims=_claim_charts(run),
+        load_charts=_load_over_time(run),
+        percentile_keys=PERCENTILE_KEYS,
+        percentiles=_percentile_rows(run),
+        plans=_plans(run),
+        steps=_steps(run),
+        environment=_environment(run),
+        dataset=_dataset(run),
+        trends=_trends(run),
     )
 
 

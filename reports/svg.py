@@ -10,7 +10,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
-from typing import Final
+from typing import Final, Literal
+
+from reports.formatting import format_number
 
 PALETTE: Final = (
     "#4e79a7",
@@ -48,22 +50,6 @@ class RefLine:
 
 def _t(text: object) -> str:
     return escape(str(text), quote=True)
-
-
-def format_number(value: float) -> str:
-    """Short, readable number: 1,234 / 12.3 / 0.0123."""
-    if value == 0:
-        return "0"
-    magnitude = abs(value)
-    if magnitude >= 1000:
-        return f"{value:,.0f}"
-    if magnitude >= 100:
-        return f"{value:.0f}"
-    if magnitude >= 10:
-        return f"{value:.1f}".rstrip("0").rstrip(".")
-    if magnitude >= 0.01:
-        return f"{value:.3g}"
-    return f"{value:.2g}"
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -129,6 +115,103 @@ def _empty(width: int, height: int, title: str, message: str) -> str:
     return "".join(parts)
 
 
+@dataclass(frozen=True)
+class _Axis:
+    """A numeric axis: ``low`` at one edge of the plot, ``high`` at the other."""
+
+    low: float
+    high: float
+    ticks: Sequence[float]
+    label: str = ""
+
+    @property
+    def shown_ticks(self) -> list[float]:
+        return [t for t in self.ticks if self.low <= t <= self.high]
+
+    def fraction(self, value: float) -> float:
+        return (value - self.low) / (self.high - self.low)
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """A chart's size and the margins around its plot area."""
+
+    width: int
+    height: int
+    left: int
+    right: int
+    top: int
+    bottom: int
+
+    @property
+    def plot_width(self) -> int:
+        return self.width - self.left - self.right
+
+    @property
+    def plot_height(self) -> int:
+        return self.height - self.top - self.bottom
+
+    @property
+    def base(self) -> int:
+        return self.height - self.bottom
+
+    def x(self, axis: _Axis, value: float) -> float:
+        return self.left + self.plot_width * axis.fraction(value)
+
+    def y(self, axis: _Axis, value: float) -> float:
+        return self.base - self.plot_height * axis.fraction(value)
+
+
+def _line(x1: float, y1: float, x2: float, y2: float, stroke: str, dash: str = "") -> str:
+    dashes = f" stroke-dasharray='{dash}'" if dash else ""
+    return (
+        f"<line x1='{x1:.1f}' y1='{y1:.1f}' x2='{x2:.1f}' y2='{y2:.1f}' stroke='{stroke}'{dashes}/>"
+    )
+
+
+def _tick_label(x: float, y: float, value: float, anchor: str) -> str:
+    return (
+        f"<text x='{x:.1f}' y='{y:.1f}' text-anchor='{anchor}' fill='{AXIS}'>"
+        f"{_t(format_number(value))}</text>"
+    )
+
+
+def _axes(
+    frame: _Frame, x: _Axis, y: _Axis | None = None, *, grid: Literal["x", "y"] = "y"
+) -> tuple[list[str], list[str]]:
+    """(gridlines and tick labels, drawn under the data; axis lines and titles, drawn over it).
+
+    Gridlines cross the plot at the ticks of the ``grid`` axis, the one that carries the values;
+    without ``y`` (bars by category) the chart labels its own rows."""
+    top, base, left = frame.top, frame.base, frame.left
+    right = left + frame.plot_width
+    under = []
+    over = [
+        _line(left, top, left, base, AXIS),
+        _line(left, base, right, base, AXIS),
+        f"<text x='{left + frame.plot_width / 2:.1f}' y='{frame.height - 8}' "
+        f"text-anchor='middle' fill='{AXIS}'>{_t(x.label)}</text>",
+    ]
+    for tick in x.shown_ticks:
+        px = frame.x(x, tick)
+        if grid == "x":
+            under.append(_line(px, top, px, base, GRID))
+        under += [_line(px, base, px, base + 4, AXIS), _tick_label(px, base + 16, tick, "middle")]
+    if y is None:
+        return under, over
+    for tick in y.shown_ticks:
+        py = frame.y(y, tick)
+        if grid == "y":
+            under.append(_line(left, py, right, py, GRID))
+        under.append(_tick_label(left - 6, py + 4, tick, "end"))
+    if y.label:
+        over.append(
+            f"<text transform='translate(14 {top + frame.plot_height / 2:.1f}) rotate(-90)' "
+            f"text-anchor='middle' fill='{AXIS}'>{_t(y.label)}</text>"
+        )
+    return under, over
+
+
 def bar_chart(
     title: str,
     categories: Sequence[str],
@@ -143,28 +226,18 @@ def bar_chart(
     if not categories or not values:
         return _empty(width, 120, title, "no data")
     label_width = min(260, 12 + 7 * max(len(c) for c in categories))
-    left, right, top = label_width, 70, 34 + _legend_height(len(series))
+    top = 34 + _legend_height(len(series))
     group_height = bar_height * len(series) + 10
-    plot_height = group_height * len(categories)
-    height = top + plot_height + 44
+    frame = _Frame(width, top + group_height * len(categories) + 44, label_width, 70, top, 44)
     ticks = nice_ticks(0.0, max(values))
-    x_max = ticks[-1]
-    plot_width = width - left - right
-
-    def sx(v: float) -> float:
-        return left + plot_width * v / x_max
+    x_axis = _Axis(0.0, ticks[-1], ticks, unit)
+    left = frame.left
 
     colors = [PALETTE[i % len(PALETTE)] for i in range(len(series))]
-    parts = _open(width, height, title)
+    parts = _open(width, frame.height, title)
     parts += _legend([s.label for s in series], left, 38, colors)
-    for tick in ticks:
-        x = sx(tick)
-        parts.append(
-            f"<line x1='{x:.1f}' y1='{top}' x2='{x:.1f}' y2='{top + plot_height}' "
-            f"stroke='{GRID}'/>"
-            f"<text x='{x:.1f}' y='{top + plot_height + 14}' text-anchor='middle' "
-            f"fill='{AXIS}'>{_t(format_number(tick))}</text>"
-        )
+    under, over = _axes(frame, x_axis, grid="x")
+    parts += under
     for ci, category in enumerate(categories):
         gy = top + ci * group_height + 5
         parts.append(
@@ -179,7 +252,7 @@ def bar_chart(
                     f"<text x='{left + 4}' y='{y + bar_height - 4}' fill='{AXIS}'>n/a</text>"
                 )
                 continue
-            w = max(sx(value) - left, 0.5)
+            w = max(frame.x(x_axis, value) - left, 0.5)
             parts.append(
                 f"<rect x='{left}' y='{y}' width='{w:.1f}' height='{bar_height - 2}' "
                 f"fill='{colors[si]}'><title>{_t(s.label)}: {_t(format_number(value))} "
@@ -187,12 +260,7 @@ def bar_chart(
                 f"<text x='{left + w + 4:.1f}' y='{y + bar_height - 5}'>"
                 f"{_t(format_number(value))}</text>"
             )
-    parts.append(
-        f"<line x1='{left}' y1='{top}' x2='{left}' y2='{top + plot_height}' stroke='{AXIS}'/>"
-        f"<text x='{left + plot_width / 2:.1f}' y='{height - 8}' text-anchor='middle' "
-        f"fill='{AXIS}'>{_t(unit)}</text></svg>"
-    )
-    return "".join(parts)
+    return "".join([*parts, *over, "</svg>"])
 
 
 def line_chart(
@@ -215,7 +283,7 @@ def line_chart(
     ]
     if not points:
         return _empty(width, height, title, "no data")
-    left, right, top, bottom = 64, 20, 34 + _legend_height(len(series)), 46
+    frame = _Frame(width, height, 64, 20, 34 + _legend_height(len(series)), 46)
     xs = [p[0] for p in points]
     ys = [p[1] for p in points] + [r.value for r in refs]
     y_ticks = nice_ticks(0.0 if y_from_zero else min(ys), max(ys))
@@ -226,43 +294,25 @@ def line_chart(
     if all(float(x).is_integer() for x in xs):
         # Counts (run numbers, seconds) take whole ticks, never 1.2 of a run.
         x_ticks = sorted({float(round(t)) for t in x_ticks} | {float(x_lo), float(x_hi)})
-    plot_w, plot_h = width - left - right, height - top - bottom
-    y_lo, y_hi = y_ticks[0], y_ticks[-1]
-
-    def sx(v: float) -> float:
-        return left + plot_w * (v - x_lo) / (x_hi - x_lo)
-
-    def sy(v: float) -> float:
-        return top + plot_h * (1 - (v - y_lo) / (y_hi - y_lo))
+    x_axis = _Axis(x_lo, x_hi, x_ticks, x_label)
+    y_axis = _Axis(y_ticks[0], y_ticks[-1], y_ticks, y_label)
+    left, right = frame.left, frame.left + frame.plot_width
 
     colors = [PALETTE[i % len(PALETTE)] for i in range(len(series))]
     parts = _open(width, height, title)
     parts += _legend([s.label for s in series], left + 4, 38, colors)
-    for tick in y_ticks:
-        y = sy(tick)
-        parts.append(
-            f"<line x1='{left}' y1='{y:.1f}' x2='{left + plot_w}' y2='{y:.1f}' stroke='{GRID}'/>"
-            f"<text x='{left - 6}' y='{y + 4:.1f}' text-anchor='end' fill='{AXIS}'>"
-            f"{_t(format_number(tick))}</text>"
-        )
-    for tick in x_ticks:
-        x = sx(tick)
-        parts.append(
-            f"<line x1='{x:.1f}' y1='{top + plot_h}' x2='{x:.1f}' y2='{top + plot_h + 4}' "
-            f"stroke='{AXIS}'/><text x='{x:.1f}' y='{top + plot_h + 16}' text-anchor='middle' "
-            f"fill='{AXIS}'>{_t(format_number(tick))}</text>"
-        )
+    under, over = _axes(frame, x_axis, y_axis)
+    parts += under
     for ref in refs:
-        y = sy(ref.value)
+        y = frame.y(y_axis, ref.value)
         parts.append(
-            f"<line x1='{left}' y1='{y:.1f}' x2='{left + plot_w}' y2='{y:.1f}' "
-            f"stroke='{ref.color}' stroke-dasharray='6 4'/>"
-            f"<text x='{left + plot_w - 4}' y='{y - 4:.1f}' text-anchor='end' "
+            _line(left, y, right, y, ref.color, "6 4")
+            + f"<text x='{right - 4}' y='{y - 4:.1f}' text-anchor='end' "
             f"fill='{ref.color}'>{_t(ref.text)}</text>"
         )
     for color, s in zip(colors, series, strict=True):
         coords = [
-            f"{sx(x):.1f},{sy(y):.1f}"
+            f"{frame.x(x_axis, x):.1f},{frame.y(y_axis, y):.1f}"
             for x, y in zip(s.xs or range(len(s.values)), s.values, strict=False)
             if y is not None and math.isfinite(y)
         ]
@@ -277,16 +327,7 @@ def line_chart(
                 f"<circle cx='{c.split(',')[0]}' cy='{c.split(',')[1]}' r='3' fill='{color}'/>"
                 for c in coords
             ]
-    parts.append(
-        f"<line x1='{left}' y1='{top}' x2='{left}' y2='{top + plot_h}' stroke='{AXIS}'/>"
-        f"<line x1='{left}' y1='{top + plot_h}' x2='{left + plot_w}' y2='{top + plot_h}' "
-        f"stroke='{AXIS}'/>"
-        f"<text x='{left + plot_w / 2:.1f}' y='{height - 8}' text-anchor='middle' "
-        f"fill='{AXIS}'>{_t(x_label)}</text>"
-        f"<text transform='translate(14 {top + plot_h / 2:.1f}) rotate(-90)' "
-        f"text-anchor='middle' fill='{AXIS}'>{_t(y_label)}</text></svg>"
-    )
-    return "".join(parts)
+    return "".join([*parts, *over, "</svg>"])
 
 
 def histogram(
@@ -304,61 +345,37 @@ def histogram(
     vertical lines such as percentiles."""
     if len(edges) != len(counts) + 1 or not counts or max(counts) <= 0:
         return _empty(width, height, title, "no data")
-    left, right, top, bottom = 64, 20, 34, 46
-    plot_w, plot_h = width - left - right, height - top - bottom
     x_lo, x_hi = edges[0], edges[-1]
     if x_hi <= x_lo:
         return _empty(width, height, title, "no data")
+    frame = _Frame(width, height, 64, 20, 34, 46)
+    x_axis = _Axis(x_lo, x_hi, nice_ticks(x_lo, x_hi, 7), x_label)
     y_ticks = nice_ticks(0.0, max(counts))
-    y_hi = y_ticks[-1]
+    y_axis = _Axis(0.0, y_ticks[-1], y_ticks, y_label)
 
     def sx(v: float) -> float:
-        return left + plot_w * (min(max(v, x_lo), x_hi) - x_lo) / (x_hi - x_lo)
-
-    def sy(v: float) -> float:
-        return top + plot_h * (1 - v / y_hi)
+        return frame.x(x_axis, min(max(v, x_lo), x_hi))
 
     parts = _open(width, height, title)
-    for tick in y_ticks:
-        y = sy(tick)
-        parts.append(
-            f"<line x1='{left}' y1='{y:.1f}' x2='{left + plot_w}' y2='{y:.1f}' stroke='{GRID}'/>"
-            f"<text x='{left - 6}' y='{y + 4:.1f}' text-anchor='end' fill='{AXIS}'>"
-            f"{_t(format_number(tick))}</text>"
-        )
+    under, over = _axes(frame, x_axis, y_axis)
+    parts += under
     for lo, hi, count in zip(edges, edges[1:], counts, strict=False):
         x0, x1 = sx(lo), sx(hi)
-        y = sy(count)
+        y = frame.y(y_axis, count)
         parts.append(
             f"<rect x='{x0:.1f}' y='{y:.1f}' width='{max(x1 - x0 - 1, 0.5):.1f}' "
-            f"height='{top + plot_h - y:.1f}' fill='{PALETTE[0]}'><title>"
+            f"height='{frame.base - y:.1f}' fill='{PALETTE[0]}'><title>"
             f"{_t(format_number(lo))}-{_t(format_number(hi))}: {_t(format_number(count))}"
             f"</title></rect>"
         )
-    for tick in nice_ticks(x_lo, x_hi, 7):
-        if x_lo <= tick <= x_hi:
-            x = sx(tick)
-            parts.append(
-                f"<text x='{x:.1f}' y='{top + plot_h + 16}' text-anchor='middle' "
-                f"fill='{AXIS}'>{_t(format_number(tick))}</text>"
-            )
     for i, mark in enumerate(marks):
         x = sx(mark.value)
         parts.append(
-            f"<line x1='{x:.1f}' y1='{top}' x2='{x:.1f}' y2='{top + plot_h}' "
-            f"stroke='{mark.color}' stroke-dasharray='5 3'/>"
-            f"<text x='{x + 3:.1f}' y='{top + 12 + 14 * i}' fill='{mark.color}'>"
+            _line(x, frame.top, x, frame.base, mark.color, "5 3")
+            + f"<text x='{x + 3:.1f}' y='{frame.top + 12 + 14 * i}' fill='{mark.color}'>"
             f"{_t(mark.text)}</text>"
         )
-    parts.append(
-        f"<line x1='{left}' y1='{top + plot_h}' x2='{left + plot_w}' y2='{top + plot_h}' "
-        f"stroke='{AXIS}'/>"
-        f"<text x='{left + plot_w / 2:.1f}' y='{height - 8}' text-anchor='middle' "
-        f"fill='{AXIS}'>{_t(x_label)}</text>"
-        f"<text transform='translate(14 {top + plot_h / 2:.1f}) rotate(-90)' "
-        f"text-anchor='middle' fill='{AXIS}'>{_t(y_label)}</text></svg>"
-    )
-    return "".join(parts)
+    return "".join([*parts, *over, "</svg>"])
 
 
 def bins_from_samples(samples: Sequence[float], count: int = 30) -> tuple[list[float], list[float]]:

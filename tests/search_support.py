@@ -6,21 +6,15 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-import asyncpg
-
 from reference.assets import ASSET_COLUMNS, Asset
-from reference.db.pool import init_connection
+from reference.db.pool import connect
 
 USER_ASSETS_SQL = f"select {ASSET_COLUMNS} from assets a where a.user_id = $1"
 
 
 async def user_assets(dsn: str, user_id: UUID) -> list[Asset]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await init_connection(conn)
+    async with connect(dsn, json_codecs=True) as conn:
         return [Asset.from_record(r) for r in await conn.fetch(USER_ASSETS_SQL, user_id)]
-    finally:
-        await conn.close()
 
 
 async def walk(

@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from fixtures.database import (
@@ -31,6 +30,7 @@ from fixtures.database import (
     provide_database,
     run_async,
 )
+from reference.db.pool import connect
 
 BINDIR = Path("/usr/lib/postgresql/15/bin")
 
@@ -160,11 +160,8 @@ def test_session_database_reports_its_facts(database: DatabaseInfo) -> None:
 
 
 async def _count_rows(dsn: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with connect(dsn) as conn:
         return int(await conn.fetchval("select 1"))
-    finally:
-        await conn.close()
 
 
 @pytest.mark.skipif(find_bindir() is None, reason="needs the PostgreSQL server binaries")

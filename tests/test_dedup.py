@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from fixtures.generate import generate, heavy_user_id, spec_for
+from fixtures.generate import generate, heavy_user_id
+from fixtures.spec import spec_for
 from reference.organize import dedup
 from reference.organize.index import redis_lsh_config
 

@@ -12,7 +12,8 @@ import pytest
 
 from reports import gate, history
 from reports.figures import benchmark_key, figures_from_json, find_pairs
-from reports.gate import Change, Exit, compare_samples, judge
+from reports.gate import Exit, judge
+from reports.regression import Change, compare_runs, compare_samples
 from reports.targets import GateSettings, load_targets
 
 TOLERANCE = 0.25
@@ -145,7 +146,7 @@ def test_group_tolerance_applies() -> None:
     settings = GateSettings(tolerance=0.25, alpha=ALPHA, tolerance_by_group={"dedup": 0.5})
     base = {"x": bench("x", samples(1e-3, seed=7), group="dedup.lsh")}
     now = {"x": bench("x", [v * 1.4 for v in samples(1e-3, seed=8)], group="dedup.lsh")}
-    (comparison,) = gate.compare_runs(base, now, settings)
+    (comparison,) = compare_runs(base, now, settings)
     assert comparison.tolerance == 0.5
     assert comparison.significant
     assert comparison.verdict is Change.OK
@@ -154,7 +155,7 @@ def test_group_tolerance_applies() -> None:
 def test_new_and_gone_benchmarks_are_listed_not_failed() -> None:
     base = {"old": bench("old", samples(1e-3))}
     now = {"new": bench("new", samples(1e-3))}
-    verdicts = {c.benchmark: c.verdict for c in gate.compare_runs(base, now, GateSettings())}
+    verdicts = {c.benchmark: c.verdict for c in compare_runs(base, now, GateSettings())}
     assert verdicts == {"new": Change.NEW, "old": Change.GONE}
 
 

@@ -15,14 +15,9 @@ from fixtures.generate import (
     IMAGE_COLUMNS,
     JOB_COLUMNS,
     PROJECT_COLUMNS,
-    SCALES,
     TRUTH_COLUMNS,
     VIDEO_COLUMNS,
     Batch,
-    DatasetSpec,
-    ModelType,
-    Quality,
-    Status,
     VariantKind,
     assets_per_user,
     expected_assets,
@@ -31,9 +26,10 @@ from fixtures.generate import (
     iter_batches,
     make_variant,
     prompt_tokens,
-    spec_for,
     user_ids,
 )
+from fixtures.spec import SCALES, DatasetSpec, spec_for
+from reference.assets import ModelType, Quality, Status
 
 NOW = datetime(2025, 3, 14, 15, 0, tzinfo=UTC)
 THEMES = ("portrait", "landscape", "product", "artistic", "commercial")

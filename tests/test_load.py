@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from fixtures.generate import Batch, DatasetSpec, generate, heavy_user_id, spec_for
+from fixtures.generate import Batch, generate, heavy_user_id
 from fixtures.load import load_dataset
+from fixtures.spec import DatasetSpec, spec_for
 from reference.db.migrate import migrate
+from reference.db.pool import connect
 
 NOW = datetime(2025, 3, 14, 15, 0, tzinfo=UTC)
 
@@ -25,11 +27,8 @@ select (select count(*) from projects) as projects,
 @pytest.fixture
 async def conn(fresh_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     await migrate(fresh_dsn)
-    connection = await asyncpg.connect(fresh_dsn)
-    try:
+    async with connect(fresh_dsn) as connection:
         yield connection
-    finally:
-        await connection.close()
 
 
 def counts_of(batch: Batch) -> dict[str, int]:
@@ -124,10 +123,7 @@ async def test_second_load_replaces(conn: asyncpg.Connection) -> None:
 async def test_loads_at_schema_0001(fresh_dsn: str) -> None:
     assert await migrate(fresh_dsn, target=1) == [1]
     spec = DatasetSpec(heavy_assets=120, other_users=3, mean_assets=10, now=NOW)
-    connection = await asyncpg.connect(fresh_dsn)
-    try:
+    async with connect(fresh_dsn) as connection:
         report = await load_dataset(connection, spec, progress=False)
         assert dict(await connection.fetchrow(TABLE_COUNTS)) == counts_of(generate(spec))
         assert report.rows == counts_of(generate(spec))
-    finally:
-        await connection.close()

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from reference.db.migrate import SQL_DIR, MigrationError, discover, migrate
+from reference.db.pool import connect
 
 ALL_VERSIONS = [m.version for m in discover()]
 PLAN_PREDICATE = "(metadata->>'workspace_dismissed')::boolean = false"
@@ -19,11 +20,8 @@ FIXED_PREDICATE = "(metadata->>'workspace_dismissed') IS DISTINCT FROM 'true'"
 
 
 async def ledger(dsn: str) -> list[int]:
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with connect(dsn) as conn:
         return [r[0] for r in await conn.fetch("select version from schema_migrations order by 1")]
-    finally:
-        await conn.close()
 
 
 async def test_runs_every_migration_once_then_nothing(fresh_dsn: str) -> None:
@@ -34,13 +32,10 @@ async def test_runs_every_migration_once_then_nothing(fresh_dsn: str) -> None:
 
 async def test_stops_at_target_and_resumes(fresh_dsn: str) -> None:
     assert await migrate(fresh_dsn, target=1) == [1]
-    conn = await asyncpg.connect(fresh_dsn)
-    try:
+    async with connect(fresh_dsn) as conn:
         indexes = await conn.fetchval(
             "select count(*) from pg_indexes where tablename = 'images' and indexname like 'idx_%'"
         )
-    finally:
-        await conn.close()
     assert indexes == 0
     assert await migrate(fresh_dsn) == ALL_VERSIONS[1:]
 
@@ -80,15 +75,12 @@ async def test_invalid_concurrent_index_is_rebuilt(fresh_dsn: str, tmp_path: Pat
     )
     with pytest.raises(asyncpg.UniqueViolationError):
         await migrate(fresh_dsn, sql_dir=tmp_path)
-    conn = await asyncpg.connect(fresh_dsn)
-    try:
+    async with connect(fresh_dsn) as conn:
         valid = "select indisvalid from pg_index where indexrelid = 't_k'::regclass"
         assert await conn.fetchval(valid) is False
         await conn.execute("delete from t where ctid = (select max(ctid) from t)")
         assert await migrate(fresh_dsn, sql_dir=tmp_path) == [2]
         assert await conn.fetchval(valid) is True
-    finally:
-        await conn.close()
 
 
 async def _plan_uses(conn: asyncpg.Connection, sql: str, *args: object) -> str:
@@ -99,8 +91,7 @@ async def _plan_uses(conn: asyncpg.Connection, sql: str, *args: object) -> str:
 async def test_corrected_partial_index_counts_missing_key_as_not_dismissed(
     seeded_dsn: str,
 ) -> None:
-    conn = await asyncpg.connect(seeded_dsn)
-    try:
+    async with connect(seeded_dsn) as conn:
         missing = await conn.fetchval(
             "select count(*) from images "
             "where metadata is null or not metadata ? 'workspace_dismissed'"
@@ -111,8 +102,6 @@ async def test_corrected_partial_index_counts_missing_key_as_not_dismissed(
             "select count(*) from images where metadata->>'workspace_dismissed' = 'true'"
         )
         total = await conn.fetchval("select count(*) from images")
-    finally:
-        await conn.close()
     assert missing > 0
     assert fixed == total - dismissed
     assert plan <= fixed - missing, "the plan's predicate leaves out rows without the key"
@@ -123,8 +112,7 @@ async def test_planner_uses_corrected_partial_index_not_the_plans(seeded_dsn: st
         "select id from images where user_id = $1 and {pred} "
         "order by created_at desc, id desc limit 50"
     )
-    conn = await asyncpg.connect(seeded_dsn)
-    try:
+    async with connect(seeded_dsn) as conn:
         user = await conn.fetchval(
             "select user_id from images group by 1 order by count(*) desc limit 1"
         )
@@ -138,7 +126,5 @@ async def test_planner_uses_corrected_partial_index_not_the_plans(seeded_dsn: st
         fixed_plan = await _plan_uses(conn, page.format(pred=FIXED_PREDICATE), user)
         await conn.execute("drop index idx_images_workspace_active")
         without = await _plan_uses(conn, page.format(pred=FIXED_PREDICATE), user)
-    finally:
-        await conn.close()
     assert "idx_images_workspace_active" in fixed_plan
     assert "idx_plan_original" not in without, "the plan's predicate cannot answer this query"

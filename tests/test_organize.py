@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -12,7 +14,7 @@ import orjson
 import pytest
 
 from fixtures.pytest_plugin import SeededDataset
-from reference.db.pool import create_pool
+from reference.db.pool import connect, create_pool
 from reference.organize import dedup
 from reference.organize.index import OrganizeIndexes, SharedLsh, UserIndex, store_signatures
 from tests.conftest import auth_headers
@@ -30,10 +32,11 @@ def _meta(raw: str | None) -> dict[str, Any]:
     return orjson.loads(raw) if raw else {}
 
 
-async def _signed(dsn: str) -> asyncpg.Connection:
-    conn = await asyncpg.connect(dsn)
-    await store_signatures(conn, progress=False)
-    return conn
+@contextlib.asynccontextmanager
+async def _signed(dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    async with connect(dsn) as conn:
+        await store_signatures(conn, progress=False)
+        yield conn
 
 
 def _exact_sets(rows: list[asyncpg.Record], threshold: float = 0.8) -> set[frozenset[str]]:
@@ -77,8 +80,7 @@ def _as_sets(sets: list[dict[str, Any]]) -> set[frozenset[str]]:
 
 
 async def test_store_signatures_covers_every_asset_once(seeded_dsn: str) -> None:
-    conn = await asyncpg.connect(seeded_dsn)
-    try:
+    async with connect(seeded_dsn) as conn:
         total = await conn.fetchval("select count(*) from assets")
         assert await store_signatures(conn, progress=False) == total
         assert await store_signatures(conn, progress=False) == 0
@@ -86,19 +88,14 @@ async def test_store_signatures_covers_every_asset_once(seeded_dsn: str) -> None
             "select count(distinct octet_length(signature)) from asset_signatures"
         )
         assert sizes == 1
-    finally:
-        await conn.close()
 
 
 async def test_duplicates_match_exact_all_pairs_and_page_by_cursor(
     seeded_dsn: str, seeded_template: Any, make_client: Any
 ) -> None:
     user = seeded_template.heavy_user
-    conn = await _signed(seeded_dsn)
-    try:
+    async with _signed(seeded_dsn) as conn:
         rows = await conn.fetch(ACTIVE_ROWS, user)
-    finally:
-        await conn.close()
     client = await make_client(seeded_dsn)
     whole = await _all_sets(client, user)
     paged = await _all_sets(client, user, limit=3)
@@ -120,8 +117,7 @@ async def test_add_dismiss_delete_and_edit_change_the_answer(
 ) -> None:
     user = seeded_template.heavy_user
     client = await make_client(seeded_dsn)
-    conn = await _signed(seeded_dsn)
-    try:
+    async with _signed(seeded_dsn) as conn:
         before = _as_sets(await _all_sets(client, user))
         in_sets = set().union(*before)
         lone = next(r for r in await conn.fetch(ACTIVE_ROWS, user) if str(r["id"]) not in in_sets)
@@ -174,8 +170,6 @@ async def test_add_dismiss_delete_and_edit_change_the_answer(
             await conn.fetchval("select count(*) from asset_signatures where asset_id = $1", victim)
             == 0
         )
-    finally:
-        await conn.close()
 
 
 async def test_two_instances_agree_through_changes(
@@ -207,8 +201,7 @@ async def test_apply_dismisses_all_but_the_newest_and_keeps_other_keys(
     expected = sorted(a["id"] for s in sets for a in s["assets"][1:])
     assert suggestion["assets_to_dismiss"] == len(expected)
     members = [uuid.UUID(a["id"]) for s in sets for a in s["assets"]]
-    conn = await asyncpg.connect(seeded_dsn)
-    try:
+    async with connect(seeded_dsn) as conn:
         before = {r["id"]: _meta(r["metadata"]) for r in await conn.fetch(METADATA, members)}
         resp = await client.post(
             "/v1/organize/apply", json={"action": "dismiss_duplicates"}, headers=auth_headers(user)
@@ -217,8 +210,6 @@ async def test_apply_dismisses_all_but_the_newest_and_keeps_other_keys(
         body = await resp.json()
         assert body["asset_ids"] == expected
         after = {r["id"]: _meta(r["metadata"]) for r in await conn.fetch(METADATA, members)}
-    finally:
-        await conn.close()
     for asset_id, meta in after.items():
         old = before[asset_id]
         if str(asset_id) in expected:
@@ -229,11 +220,8 @@ async def test_apply_dismisses_all_but_the_newest_and_keeps_other_keys(
     assert body["operation"]["kind"] == "dismiss"
     undone = await client.post("/v1/batch/undo", headers=auth_headers(user))
     assert undone.status == 200
-    conn = await asyncpg.connect(seeded_dsn)
-    try:
+    async with connect(seeded_dsn) as conn:
         restored = {r["id"]: _meta(r["metadata"]) for r in await conn.fetch(METADATA, members)}
-    finally:
-        await conn.close()
     assert restored == before
     assert await _all_sets(client, user) == sets
 
@@ -243,15 +231,12 @@ async def test_groups_tags_and_suggestions(
 ) -> None:
     user = seeded_template.heavy_user
     client = await make_client(seeded_dsn, organize_themes=("portrait", "photo"))
-    conn = await asyncpg.connect(seeded_dsn)
-    try:
+    async with connect(seeded_dsn) as conn:
         rows = await conn.fetch(ACTIVE_ROWS, user)
         other = await conn.fetchval("select id from assets where user_id <> $1 limit 1", user)
         one = await conn.fetchrow(
             "select id, prompt, quality, model_type from assets where user_id = $1 limit 1", user
         )
-    finally:
-        await conn.close()
     keys: dict[str, int] = defaultdict(int)
     for r in rows:
         keys[dedup.plan_prompt_key(r["prompt"])] += 1
@@ -339,12 +324,9 @@ async def test_users_see_only_their_own_sets(
 ) -> None:
     user = seeded_template.users[user_index]
     client = await make_client(seeded_dsn)
-    conn = await asyncpg.connect(seeded_dsn)
-    try:
+    async with connect(seeded_dsn) as conn:
         mine = {str(r["id"]) for r in await conn.fetch(ACTIVE_ROWS, user)}
         rows = await conn.fetch(ACTIVE_ROWS, user)
-    finally:
-        await conn.close()
     sets = await _all_sets(client, user)
     assert all(a["id"] in mine for s in sets for a in s["assets"])
     assert _as_sets(sets) == _exact_sets(list(rows))
@@ -363,16 +345,13 @@ async def test_duplicate_sets_carry_signed_thumbnail_urls(
     sets = await _all_sets(client, user)
     assets = [a for s in sets for a in s["assets"]]
     assert assets
-    conn = await asyncpg.connect(seeded_dsn)
-    try:
+    async with connect(seeded_dsn) as conn:
         paths = dict(
             await conn.fetch(
                 "select id::text, thumbnail_path from assets where id = any($1::uuid[])",
                 [uuid.UUID(a["id"]) for a in assets],
             )
         )
-    finally:
-        await conn.close()
     prefix = "/storage/v1/object/sign/"
     for asset in assets:
         url = urlsplit(asset["thumbnail_url"])

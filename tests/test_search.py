@@ -6,9 +6,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import pytest
 
+from reference.db.pool import connect
 from reference.search.in_memory import filter_assets, is_dismissed
 from reference.search.query import SearchQuery, parse_query
 from tests.conftest import auth_headers
@@ -24,14 +24,11 @@ values ($1, $2, $3, 'completed', 'fast', null, 'x.png', 'x.thumb.webp', $4::json
 async def insert_images(dsn: str, user_id: uuid.UUID, prompts: list[str]) -> list[uuid.UUID]:
     ids = [uuid.uuid4() for _ in prompts]
     now = datetime.now(UTC)
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with connect(dsn) as conn:
         await conn.executemany(
             INSERT_IMAGE,
             [(i, user_id, p, None, now) for i, p in zip(ids, prompts, strict=True)],
         )
-    finally:
-        await conn.close()
     return ids
 
 
@@ -227,12 +224,9 @@ async def test_capabilities_report_the_trigram_index(
 async def test_without_pg_trgm_search_is_still_exact_and_says_so(
     make_client: Any, seeded_dsn: str, seeded_template: Any
 ) -> None:
-    conn = await asyncpg.connect(seeded_dsn)
-    try:
+    async with connect(seeded_dsn) as conn:
         await conn.execute("drop extension if exists btree_gin cascade")
         await conn.execute("drop extension if exists pg_trgm cascade")
-    finally:
-        await conn.close()
     user = seeded_template.heavy_user
     assets = await user_assets(seeded_dsn, user)
     client = await make_client(seeded_dsn)

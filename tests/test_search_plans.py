@@ -11,14 +11,14 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import orjson
 import pytest
 
 from fixtures.database import DatabaseInfo, create_database, drop_database, run_async
-from fixtures.generate import heavy_user_id, spec_for
+from fixtures.generate import heavy_user_id
 from fixtures.prepare import prepare_dataset
-from reference.db.pool import SERVER_SETTINGS, init_connection
+from fixtures.spec import spec_for
+from reference.db.pool import SERVER_SETTINGS, connect
 from reference.search.query import parse_query
 from reference.search.service import detect_capabilities, search_args
 from reference.search.sql import COUNT_SQL, PAGE_SQL
@@ -56,11 +56,8 @@ def small_dataset(database: DatabaseInfo) -> Iterator[tuple[str, Any]]:
     async def prepare() -> str:
         dsn = await create_database(database.dsn, prefix="wsb_plans")
         await prepare_dataset(dsn, spec, progress=False)
-        conn = await asyncpg.connect(dsn)
-        try:
+        async with connect(dsn) as conn:
             await conn.execute("vacuum analyze")
-        finally:
-            await conn.close()
         return dsn
 
     dsn = run_async(prepare())
@@ -82,9 +79,7 @@ def plan_nodes(plan: Any) -> Iterator[dict[str, Any]]:
 
 
 async def explain_search(dsn: str, spec: Any, params: dict[str, str]) -> dict[str, Any]:
-    conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
-    try:
-        await init_connection(conn)
+    async with connect(dsn, server_settings=SERVER_SETTINGS, json_codecs=True) as conn:
         caps = await detect_capabilities(conn)
         query = parse_query(params)
         args = search_args(heavy_user_id(spec), query, caps.mode_for(query.q))
@@ -96,8 +91,6 @@ async def explain_search(dsn: str, spec: Any, params: dict[str, str]) -> dict[st
             raw = await conn.fetchval("explain (format json) " + sql, *args, *extra)
             plans[name] = orjson.loads(raw) if isinstance(raw, str) else raw
         return plans
-    finally:
-        await conn.close()
 
 
 @pytest.mark.parametrize("params", COMMON_SEARCHES, ids=lambda p: orjson.dumps(p).decode())

@@ -9,13 +9,13 @@ import uuid
 from datetime import UTC, datetime
 
 import aiohttp
-import asyncpg
 import pytest
 from yarl import URL
 
 from fixtures.database import run_async
 from fixtures.storage_files import write_storage_objects
 from reference.app import create_app
+from reference.db.pool import connect
 from reference.settings import Settings, UrlMode
 from tests.conftest import auth_headers
 
@@ -28,11 +28,8 @@ order by a.created_at desc, a.id desc
 
 
 async def _write_objects(dsn, root):
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with connect(dsn) as conn:
         return await write_storage_objects(conn, root, progress=False)
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -49,11 +46,8 @@ async def client(make_client, seeded_template, seeded_storage):
 
 
 async def rows_of(dsn, user_id):
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with connect(dsn) as conn:
         return await conn.fetch(ALL_ASSETS, user_id)
-    finally:
-        await conn.close()
 
 
 def fetch_signed(client, url):

@@ -20,6 +20,8 @@ from typing import Final
 
 import asyncpg
 
+from reference.db.pool import connect
+
 log = logging.getLogger(__name__)
 
 SQL_DIR: Final = Path(__file__).resolve().parents[2] / "sql"
@@ -161,20 +163,14 @@ async def migrate_connection(
 
 
 async def migrate(dsn: str, target: int | None = None, sql_dir: Path = SQL_DIR) -> list[int]:
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with connect(dsn) as conn:
         return await migrate_connection(conn, target, sql_dir)
-    finally:
-        await conn.close()
 
 
 async def current_version(dsn: str) -> int:
-    conn = await asyncpg.connect(dsn)
-    try:
+    async with connect(dsn) as conn:
         done = await applied_versions(conn)
         return max(done, default=0)
-    finally:
-        await conn.close()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import asyncpg
@@ -13,7 +14,7 @@ from reference.web.typedefs import POOL, SETTINGS
 
 #: ``force_custom_plan``: users differ by orders of magnitude in size, and after five
 #: executions PostgreSQL would switch a prepared statement to a generic plan sized for the
-#: average user, scanning all rows of the heavy one (DESIGN.md section 6).
+#: average user, scanning all rows of the heavy one.
 SERVER_SETTINGS: Final = {
     "plan_cache_mode": "force_custom_plan",
     "jit": "off",
@@ -28,6 +29,25 @@ def _dumps(value: Any) -> str:
 async def init_connection(conn: asyncpg.Connection) -> None:
     for name in ("json", "jsonb"):
         await conn.set_type_codec(name, encoder=_dumps, decoder=orjson.loads, schema="pg_catalog")
+
+
+@asynccontextmanager
+async def connect(
+    dsn: str,
+    *,
+    json_codecs: bool = False,
+    server_settings: dict[str, str] | None = None,
+    connect_timeout: float = 60.0,
+) -> AsyncIterator[asyncpg.Connection]:
+    """One connection outside any pool, always closed; ``json_codecs=True`` and
+    ``server_settings=SERVER_SETTINGS`` set it up as the pool sets up its own."""
+    conn = await asyncpg.connect(dsn, timeout=connect_timeout, server_settings=server_settings)
+    try:
+        if json_codecs:
+            await init_connection(conn)
+        yield conn
+    finally:
+        await conn.close()
 
 
 async def create_pool(dsn: str, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:

@@ -130,9 +130,7 @@ class UserIndex:
         """Ascending by (newest created_at, newest id); pages walk it from the end."""
         out = []
         for members in self.result.sets:
-            ordered = tuple(
-                sorted(members, key=lambda i: (self.created[i], str(self.ids[i])), reverse=True)
-            )
+            ordered = self._newest_first(members)
             newest = ordered[0]
             key = (self.created[newest].timestamp(), str(self.ids[newest]))
             out.append(DuplicateSet(ordered, key))
@@ -187,8 +185,8 @@ class UserIndex:
         return dict(counts.most_common())
 
     @cached_property
-    def newest_first(self) -> list[int]:
-        return self._newest_first(range(len(self.ids)))  # type: ignore[return-value]
+    def newest_first(self) -> tuple[int, ...]:
+        return self._newest_first(range(len(self.ids)))
 
     def asset_json(self, i: int) -> dict[str, Any]:
         return {
