@@ -8,8 +8,10 @@ client stepping its concurrency up: every step, ``--step-s`` seconds of ``GET /v
 as the fixture users, the heavy one weighted as in the load test. A step passes when its p95
 (exact histogram, reports.latency) is within the target's ``workspace_page.p95_ms`` and nothing
 failed; the figure is the highest passing step's requests per second. The URL cache's per-level
-hit rates come from the service's ``/metrics`` after the run. Prints JSON (medians and every
-round). No Locust here: the client is aiohttp in this process; its own CPU is part of the cost.
+hit rates come from the service's ``/metrics`` after the run; with ``REDIS_URL`` each service
+start gets a Redis key prefix of its own (deleted afterwards), so every run starts cold. Prints
+JSON (medians and every round). No Locust here: the client is aiohttp in this process, and its
+own CPU is part of the cost.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import random
 import statistics
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Final
 
@@ -31,6 +34,7 @@ from fixtures.database import provide_database
 from fixtures.prepare import say
 from loadtests._config import REPO, LoadSettings, fixture_identities
 from loadtests._service import prepare, service
+from reference.db.redis_keys import unlink_prefix
 from reports.latency import Histogram
 from reports.service_metrics import fetch_url_cache
 from reports.targets import load_targets
@@ -105,14 +109,21 @@ def main(argv: list[str] | None = None) -> int:
     tokens, weights = [i.token for i in identities], [i.weight for i in identities]
     storage_dir = Path(os.environ.get("STORAGE_DIR", str(REPO / ".data" / "storage")))
     rounds: dict[int, list[dict[str, Any]]] = {n: [] for n in counts}
-    with provide_database() as info:
+    log_path = settings.out_dir / "capacity-service.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with provide_database() as info, log_path.open("wb") as log:
         asyncio.run(prepare(info.dsn, args.scale, storage_dir))
         for number in range(args.rounds):
             for n in counts:
                 say(f"round {number + 1}: WORKERS={n}")
-                env = {"WORKERS": str(n)}
-                with service(info.dsn, "unified", storage_dir, env) as url:
-                    rounds[n].append(measure(url, tokens, weights, p95_ms, args.step_s))
+                prefix = f"wsbcap:{uuid.uuid4().hex[:12]}:"
+                env = {"WORKERS": str(n), "REDIS_PREFIX": prefix}
+                try:
+                    with service(info.dsn, "unified", storage_dir, env, log) as url:
+                        rounds[n].append(measure(url, tokens, weights, p95_ms, args.step_s))
+                finally:
+                    if os.environ.get("REDIS_URL"):
+                        unlink_prefix(os.environ["REDIS_URL"], prefix)
     summary = {
         f"workers_{n}": {
             "rps_at_p95_median": statistics.median(r["rps_at_p95"] for r in runs),

@@ -14,6 +14,7 @@ import redis
 from aiohttp.test_utils import TestClient
 
 from reference.app import create_app
+from reference.db.redis_keys import unlink_prefix
 from reference.settings import Settings
 from reference.web.auth import issue_token
 
@@ -64,14 +65,4 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
     """A key prefix of this test's own; every key under it is deleted afterwards."""
     prefix = f"wsbtest:{uuid.uuid4().hex[:12]}:"
     yield prefix
-    delete_prefix(redis_url, prefix)
-
-
-def delete_prefix(redis_url: str, prefix: str) -> None:
-    client = redis.Redis.from_url(redis_url, socket_timeout=5)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=10_000))
-        for start in range(0, len(keys), 10_000):
-            client.unlink(*keys[start : start + 10_000])
-    finally:
-        client.close()
+    unlink_prefix(redis_url, prefix)

@@ -24,8 +24,9 @@ from fixtures.database import DatabaseInfo, create_database, drop_database, run_
 from fixtures.pytest_plugin import SeededDataset
 from loadtests._service import service, write_storage_objects
 from reference.batch.operations import Kind, Selection, create_operation
+from reference.db.redis_keys import unlink_prefix
 from tests._batch_support import add_assets, connect, new_user, wait_for
-from tests.conftest import auth_headers, delete_prefix
+from tests.conftest import auth_headers
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +84,7 @@ def two_workers(
         ):
             yield Served(url, dsn, log_path, user, operation)
     finally:
-        delete_prefix(redis_url, prefix)
+        unlink_prefix(redis_url, prefix)
         run_async(drop_database(database.dsn, dsn))
 
 

@@ -32,6 +32,7 @@ from aiohttp import web
 from redis.connection import parse_url
 from tqdm import tqdm
 
+from reference.db.redis_keys import unlink_all
 from reference.organize import dedup
 from reference.organize.sql import (
     COUNT_MISSING,
@@ -224,13 +225,14 @@ class SharedLsh:
         """Mark this version's index complete; drop the user's older ones."""
         name = self.basename(user_id, version)
         self.client.set(f"{name}:filled", 1)
-        stale = [
-            key
-            for key in self.client.scan_iter(match=f"{self.prefix}{user_id}:*", count=10_000)
-            if not key.startswith(f"{name}_".encode()) and key != f"{name}:filled".encode()
-        ]
-        for start in range(0, len(stale), 10_000):
-            self.client.unlink(*stale[start : start + 10_000])
+        unlink_all(
+            self.client,
+            [
+                key
+                for key in self.client.scan_iter(match=f"{self.prefix}{user_id}:*", count=10_000)
+                if not key.startswith(f"{name}_".encode()) and key != f"{name}:filled".encode()
+            ],
+        )
 
     def close(self) -> None:
         self.client.close()
