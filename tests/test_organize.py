@@ -368,7 +368,8 @@ def _id_sets(index: UserIndex) -> set[frozenset[uuid.UUID]]:
 async def test_workers_share_one_lsh_index_on_redis(
     seeded_dsn: str, seeded_template: SeededDataset, redis_url: str, redis_prefix: str
 ) -> None:
-    await (await _signed(seeded_dsn)).close()
+    async with _signed(seeded_dsn):
+        pass
     user = seeded_template.heavy_user
     pools = [await create_pool(seeded_dsn, 1, 2) for _ in range(3)]
     shared = [SharedLsh(redis_url, redis_prefix) for _ in range(2)]
