@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import sys
@@ -138,15 +139,18 @@ def method_times(scale: str, repeat: int) -> dict[str, Any]:
     prompts = [r.prompt for r in rows]
     del batch
     out: dict[str, Any] = {"scale": scale, "seed": spec.seed, "prompts": len(prompts)}
-    for method in ("datasketch", "vectorized"):
-        times = []
-        for _ in range(repeat):
+    times: dict[str, list[float]] = {"datasketch": [], "vectorized": []}
+    # Interleaved, each after a full collection: the two see the same machine and heap.
+    for _ in range(repeat):
+        for method, taken in times.items():
+            gc.collect()
             started = time.perf_counter()
             result = detect(prompts, method)
-            times.append(time.perf_counter() - started)
-        out[f"{method}_median_s"] = round(statistics.median(times), 3)
-        out[f"{method}_s"] = [round(t, 3) for t in times]
-        out[f"{method}_sets"] = len(result.sets)
+            taken.append(time.perf_counter() - started)
+            out[f"{method}_sets"] = len(result.sets)
+    for method, taken in times.items():
+        out[f"{method}_median_s"] = round(statistics.median(taken), 3)
+        out[f"{method}_s"] = [round(t, 3) for t in taken]
     sample = rows[:10_000]
     started = time.perf_counter()
     dedup.plan_detect_duplicates(sample)
