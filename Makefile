@@ -10,6 +10,9 @@ WSBENCH := $(VENV)/bin/wsbench
 STAMP := $(VENV)/.installed
 SCALE ?= plan
 export SCALE
+# Service processes behind one port for serve, load and bench (1: a single process).
+WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
+export WORKERS
 
 .PHONY: help install test test-quick faults lint typecheck bench bench-micro data serve load load-ui gate gate-selftest clean
 
@@ -45,7 +48,7 @@ data: $(STAMP) ## bring up a database (provider chain), migrate, load the SCALE 
 bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report in reports/out/ (exit 1 if a plan target fails)
 	$(WSBENCH) bench
 
-serve: $(STAMP) ## database + SCALE data (if empty) + storage files, then the service on 127.0.0.1:PORT (8080)
+serve: $(STAMP) ## database + SCALE data (if empty) + storage files, then WORKERS service processes on 127.0.0.1:PORT (8080)
 	$(WSBENCH) serve
 
 bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench-micro.json + figures/bench.json
@@ -55,7 +58,7 @@ bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench
 gate: $(STAMP) ## benchmarks at SCALE, targets from same-run ratios; regressions A/B against GATE_BASE (a commit), else vs the history (exit 0/1/2/3)
 	$(WSBENCH) gate $(if $(GATE_JSON),--json $(GATE_JSON)) $(GATE_ARGS) $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
-load: $(STAMP) ## headless load test: database, SCALE data, service (URL_MODE), Locust; LOCUST_* override
+load: $(STAMP) ## headless load test: database, SCALE data, WORKERS service processes (URL_MODE), Locust on every core; LOCUST_* override
 	$(WSBENCH) load --modes $${URL_MODE:-unified} $(LOAD_ARGS)
 
 load-ui: $(STAMP) ## database, data, service and Locust's web UI on 127.0.0.1:8089 (Thresholds tab)

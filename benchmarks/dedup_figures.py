@@ -2,15 +2,21 @@
 endpoint's warm latency at 10,000 and 100,000 assets, and the plan's all-pairs on 10,000.
 
     .venv/bin/python -m benchmarks.dedup_figures [--scales plan,100k] [--repeat 5]
+    .venv/bin/python -m benchmarks.dedup_figures --methods [--scales plan,100k]
 
 Each scale gets its own throwaway database (the provider chain), loaded with
 ``prepare_dataset`` and signed with ``store_signatures``. Prints medians as JSON.
+
+``--methods`` needs no database: the heavy user's generated prompts, from text to duplicate sets,
+by each of the three methods of ``benchmarks/test_bench_dedup.py`` (all-pairs only up to 10,000
+prompts; above, its time is projected from 10,000 by the square of the count).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import sys
@@ -21,8 +27,9 @@ from uuid import UUID
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
+from benchmarks.test_bench_dedup import detect
 from fixtures.database import create_database, drop_database, provide_database
-from fixtures.generate import heavy_user_id
+from fixtures.generate import generate, heavy_user_id
 from fixtures.prepare import prepare_dataset
 from fixtures.spec import spec_for
 from reference.app import create_app
@@ -124,12 +131,47 @@ async def measure(scale: str, repeat: int, all_pairs: bool) -> dict[str, Any]:
             await drop_database(info.dsn, dsn)
 
 
+def method_times(scale: str, repeat: int) -> dict[str, Any]:
+    spec = spec_for(scale)
+    heavy = heavy_user_id(spec)
+    batch = generate(spec)
+    rows = [_Row(r[0], r[3]) for r in (*batch.images, *batch.videos) if r[1] == heavy]
+    prompts = [r.prompt for r in rows]
+    del batch
+    out: dict[str, Any] = {"scale": scale, "seed": spec.seed, "prompts": len(prompts)}
+    times: dict[str, list[float]] = {"datasketch": [], "vectorized": []}
+    # Interleaved, each after a full collection: the two see the same machine and heap.
+    for _ in range(repeat):
+        for method, taken in times.items():
+            gc.collect()
+            started = time.perf_counter()
+            result = detect(prompts, method)
+            taken.append(time.perf_counter() - started)
+            out[f"{method}_sets"] = len(result.sets)
+    for method, taken in times.items():
+        out[f"{method}_median_s"] = round(statistics.median(taken), 3)
+        out[f"{method}_s"] = [round(t, 3) for t in taken]
+    sample = rows[:10_000]
+    started = time.perf_counter()
+    dedup.plan_detect_duplicates(sample)
+    measured = time.perf_counter() - started
+    if len(rows) <= len(sample):
+        out["all_pairs_s"] = round(measured, 1)
+    else:
+        out["all_pairs_projected_s"] = round(measured * (len(rows) / len(sample)) ** 2)
+    return out
+
+
 async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scales", default="plan,100k")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--skip-all-pairs", action="store_true")
+    parser.add_argument("--methods", action="store_true", help="the three methods, no database")
     args = parser.parse_args(argv)
+    if args.methods:
+        print(json.dumps([method_times(s, args.repeat) for s in args.scales.split(",")], indent=2))
+        return
     results = []
     for scale in args.scales.split(","):
         print(f"== {scale}", file=sys.stderr)

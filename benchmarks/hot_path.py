@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -34,7 +35,7 @@ from reference.search.query import parse_query
 from reference.search.service import detect_capabilities, search_args
 from reference.search.sql import TEXT_PAGE_SQL
 from reference.workspace.sql import PAGE_ALL
-from tests.conftest import auth_headers
+from tests.conftest import SETTINGS, auth_headers
 
 CONNECTIONS: Final = 8
 ROUTES: Final = {
@@ -115,7 +116,10 @@ def measure(dsn: str, scale: str, seconds: float) -> list[Throughput]:
     statements = asyncio.run(_floor_statements(dsn, user))
     results = []
     log = Path(tempfile.gettempdir()) / "hot-path-service.log"
-    with ServiceProcess(dsn, "unified", storage_dir_from_env(), log) as running:
+    # One process, verifying the tokens signed here with the tests' secrets.
+    env = {**os.environ, **SETTINGS.secrets()}
+    service = ServiceProcess(dsn, "unified", storage_dir_from_env(), log, env=env, workers=1)
+    with service as running:
         base_url = running.url
         for name, path in ROUTES.items():
             wrk(base_url + path, token, 3)  # warm: URL cache, plans, buffers

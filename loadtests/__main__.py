@@ -4,7 +4,7 @@
     python -m loadtests --modes unified,legacy # one run per URL mode (legacy -> load_legacy.*)
     python -m loadtests --ui                   # Locust's web UI on 127.0.0.1:8089
     python -m loadtests --ramp                 # step users up until a threshold breaks
-    python -m loadtests --processes 2          # Locust master + workers on more than one core
+    python -m loadtests --processes 0          # one Locust process (default: one worker per core)
     python -m loadtests --host https://staging.example  # any deployment (LOAD_TOKENS=file)
     python -m loadtests -- --users 50          # anything after -- goes to Locust as is
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Final
@@ -48,7 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ui", action="store_true", help="Locust's web UI instead of headless")
     parser.add_argument("--ramp", action="store_true", help="use the ramp load shape")
-    parser.add_argument("--processes", type=int, default=0, help="Locust worker processes")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=int(os.environ.get("LOAD_PROCESSES", "-1")),
+        help="Locust worker processes (-1: one per core; 0: no workers, one process)",
+    )
     parser.add_argument("locust_args", nargs=argparse.REMAINDER, help="-- then Locust options")
     return parser
 
@@ -93,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown URL mode(s): {', '.join(invalid)}")
     settings = LoadSettings.from_env()
     (settings.out_dir / "figures" / "load.json").unlink(missing_ok=True)
+    shutil.rmtree(settings.out_dir / "workers", ignore_errors=True)
     if args.host:
         tokens = settings.tokens_file
         if tokens is None:

@@ -2,10 +2,11 @@
 
 Every response time goes into a per-second histogram (reports.latency). Workers ship theirs to
 the master with each stats report (``report_to_master`` / ``worker_report``), so the master's
-percentiles are exact across processes. The master (or the only process) checks the thresholds
-over a sliding window while the run goes, optionally aborts on a sustained breach, and at the end
-prints the table, reads the service's URL-cache counters, writes the figures and the time series,
-and sets the exit code.
+percentiles are exact across processes; each worker also writes what it shipped (``workers/`` in
+the output directory) and the master the merged whole, so the two can be checked to agree. The
+master (or the only process) checks the thresholds over a sliding window while the run goes,
+optionally aborts on a sustained breach, and at the end prints the table, reads the service's
+URL-cache counters, writes the figures and the time series, and sets the exit code.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -50,6 +52,11 @@ CHECK_EVERY_S: Final = 2.0
 EXIT_BREACH: Final = 1
 EXIT_NO_REQUESTS: Final = 3
 TAB_KEY: Final = "thresholds"
+#: At the end the master asks every worker to stop its users and send what it has not sent yet,
+#: and waits for all answers: Locust's own final report races its shutdown (0.5 s).
+FLUSH: Final = "exact_stats_flush"
+FINAL: Final = "exact_stats_final"
+FLUSH_TIMEOUT_S: Final = 15.0
 
 
 @dataclass
@@ -64,6 +71,8 @@ class RampResult:
 class LoadState:
     settings: LoadSettings = field(default_factory=LoadSettings.from_env)
     stats: WindowedStats = field(default_factory=lambda: WindowedStats(journeys=JOURNEYS))
+    #: A worker's copy of everything it sent to the master.
+    shipped: WindowedStats = field(default_factory=lambda: WindowedStats(journeys=JOURNEYS))
     targets: Targets | None = None
     started: float | None = None
     cache_before: UrlCacheCounters | None = None
@@ -80,6 +89,7 @@ class LoadState:
     ramp: RampResult | None = None
     skipped: list[str] = field(default_factory=list)
     reported: bool = False
+    flushed: set[str] = field(default_factory=set)
 
 
 STATE = LoadState()
@@ -140,7 +150,10 @@ def on_init(environment: Environment, **_: Any) -> None:
     if environment.host:
         keep_available_journeys(environment)
     if isinstance(environment.runner, WorkerRunner):
+        environment.runner.register_message(FLUSH, _flush_worker)
         return
+    if isinstance(environment.runner, MasterRunner):
+        environment.runner.register_message(FINAL, _absorb_final)
     gevent.spawn(_watch, environment)
     if environment.web_ui is not None:
         _extend_web_ui(environment)
@@ -155,7 +168,9 @@ def on_request(
 
 @events.report_to_master.add_listener
 def on_report_to_master(data: dict[str, Any], **_: Any) -> None:
-    data[WIRE_KEY] = STATE.stats.drain()
+    wire = STATE.stats.drain()
+    STATE.shipped.absorb(wire)
+    data[WIRE_KEY] = wire
 
 
 @events.worker_report.add_listener
@@ -163,11 +178,43 @@ def on_worker_report(data: dict[str, Any], **_: Any) -> None:
     STATE.stats.absorb(data.get(WIRE_KEY, []))
 
 
+def _flush_worker(environment: Environment, msg: Any, **_: Any) -> None:
+    runner = environment.runner
+    if runner is None:
+        return
+    runner.stop()
+    wire = STATE.stats.drain()
+    STATE.shipped.absorb(wire)
+    runner.send_message(FINAL, wire)
+
+
+def _absorb_final(environment: Environment, msg: Any, **_: Any) -> None:
+    STATE.stats.absorb(msg.data or [])
+    STATE.flushed.add(msg.node_id)
+
+
+@events.test_stop.add_listener
+def flush_workers(environment: Environment, **_: Any) -> None:
+    runner = environment.runner
+    if not isinstance(runner, MasterRunner):
+        return
+    workers = {client.id for client in runner.clients.all}
+    STATE.flushed.clear()
+    runner.send_message(FLUSH)
+    deadline = time.monotonic() + FLUSH_TIMEOUT_S
+    while workers - STATE.flushed and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    if missing := workers - STATE.flushed:
+        log.warning("no final exact stats from worker(s) %s: figures may miss their last seconds",
+                    ", ".join(sorted(missing)))  # fmt: skip
+
+
 @events.test_start.add_listener
 def on_test_start(environment: Environment, **_: Any) -> None:
     STATE.stats.clear()
     STATE.cpu.clear()
     STATE.users.clear()
+    STATE.shipped.clear()
     STATE.started = time.time()
     STATE.breach_since = None
     STATE.aborted = None
@@ -246,12 +293,16 @@ def generator_cpu(runner: Any) -> float | None:
 @events.reset_stats.add_listener
 def on_reset_stats(**_: Any) -> None:
     STATE.stats.clear()
+    STATE.shipped.clear()
     STATE.started = time.time()
 
 
 @events.quitting.add_listener
 def on_quitting(environment: Environment, **_: Any) -> None:
-    if isinstance(environment.runner, WorkerRunner) or STATE.started is None or STATE.reported:
+    if isinstance(environment.runner, WorkerRunner):
+        write_worker_part(environment.runner)
+        return
+    if STATE.started is None or STATE.reported:
         return
     STATE.reported = True
     final_report(environment)
@@ -332,12 +383,14 @@ def final_report(environment: Environment) -> None:
     checks = evaluate(targets.thresholds, stats, seconds)
 
     hit_rate = None
+    level_rates: dict[str, float | None] = {}
     if environment.host:
         try:
             counters = fetch_url_cache(environment.host)
             if STATE.cache_before is not None:
                 counters = counters - STATE.cache_before
             hit_rate = counters.hit_rate_ci
+            level_rates = {name: level.hit_rate for name, level in counters.levels.items()}
             log.info("url cache: %d hits, %d misses", counters.hits, counters.misses)
         except OSError as exc:
             log.warning("cannot read %s/metrics: %s", environment.host, exc)
@@ -348,6 +401,9 @@ def final_report(environment: Environment) -> None:
     prefix = settings.figure_prefix
     figures = load_figures(stats, seconds, prefix=prefix, journeys=JOURNEYS)
     uncertainty.put(figures, f"{prefix}.url_cache_hit_rate", hit_rate)
+    for level, rate in level_rates.items():
+        if rate is not None:
+            figures[f"{prefix}.url_cache_{level}_hit_rate"] = rate
     figures[f"{prefix}.measured_s"] = float(seconds)
     saturated = saturation(figures, prefix, STATE.cpu, targets.saturation_cpu)
     if ramp is not None and ramp.best_users is not None:
@@ -402,6 +458,7 @@ def final_report(environment: Environment) -> None:
             "series": STATE.stats.series(),
             "users": [{"t": t, "users": n} for t, n in sorted(STATE.users.items())],
             "histograms": {g: s.histogram.buckets_ms() for g, s in stats.items()},
+            "whole_run": whole_run(STATE.stats),
         },
     )
 
@@ -422,6 +479,17 @@ def saturation(
         f"load generator saturated (p95 CPU {p95:.0%} of a core, limit {limit:.0%}): latencies "
         "include client queuing; load verdicts are inconclusive"
     )
+
+
+def whole_run(stats: WindowedStats) -> dict[str, Any]:
+    """Every group's stats over the whole run, as wire data (exact, mergeable)."""
+    return {group: s.to_wire() for group, s in stats.span().items()}
+
+
+def write_worker_part(runner: WorkerRunner) -> None:
+    prefix = STATE.settings.figure_prefix
+    path = STATE.settings.out_dir / "workers" / f"{prefix}_{os.getpid()}.json"
+    write_json(path, {"client_id": runner.client_id, "groups": whole_run(STATE.shipped)})
 
 
 def _ramp_summary(ramp: RampResult) -> str:

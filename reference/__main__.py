@@ -1,24 +1,23 @@
-"""``python -m reference``: run the service against ``DATABASE_URL`` (see fixtures.serve)."""
+"""``python -m reference``: run the service against ``DATABASE_URL`` (``WORKERS`` processes)."""
 
 from __future__ import annotations
 
 import logging
+import sys
 
-from aiohttp import web
-
-from reference.app import create_app
 from reference.settings import Settings, SettingsError, announce_generated
+from reference.workers import serve
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(message)s")
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         raise SystemExit(f"bad setting: {exc}") from None
     announce_generated(settings)
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None)
+    return serve(settings)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -295,6 +295,24 @@ class Settings:
         16,
         parse=_integer(1),
     )
+    workers: int = setting(
+        "WORKERS",
+        "service processes behind one port (`SO_REUSEPORT`); 1 serves in this process",
+        factory=lambda: os.cpu_count() or 1,
+        parse=_integer(1),
+        shown="the number of cores",
+    )
+    redis_url: str = setting(
+        "REDIS_URL",
+        "Redis shared by the workers (URL cache L2, LSH index); unset: per-process only",
+        "",
+        shown="unset",
+    )
+    redis_prefix: str = setting(
+        "REDIS_PREFIX",
+        "prefix of every Redis key the service writes (several services may share one Redis)",
+        "wsb:",
+    )
     #: Names of the secrets that were generated rather than given (not a variable).
     generated: frozenset[str] = frozenset()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from aiohttp import web
@@ -12,7 +13,7 @@ from reference.web.errors import RETRY_AFTER_S, dependency_failure, json_respons
 from reference.web.feature import Feature
 from reference.web.metrics import CONTENT_TYPE, METRICS
 from reference.web.openapi import ApiRoutes
-from reference.web.schemas import STRING, obj
+from reference.web.schemas import INTEGER, STRING, obj
 from reference.web.typedefs import POOL, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ OPENAPI = web.AppKey("openapi", dict[str, Any])
     summary="Liveness and database reachability, answered within HEALTHZ_TIMEOUT_MS",
     public=True,
     responses={
-        200: ("healthy", obj({"status": STRING, "database": STRING})),
+        200: ("healthy", obj({"status": STRING, "database": STRING, "worker": INTEGER})),
         503: (
             "a dependency is unreachable or too slow: which one, never its address",
             obj({"status": STRING, "database": STRING}),
@@ -47,7 +48,7 @@ async def healthz(request: web.Request) -> web.Response:
             status=503,
             headers={"Retry-After": RETRY_AFTER_S},
         )
-    return json_response({"status": "ok", "database": "ok"})
+    return json_response({"status": "ok", "database": "ok", "worker": os.getpid()})
 
 
 @routes.operation(

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final
 from uuid import UUID
 
 import pytest
+import redis
 from aiohttp.test_utils import TestClient
 
 from reference.app import create_app
+from reference.db.redis_keys import unlink_prefix
 from reference.settings import Settings
 from reference.web.auth import issue_token
 
@@ -41,3 +45,28 @@ def make_client(aiohttp_client: Any) -> ClientFactory:
         return client
 
     return factory
+
+
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """``REDIS_URL``, else a Redis answering on 127.0.0.1:6379; else the test is skipped."""
+    url = os.environ.get("REDIS_URL") or LOCAL_REDIS
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        pytest.skip(f"no Redis at {url} ({exc}): set REDIS_URL to run the shared-cache tests")
+    finally:
+        client.close()
+    return url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    prefix = f"wsbtest:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    unlink_prefix(redis_url, prefix)

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from datasketch import MinHash
 
 from fixtures.generate import generate, heavy_user_id
 from fixtures.spec import spec_for
 from reference.organize import dedup
+from reference.organize.index import redis_lsh_config
 
 
 @pytest.mark.parametrize(
@@ -71,6 +73,65 @@ def test_signatures_are_deterministic_and_estimate_jaccard() -> None:
     blobs = [dedup.signature_bytes(s) for s in sigs]
     assert all(len(b) == dedup.SIGNATURE_BYTES for b in blobs)
     assert (dedup.signatures_from_bytes(blobs) == sigs).all()
+
+
+def _prompts(scale: str) -> list[str]:
+    batch = generate(spec_for(scale))
+    return [r[3] for r in (*batch.images, *batch.videos)]
+
+
+def test_signatures_equal_datasketch_minhash_bit_for_bit() -> None:
+    prompts = _prompts("small")
+    prompts += ["", "fox", "A Red Fox, in the SNOW.", "\u00e9t\u00e9 " * 40]
+    sh = [dedup.shingles(p) for p in prompts]
+    assert len(prompts) > 3000
+    fast = dedup.signatures(sh)
+    reference = np.array([m.hashvalues for m in dedup.datasketch_minhashes(sh)])
+    assert reference.dtype == np.uint32
+    assert fast.shape == reference.shape == (len(prompts), dedup.NUM_PERM)
+    assert np.array_equal(fast, reference)
+    one = MinHash(num_perm=dedup.NUM_PERM, seed=dedup.HASH_SEED)
+    one.update_batch([s.encode() for s in sh[0]])
+    assert np.array_equal(one.hashvalues, fast[0])
+
+
+def test_recall_on_pairs_at_exactly_the_threshold() -> None:
+    rng = np.random.default_rng(7)
+    pairs = 5000
+    # Nine shingles each, eight shared: Jaccard 8 / 10 = 0.8 exactly.
+    sets: list[frozenset[str]] = []
+    for p in range(pairs):
+        words = [f"p{p}w{w}" for w in rng.permutation(10)]
+        sets += [frozenset(words[:9]), frozenset(words[:8] + words[9:])]
+    assert dedup.jaccard(sets[0], sets[1]) == pytest.approx(0.8)
+    result = dedup.find_duplicates(
+        [dedup.text_key(" ".join(sorted(s))) for s in sets],
+        dedup.signatures(sets),
+        lambda i: sets[i],
+    )
+    found = result.pairs() & {(2 * p, 2 * p + 1) for p in range(pairs)}
+    assert result.pairs() == found
+    # 1 - (1 - 0.8**6)**21 = 99.83% expected; the bands are chosen for this.
+    assert len(found) / pairs >= 0.995
+
+
+def test_lsh_index_on_redis_storage_is_shared(redis_url: str, redis_prefix: str) -> None:
+    prompts = _prompts("tiny")[:600]
+    sh = [dedup.shingles(p) for p in prompts]
+    keys = [dedup.text_key(p) for p in prompts]
+    sigs = dedup.signatures(sh)
+    names = [str(i).encode() for i in range(len(prompts))]
+    config = redis_lsh_config(redis_url, f"{redis_prefix}lsh")
+    local = dedup.find_duplicates(keys, sigs, lambda i: sh[i])
+    first = dedup.find_duplicates(
+        keys, sigs, lambda i: sh[i], lsh=dedup.new_lsh(config), names=names
+    )
+    # Another process reads the index the first one filled, inserting nothing.
+    again = dedup.find_duplicates(
+        keys, sigs, lambda i: sh[i], lsh=dedup.new_lsh(config), names=names, filled=True
+    )
+    assert local.sets == first.sets == again.sets
+    assert local.sets
 
 
 def test_lsh_parameters_favour_recall_at_the_threshold() -> None:

@@ -17,11 +17,12 @@ import pytest
 
 from fixtures.database import run_async
 from fixtures.prepare import ensure_dataset
-from fixtures.processes import ServiceProcess
+from fixtures.processes import ServiceProcess, free_port, start_child
 from fixtures.pytest_plugin import SeededDataset
 from loadtests._config import REPO, Identity, write_tokens
 from reference.settings import child_secrets
 from reference.web.auth import issue_token
+from reports.latency import GroupStats
 from reports.service_metrics import fetch_url_cache
 
 pytestmark = pytest.mark.slow
@@ -68,7 +69,7 @@ def served(
     )
     log_path = tmp_path_factory.mktemp("logs") / "service.log"
     env = {**os.environ, **secrets}
-    with ServiceProcess(seeded_dsn, "unified", storage, log_path, env=env) as service:
+    with ServiceProcess(seeded_dsn, "unified", storage, log_path, env=env, workers=1) as service:
         yield service.url, tokens
 
 
@@ -77,23 +78,37 @@ def operations(base_url: str) -> set[str]:
         return set(json.loads(resp.read())["paths"])
 
 
-def run_locust(
-    base_url: str, tokens: Path, targets: Path, out: Path
-) -> subprocess.CompletedProcess[str]:
-    env = {
+LOCUST = [
+    sys.executable, "-m", "locust", "--config", str(REPO / "loadtests" / "locust.conf"),
+    "-f", str(REPO / "loadtests"),
+]  # fmt: skip
+
+
+def locust_env(tokens: Path, targets: Path, out: Path) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")},
         "LOAD_TOKENS": str(tokens),
         "TARGETS_FILE": str(targets),
         "LOAD_OUT": str(out),
         "URL_MODE": "unified",
     }
+
+
+def run_locust(
+    base_url: str, tokens: Path, targets: Path, out: Path
+) -> subprocess.CompletedProcess[str]:
     command = [
-        sys.executable, "-m", "locust", "--config", str(REPO / "loadtests" / "locust.conf"),
-        "-f", str(REPO / "loadtests"), "--host", base_url, "--headless",
+        *LOCUST, "--host", base_url, "--headless",
         "-u", "5", "-r", "5", "-t", "8s", "--csv", str(out / "load"),
     ]  # fmt: skip
     return subprocess.run(
-        command, env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+        command,
+        env=locust_env(tokens, targets, out),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -122,6 +137,7 @@ def test_threshold_breach_fails_the_run_and_lenient_targets_pass(
     assert figures["load.workspace_page.count"] > 0
     assert figures["load.overall.p95_ms"] > 0
     assert "load.journey.open_workspace.p95_ms" in figures
+    assert figures["load.url_cache_l1_hit_rate"] >= 0
     # The cache-hit figure is the service's own /metrics over the run.
     delta = after - before
     assert delta.lookups > 0
@@ -129,3 +145,46 @@ def test_threshold_breach_fails_the_run_and_lenient_targets_pass(
     assert (tmp_path / "lenient" / "load_stats.csv").exists()
     series = json.loads((tmp_path / "lenient" / "load_series.json").read_text())
     assert {row["group"] for row in series["series"]} >= {"workspace_page", "overall"}
+
+
+def test_master_and_workers_in_separate_processes_merge_exactly(
+    served: tuple[str, Path], tmp_path: Path
+) -> None:
+    """Locust's distributed mode as across machines: a master and two ``--worker`` processes.
+    The master's exact histograms are the sum of what each worker says it sent."""
+    base_url, tokens = served
+    targets, out = tmp_path / "lenient.toml", tmp_path / "distributed"
+    targets.write_text(LENIENT)
+    env = locust_env(tokens, targets, out)
+    port = str(free_port())
+    master_command = [
+        *LOCUST, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+        "--expect-workers", "2", "--host", base_url, "--headless",
+        "-u", "4", "-r", "4", "-t", "6s", "--csv", str(out / "load"),
+    ]  # fmt: skip
+    master = start_child(master_command, log_path=out / "master.log", env=env, cwd=REPO)
+    worker_command = [*LOCUST, "--worker", "--master-host", "127.0.0.1", "--master-port", port]
+    workers = [
+        start_child(worker_command, log_path=out / f"worker{i}.log", env=env, cwd=REPO)
+        for i in range(2)
+    ]
+    try:
+        code = master.wait(120)
+        for worker in workers:
+            worker.wait(30)
+    finally:
+        for child in (master, *workers):
+            child.stop()
+    assert code == 0, master.last_lines(60)
+
+    merged = json.loads((out / "load_series.json").read_text())["whole_run"]
+    parts = [json.loads(p.read_text())["groups"] for p in (out / "workers").glob("load_*.json")]
+    assert len(parts) == 2
+    assert all(part["overall"][0][1] > 0 for part in parts)  # both workers made requests
+    assert set(merged) == set().union(*parts)
+    for group, wire in merged.items():
+        total = GroupStats()
+        for part in parts:
+            if group in part:
+                total.merge(GroupStats.from_wire(part[group]))
+        assert GroupStats.from_wire(wire) == total, group

@@ -13,9 +13,10 @@ import asyncpg
 import orjson
 import pytest
 
-from reference.db.pool import connect
+from fixtures.pytest_plugin import SeededDataset
+from reference.db.pool import connect, create_pool
 from reference.organize import dedup
-from reference.organize.index import store_signatures
+from reference.organize.index import OrganizeIndexes, SharedLsh, UserIndex, store_signatures
 from tests.conftest import SETTINGS, auth_headers
 
 ACTIVE_ROWS = """
@@ -357,3 +358,50 @@ async def test_duplicate_sets_carry_signed_thumbnail_urls(
         assert path == paths[asset["id"]]
         token = parse_qs(url.query)["token"][0]
         verify_object_token(SETTINGS.storage_key, token, bucket, path)
+
+
+def _id_sets(index: UserIndex) -> set[frozenset[uuid.UUID]]:
+    return {frozenset(index.ids[i] for i in s) for s in index.result.sets}
+
+
+async def test_workers_share_one_lsh_index_on_redis(
+    seeded_dsn: str, seeded_template: SeededDataset, redis_url: str, redis_prefix: str
+) -> None:
+    async with _signed(seeded_dsn):
+        pass
+    user = seeded_template.heavy_user
+    pools = [await create_pool(seeded_dsn, 1, 2) for _ in range(3)]
+    shared = [SharedLsh(redis_url, redis_prefix) for _ in range(2)]
+    try:
+        one, two = (
+            OrganizeIndexes(pools[i], 0.8, dedup.DEFAULT_THEMES, 2, shared[i]) for i in (0, 1)
+        )
+        alone = OrganizeIndexes(pools[2], 0.8, dedup.DEFAULT_THEMES, 2)
+        first = await one.get(user)
+        name = shared[0].basename(user, first.version)
+        assert shared[0].client.exists(f"{name}:filled")
+
+        def key_lists() -> dict[bytes, int]:
+            client = shared[0].client
+            return {k: client.llen(k) for k in client.scan_iter(f"{name}_keys?*", count=10_000)}
+
+        filled = key_lists()
+        assert set(filled.values()) == {dedup.BANDS}
+        second = await two.get(user)
+        assert key_lists() == filled  # read, not inserted again (each list would have grown)
+        assert _id_sets(first) == _id_sets(second) == _id_sets(await alone.get(user))
+        assert _id_sets(first)
+
+        async with pools[2].acquire() as conn:
+            await conn.execute(
+                "update images set prompt = prompt || ' again' where id = $1", first.ids[0]
+            )
+        newer = await one.get(user)
+        assert newer.version > first.version
+        stale = list(shared[0].client.scan_iter(match=f"{name}*"))
+        assert stale == []
+    finally:
+        for s in shared:
+            s.close()
+        for p in pools:
+            await p.close()

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from reference.web.metrics import Metrics
 from reports.latency import GroupStats, WindowedStats
 from reports.service_metrics import UrlCacheCounters, parse_url_cache
 from reports.targets import Threshold, load_targets
@@ -131,3 +132,16 @@ def test_parse_url_cache_sums_labels_and_ignores_created() -> None:
     delta = counters - UrlCacheCounters(45.0, 5.0)
     assert delta.hit_rate == pytest.approx(50 / 55)
     assert UrlCacheCounters().hit_rate is None
+
+
+def test_parse_url_cache_levels() -> None:
+    metrics = Metrics()
+    for level, hits, misses in (("l1", 80, 20), ("l2", 15, 5)):
+        metrics.url_cache_level_hits.labels("unified", level).inc(hits)
+        metrics.url_cache_level_misses.labels("unified", level).inc(misses)
+    text = metrics.exposition().decode()
+    levels = parse_url_cache(text).levels
+    assert (levels["l1"].hit_rate, levels["l2"].hit_rate) == (0.8, 0.75)
+    earlier = UrlCacheCounters(levels={"l1": UrlCacheCounters(40.0, 10.0)})
+    delta = (parse_url_cache(text) - earlier).levels
+    assert (delta["l1"].hits, delta["l1"].misses, delta["l2"].hits) == (40.0, 10.0, 15.0)

@@ -5,6 +5,10 @@ ones run as tasks. A task whose chunk fails (connection lost, timeout, the datab
 marks the operation 'retrying' with the error and tries again with doubling back-off. A sweeper
 starts every unfinished operation at start-up, and later every one whose lease has lapsed, so an
 operation whose worker died is picked up by the next worker, in this process or another.
+
+The sweeper and the periodic trash purge run in one process across all the service's workers:
+the one holding the ``batch-background`` lease (:mod:`reference.db.lease`). Every worker runs the
+operations its own requests start.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from reference.batch.operations import (
     unfinished_operation,
     users_turn,
 )
+from reference.db.lease import lease_context
 from reference.settings import Settings
 from reference.web.errors import Conflict, dependency_failure
 from reference.web.typedefs import POOL, SETTINGS
@@ -224,12 +229,9 @@ BATCH_RUNNER: Final = web.AppKey("batch_runner", BatchRunner)
 async def runner_context(app: web.Application) -> AsyncIterator[None]:
     runner = BatchRunner(app[POOL], app[SETTINGS])
     app[BATCH_RUNNER] = runner
-    sweeper = asyncio.create_task(runner.sweep(), name="batch-sweeper")
     try:
         yield
     finally:
-        sweeper.cancel()
-        await asyncio.gather(sweeper, return_exceptions=True)
         await runner.close()
 
 
@@ -252,10 +254,9 @@ async def _trash_worker(pool: asyncpg.Pool, settings: Settings) -> None:
         await asyncio.sleep(settings.purge_interval_s)
 
 
-async def trash_context(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_trash_worker(app[POOL], app[SETTINGS]), name="trash-worker")
-    try:
-        yield
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+async def _background(app: web.Application) -> None:
+    sweeper = app[BATCH_RUNNER].sweep()
+    await asyncio.gather(sweeper, _trash_worker(app[POOL], app[SETTINGS]))
+
+
+trash_context: Final = lease_context("batch-background", _background)

@@ -1,8 +1,8 @@
 """Near-duplicate prompts: normalization, word-pair shingles, MinHash signatures, LSH banding,
 exact confirmation; and the plan's all-pairs ``detectDuplicates``, ported as the baseline.
 
-Pure computation, no I/O: :mod:`reference.organize.views` stores the signatures and serves
-the answer.
+Pure computation, no I/O of its own: :mod:`reference.organize.index` stores the signatures and
+serves the answer (an LSH index on Redis storage is the caller's to configure).
 
 Normalization: NFKC, case-folded; apostrophes dropped inside words ("wizard's" = "wizards"); any
 other non-word character (punctuation, ``_``) separates words; whitespace collapses. Shingles are
@@ -10,25 +10,30 @@ word pairs (bigrams): unlike single words they keep word order, and on the 12-30
 generation app one changed word moves the Jaccard similarity from 1 to about 0.8-0.9, the range
 the plan's 0.8 threshold is meant to catch. A one-word prompt's only shingle is that word.
 
-Signatures are ``NUM_PERM`` 32-bit minima of multiply-shift hashes of 64-bit blake2b shingle
-hashes, computed with numpy in chunks (no per-token Python loop). LSH uses ``BANDS`` bands of
-``ROWS`` rows; every candidate pair is confirmed by exact Jaccard on the shingle sets, so LSH
-costs only recall, never precision, and its parameters are chosen for recall at 0.8.
+Signatures are datasketch's ``MinHash(num_perm=NUM_PERM, seed=HASH_SEED)`` (scheme "affine32":
+SHA-1's first 32 bits of each shingle, the MurmurHash3 finalizer, ``a*h+b mod 2**32``), bit for
+bit; :func:`signatures` computes them for many sets at once with numpy (``tests/test_dedup.py``
+proves it equal to datasketch on thousands of prompts). The LSH index is datasketch's
+``MinHashLSH`` with ``BANDS`` bands of ``ROWS`` rows, chosen for recall at 0.8 (datasketch's own
+choice for 0.8 misses about a quarter of the pairs at the threshold); every candidate pair is
+confirmed by exact Jaccard on the shingle sets, so LSH costs only recall, never precision.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 NUM_PERM: Final = 128
 BANDS: Final = 21
@@ -36,6 +41,9 @@ ROWS: Final = 6
 DEFAULT_THRESHOLD: Final = 0.8
 SIGNATURE_BYTES: Final = NUM_PERM * 4
 HASH_SEED: Final = 20_250_108
+SCHEME: Final = "affine32"
+#: Keys per pipelined round trip when an index lives on Redis.
+LSH_BUFFER: Final = 10_000
 _CHUNK_SHINGLES: Final = 8_192
 
 _APOSTROPHES: Final = re.compile(r"['\u2019\u02bc`]")
@@ -64,30 +72,40 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return inter / (len(a) + len(b) - inter)
 
 
-def _shingle_hash(shingle: str) -> int:
-    return int.from_bytes(hashlib.blake2b(shingle.encode(), digest_size=8).digest(), "little")
+def _sha1_32(shingles: Iterable[str]) -> bytes:
+    """datasketch's ``sha1_hash32`` of each shingle, as packed little-endian uint32."""
+    return b"".join(hashlib.sha1(s.encode()).digest()[:4] for s in shingles)  # noqa: S324
 
 
-def _permutations() -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
-    rng = np.random.default_rng(HASH_SEED)
-    a = rng.integers(1, 2**63, NUM_PERM, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-    b = rng.integers(0, 2**63, NUM_PERM, dtype=np.uint64)
-    return a, b
+@functools.cache
+def _permutations() -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
+    a, b = MinHash(num_perm=NUM_PERM, seed=HASH_SEED, scheme=SCHEME).permutations
+    return a.astype(np.uint32), b.astype(np.uint32)
 
 
-_PERM_A, _PERM_B = _permutations()
+def _fmix32(h: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """MurmurHash3's 32-bit finalizer, as datasketch applies it before the permutations."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
 _EMPTY_SIGNATURE: Final = np.full(NUM_PERM, np.iinfo(np.uint32).max, dtype=np.uint32)
 
 
 def signatures(shingle_sets: Sequence[Iterable[str]]) -> Signatures:
-    """MinHash signatures, one row of ``NUM_PERM`` uint32 per set (an empty set: all ones)."""
-    hashes: list[int] = []
+    """MinHash signatures, one row of ``NUM_PERM`` uint32 per set (an empty set: all ones),
+    equal to datasketch's for the same sets."""
+    perm_a, perm_b = _permutations()
+    packed: list[bytes] = []
     lengths = np.empty(len(shingle_sets), dtype=np.int64)
     for i, items in enumerate(shingle_sets):
-        before = len(hashes)
-        hashes.extend(_shingle_hash(s) for s in items)
-        lengths[i] = len(hashes) - before
-    values = np.array(hashes, dtype=np.uint64)
+        chunk = _sha1_32(items)
+        packed.append(chunk)
+        lengths[i] = len(chunk) // 4
+    values = _fmix32(np.frombuffer(b"".join(packed), dtype="<u4").astype(np.uint32))
     offsets = np.r_[0, np.cumsum(lengths)]
     out = np.tile(_EMPTY_SIGNATURE, (len(shingle_sets), 1))
     nonempty = np.flatnonzero(lengths > 0)
@@ -98,13 +116,31 @@ def signatures(shingle_sets: Sequence[Iterable[str]]) -> Signatures:
         last = max(last, first + 1)
         rows = nonempty[first:last]
         lo, hi = int(offsets[rows[0]]), int(offsets[rows[-1] + 1])
-        buf = np.empty((hi - lo, NUM_PERM), dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            np.multiply(values[lo:hi, None], _PERM_A[None, :], out=buf)
-            buf += _PERM_B
-        buf >>= np.uint64(32)
+        buf = np.multiply(values[lo:hi, None], perm_a[None, :])
+        buf += perm_b
         out[rows] = np.minimum.reduceat(buf, offsets[rows] - lo, axis=0)
         first = last
+    return out
+
+
+def datasketch_minhashes(shingle_sets: Sequence[Iterable[str]]) -> list[MinHash]:
+    """The same signatures the documented way: datasketch's ``MinHash.bulk``, one per set."""
+    encoded = [[s.encode() for s in items] for items in shingle_sets]
+    return MinHash.bulk(encoded, num_perm=NUM_PERM, seed=HASH_SEED, scheme=SCHEME)  # type: ignore[no-any-return]
+
+
+def lean_minhashes(sigs: Signatures) -> list[LeanMinHash]:
+    """``LeanMinHash`` views of signature rows. The array is checked once as a whole: the
+    per-sketch check of ``LeanMinHash(...)`` doubles the cost of filling an index."""
+    if sigs.dtype != np.uint32 or sigs.ndim != 2 or sigs.shape[1] != NUM_PERM:
+        raise ValueError(
+            f"expected (n, {NUM_PERM}) uint32 signatures, got {sigs.dtype} {sigs.shape}"
+        )
+    out: list[LeanMinHash] = []
+    for row in sigs:
+        sketch = LeanMinHash.__new__(LeanMinHash)
+        sketch.seed, sketch.scheme, sketch.hashvalues = HASH_SEED, SCHEME, row
+        out.append(sketch)
     return out
 
 
@@ -133,41 +169,43 @@ def candidate_probability(similarity: float, bands: int = BANDS, rows: int = ROW
     return 1.0 - (1.0 - similarity**rows) ** bands
 
 
-@dataclass(frozen=True)
-class BandedIndex:
-    """LSH buckets over one user's signatures: for each band, rows sorted by the band's key."""
+def new_lsh(storage_config: dict[str, Any] | None = None) -> MinHashLSH:
+    """An empty ``MinHashLSH`` with this module's bands, in memory unless ``storage_config`` says
+    otherwise. Keys are stored as given (bytes on Redis), never pickled."""
+    return MinHashLSH(
+        num_perm=NUM_PERM,
+        params=(BANDS, ROWS),
+        storage_config=storage_config or {"type": "dict"},
+        prepickle=False,
+    )
 
-    size: int
-    groups: tuple[npt.NDArray[np.int64], ...]
 
-    @classmethod
-    def build(cls, sigs: Signatures, bands: int = BANDS, rows: int = ROWS) -> BandedIndex:
-        if bands * rows > NUM_PERM:
-            raise ValueError(f"{bands} bands x {rows} rows exceed {NUM_PERM} permutations")
-        groups: list[npt.NDArray[np.int64]] = []
-        n = len(sigs)
-        for band in range(bands):
-            block = np.ascontiguousarray(sigs[:, band * rows : (band + 1) * rows])
-            keys = block.view(np.dtype((np.void, block.dtype.itemsize * rows))).ravel()
-            order = np.argsort(keys, kind="stable")
-            sorted_keys = keys[order]
-            boundary = np.r_[True, sorted_keys[1:] != sorted_keys[:-1], True] if n else np.r_[True]
-            edges = np.flatnonzero(boundary)
-            sizes = np.diff(edges)
-            for first, size in zip(
-                edges[:-1][sizes > 1].tolist(), sizes[sizes > 1].tolist(), strict=True
-            ):
-                groups.append(order[first : first + size].astype(np.int64))
-        return cls(n, tuple(groups))
+def lsh_insert(
+    lsh: MinHashLSH, names: Sequence[Hashable], sigs: Signatures | Sequence[MinHash]
+) -> None:
+    sketches = lean_minhashes(sigs) if isinstance(sigs, np.ndarray) else sigs
+    with lsh.insertion_session(buffer_size=LSH_BUFFER) as session:
+        for name, sketch in zip(names, sketches, strict=True):
+            session.insert(name, sketch, check_duplication=False)
 
-    def candidate_pairs(self) -> set[tuple[int, int]]:
-        pairs: set[tuple[int, int]] = set()
-        for bucket in self.groups:
-            members = sorted(bucket.tolist())
-            for i, left in enumerate(members):
-                for right in members[i + 1 :]:
-                    pairs.add((left, right))
-        return pairs
+
+def lsh_buckets(lsh: MinHashLSH) -> list[set[Any]]:
+    """Every band's buckets that hold two or more keys: the candidate groups."""
+    groups: list[set[Any]] = []
+    for table in lsh.hashtables:
+        full = [key for key, n in table.itemcounts().items() if n > 1]
+        for start in range(0, len(full), LSH_BUFFER):
+            groups.extend(set(g) for g in table.getmany(*full[start : start + LSH_BUFFER]))
+    return groups
+
+
+def candidate_pairs(groups: Iterable[Iterable[int]]) -> set[tuple[int, int]]:
+    pairs: set[tuple[int, int]] = set()
+    for bucket in groups:
+        members = sorted(bucket)
+        for i, left in enumerate(members):
+            pairs.update((left, right) for right in members[i + 1 :])
+    return pairs
 
 
 class _UnionFind:
@@ -210,11 +248,12 @@ class DuplicateResult:
 
 def find_duplicates(
     keys: Sequence[int],
-    sigs: Signatures,
+    sigs: Signatures | Sequence[MinHash],
     shingles_of: Callable[[int], frozenset[str]],
     threshold: float = DEFAULT_THRESHOLD,
-    bands: int = BANDS,
-    rows: int = ROWS,
+    lsh: MinHashLSH | None = None,
+    names: Sequence[bytes] | None = None,
+    filled: bool = False,
 ) -> DuplicateResult:
     """Near-duplicate sets among items with normalized-text ``keys`` and MinHash ``sigs``.
 
@@ -222,14 +261,29 @@ def find_duplicates(
     LSH runs over one representative per node and each candidate pair of nodes is confirmed by
     exact Jaccard on ``shingles_of(representative)``. Sets are the connected components of the
     confirmed pairs, each sorted, listed by their first member.
+
+    ``lsh`` (default: a new in-memory index) holds the representatives under ``names[item]``
+    (default: the item's position); ``filled`` says another process already inserted them.
     """
     members: dict[int, list[int]] = defaultdict(list)
     for i, key in enumerate(keys):
         members[key].append(i)
     nodes = list(members.values())
     reps = [m[0] for m in nodes]
-    index = BandedIndex.build(sigs[reps] if len(reps) else sigs[:0], bands, rows)
-    candidates = index.candidate_pairs()
+    index = new_lsh() if lsh is None else lsh
+    rep_names: list[Hashable] = (
+        list(range(len(reps))) if names is None else [names[r] for r in reps]
+    )
+    if not filled:
+        lsh_insert(
+            index,
+            rep_names,
+            sigs[reps] if isinstance(sigs, np.ndarray) else [sigs[r] for r in reps],
+        )
+    node_of = {name: node for node, name in enumerate(rep_names)}
+    candidates = candidate_pairs(
+        [node_of[n] for n in bucket if n in node_of] for bucket in lsh_buckets(index)
+    )
     cache: dict[int, frozenset[str]] = {}
 
     def sh(node: int) -> frozenset[str]:

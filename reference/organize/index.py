@@ -6,11 +6,17 @@ an index built from the stored signatures under the user's ``organize_versions.v
 triggers bump in the same transaction as any insert, delete, dismissal or prompt edit. A request
 reads the version (one indexed row) and rebuilds only when it moved, from one snapshot, so every
 process answers from the same database state. Dismissed and deleted assets are left out.
+
+With ``REDIS_URL`` the LSH index itself is datasketch's ``MinHashLSH`` on Redis storage, one per
+(user, version) and keyed by asset id: the first worker to need it fills it, the others read its
+buckets instead of inserting, and a newer version's index replaces the older one. Redis being
+unreachable costs only that sharing: the index is then built in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -21,9 +27,12 @@ from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
+import redis
 from aiohttp import web
+from redis.connection import parse_url
 from tqdm import tqdm
 
+from reference.db.redis_keys import unlink_all
 from reference.organize import dedup
 from reference.organize.sql import (
     COUNT_MISSING,
@@ -36,6 +45,9 @@ from reference.web.typedefs import POOL, SETTINGS
 
 SIGNATURE_BATCH: Final = 10_000
 GROUP_SAMPLE: Final = 20
+REDIS_TIMEOUT_S: Final = 5.0
+
+log = logging.getLogger(__name__)
 
 
 # --- signatures ---------------------------------------------------------------------------------
@@ -186,11 +198,81 @@ class UserIndex:
         }
 
 
+def redis_lsh_config(url: str, basename: str) -> dict[str, Any]:
+    """datasketch's ``storage_config`` for an index on the Redis at ``url``."""
+    params = {**parse_url(url), "socket_timeout": REDIS_TIMEOUT_S}  # type: ignore[no-untyped-call]
+    return {"type": "redis", "basename": basename.encode(), "redis": params}
+
+
+class SharedLsh:
+    """Users' LSH indexes on Redis, one per (user, version), shared by every worker."""
+
+    def __init__(self, url: str, prefix: str) -> None:
+        self.url = url
+        self.prefix = f"{prefix}lsh:"
+        self.client = redis.Redis(**redis_lsh_config(url, "")["redis"])
+
+    def basename(self, user_id: UUID, version: int) -> str:
+        return f"{self.prefix}{user_id}:{version}"
+
+    def open(self, user_id: UUID, version: int) -> tuple[Any, bool]:
+        """The index and whether it is already filled."""
+        name = self.basename(user_id, version)
+        lsh = dedup.new_lsh(redis_lsh_config(self.url, name))
+        return lsh, bool(self.client.exists(f"{name}:filled"))
+
+    def filled(self, user_id: UUID, version: int) -> None:
+        """Mark this version's index complete; drop the user's older ones."""
+        name = self.basename(user_id, version)
+        self.client.set(f"{name}:filled", 1)
+        unlink_all(
+            self.client,
+            [
+                key
+                for key in self.client.scan_iter(match=f"{self.prefix}{user_id}:*", count=10_000)
+                if not key.startswith(f"{name}_".encode()) and key != f"{name}:filled".encode()
+            ],
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _duplicates(
+    user_id: UUID,
+    version: int,
+    ids: Sequence[UUID],
+    keys: Sequence[int],
+    sigs: dedup.Signatures,
+    prompts: Sequence[str],
+    threshold: float,
+    shared: SharedLsh | None,
+) -> dedup.DuplicateResult:
+    def shingles_of(i: int) -> frozenset[str]:
+        return dedup.shingles(prompts[i])
+
+    if shared is not None:
+        try:
+            lsh, filled = shared.open(user_id, version)
+            names = [i.bytes for i in ids]
+            result = dedup.find_duplicates(
+                keys, sigs, shingles_of, threshold, lsh=lsh, names=names, filled=filled
+            )
+            if not filled:
+                shared.filled(user_id, version)
+            return result
+        except (redis.RedisError, OSError) as exc:
+            log.warning("organize: redis unavailable (%s); LSH index in memory", exc)
+    return dedup.find_duplicates(keys, sigs, shingles_of, threshold)
+
+
 def build_index(
     rows: Sequence[asyncpg.Record],
     version: int,
     threshold: float = dedup.DEFAULT_THRESHOLD,
     themes: tuple[str, ...] = dedup.DEFAULT_THEMES,
+    user_id: UUID | None = None,
+    shared: SharedLsh | None = None,
 ) -> UserIndex:
     """Banding over the stored signatures and exact confirmation (CPU work: run in a thread).
 
@@ -211,7 +293,9 @@ def build_index(
             keys[i] = dedup.text_key(prompts[i])
     sigs = dedup.signatures_from_bytes(blobs)
     decoded = time.perf_counter()
-    result = dedup.find_duplicates(keys, sigs, lambda i: dedup.shingles(prompts[i]), threshold)
+    result = _duplicates(
+        user_id or UUID(int=0), version, ids, keys, sigs, prompts, threshold, shared
+    )
     done = time.perf_counter()
     index = UserIndex(
         version=version,
@@ -235,8 +319,9 @@ class OrganizeIndexes:
     """Per-process cache of users' indexes, each valid for one database version."""
 
     def __init__(self, pool: asyncpg.Pool, threshold: float, themes: tuple[str, ...],
-                 capacity: int) -> None:  # fmt: skip
+                 capacity: int, shared: SharedLsh | None = None) -> None:  # fmt: skip
         self.pool = pool
+        self.shared = shared
         self.threshold = threshold
         self.themes = themes
         self.capacity = capacity
@@ -273,7 +358,9 @@ class OrganizeIndexes:
                 version = await self.version(conn, user_id)
                 rows = await conn.fetch(SELECT_INDEX_ROWS, user_id)
             fetched = time.perf_counter()
-            index = await asyncio.to_thread(build_index, rows, version, self.threshold, self.themes)
+            index = await asyncio.to_thread(
+                build_index, rows, version, self.threshold, self.themes, user_id, self.shared
+            )
             if index.missing_signatures:
                 miss = index.missing_signatures
                 await store_signatures_for(
@@ -290,10 +377,16 @@ ORGANIZE = web.AppKey("organize", OrganizeIndexes)
 
 async def organize_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
+    shared = SharedLsh(settings.redis_url, settings.redis_prefix) if settings.redis_url else None
     app[ORGANIZE] = OrganizeIndexes(
         app[POOL],
         settings.organize_threshold,
         settings.organize_themes,
         settings.organize_cache_users,
+        shared,
     )
-    yield
+    try:
+        yield
+    finally:
+        if shared is not None:
+            shared.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
@@ -28,10 +29,12 @@ from aiohttp import web
 from reference.assets import Asset
 from reference.settings import Settings, UrlMode
 from reference.urls.buckets import BUCKETS, UnsafePath, determine_bucket, safe_object_path
+from reference.urls.cache import RedisUrlCache, SharedEntry, SharedUrlCache, open_redis, window_end
 from reference.web.metrics import Metrics
 
 ALGORITHM: Final = "HS256"
 SIGN_PREFIX: Final = "/storage/v1/object/sign"
+log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 
@@ -251,13 +254,20 @@ class UnifiedUrlService(UrlService):
     mode = UrlMode.UNIFIED
 
     def __init__(
-        self, settings: Settings, metrics: Metrics, signer: Signer, clock: Clock = time.time
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        signer: Signer,
+        clock: Clock = time.time,
+        shared: SharedUrlCache | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.signer = signer
         self.clock = clock
         self.cache = UrlCache(settings.url_cache_size, settings.url_resign_margin_s)
+        #: The level the workers share (L2), asked for what this process's cache missed.
+        self.shared = shared
         self._label = self.mode.value
 
     async def sign_objects(self, objects: Sequence[tuple[str, str]]) -> list[SignResult]:
@@ -273,19 +283,58 @@ class UnifiedUrlService(UrlService):
                 missing[bucket][path].append(index)
             else:
                 results[index] = SignResult(bucket, path, url, 0)
-        hits = len(objects) - sum(len(v) for by_path in missing.values() for v in by_path.values())
-        self.metrics.url_cache_hits.labels(self._label).inc(hits)
-        self.metrics.url_cache_misses.labels(self._label).inc(len(objects) - hits)
+        l1_misses = sum(len(by_path) for by_path in missing.values())
+        self._count_level("l1", len(objects) - l1_misses, l1_misses)
+        if missing and self.shared is not None:
+            await self._from_shared(self.shared, missing, results, now)
+        unsigned = sum(len(v) for by_path in missing.values() for v in by_path.values())
+        self.metrics.url_cache_hits.labels(self._label).inc(len(objects) - unsigned)
+        self.metrics.url_cache_misses.labels(self._label).inc(unsigned)
         if missing:
             batches = await asyncio.gather(
                 *(self._sign_bucket(bucket, list(by_path)) for bucket, by_path in missing.items())
             )
+            signed: list[SharedEntry] = []
             for bucket_results in batches:
                 for result in bucket_results:
                     for index in missing[result.bucket][result.path]:
                         results[index] = result
+                    if result.url is not None:
+                        signed.append(
+                            SharedEntry(result.bucket, result.path, result.url, result.expires_at)
+                        )
+            if self.shared is not None:
+                await self.shared.put_many(signed, window_end(now, self.settings.url_window_s))
         self.metrics.url_cache_size.labels(self._label).set(len(self.cache))
         return [r for r in results if r is not None]
+
+    async def _from_shared(
+        self,
+        shared: SharedUrlCache,
+        missing: dict[str, dict[str, list[int]]],
+        results: list[SignResult | None],
+        now: float,
+    ) -> None:
+        """Fill what the shared level holds for this window; what it holds leaves ``missing``."""
+        objects = [(bucket, path) for bucket, by_path in missing.items() for path in by_path]
+        errors = shared.errors
+        found = await shared.get_many(objects, window_end(now, self.settings.url_window_s))
+        self.metrics.url_cache_errors.labels(self._label, shared.level).inc(shared.errors - errors)
+        hits = 0
+        for entry in found:
+            if entry is None:
+                continue
+            hits += 1
+            self.cache.put((entry.bucket, entry.path), entry.url, entry.expires_at)
+            for index in missing[entry.bucket].pop(entry.path):
+                results[index] = SignResult(entry.bucket, entry.path, entry.url, entry.expires_at)
+        for bucket in [b for b, by_path in missing.items() if not by_path]:
+            del missing[bucket]
+        self._count_level(shared.level, hits, len(objects) - hits)
+
+    def _count_level(self, level: str, hits: int, misses: int) -> None:
+        self.metrics.url_cache_level_hits.labels(self._label, level).inc(hits)
+        self.metrics.url_cache_level_misses.labels(self._label, level).inc(misses)
 
     async def _sign_bucket(self, bucket: str, paths: list[str]) -> list[SignResult]:
         self.metrics.sign_calls.labels(self._label, "batch").inc()
@@ -316,6 +365,8 @@ class UnifiedUrlService(UrlService):
 
     async def close(self) -> None:
         await self.signer.close()
+        if self.shared is not None:
+            await self.shared.close()
 
 
 URLS = web.AppKey("urls", UrlService)
@@ -330,4 +381,9 @@ def make_unified(settings: Settings, metrics: Metrics, clock: Clock = time.time)
         signer = LocalSigner(
             settings.storage_key, settings.public_url, settings.url_window_s, clock
         )
-    return UnifiedUrlService(settings, metrics, signer, clock)
+    shared = None
+    if settings.redis_url:
+        shared = RedisUrlCache(open_redis(settings.redis_url), settings.redis_prefix)
+    else:
+        log.info("REDIS_URL is not set: the signed-URL cache is this process's alone (L1 only)")
+    return UnifiedUrlService(settings, metrics, signer, clock, shared)

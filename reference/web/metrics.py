@@ -1,18 +1,27 @@
-"""Prometheus metrics, one registry per application (several apps can share a process)."""
+"""Prometheus metrics, one registry per application (several apps can share a process).
+
+Under several workers (``PROMETHEUS_MULTIPROC_DIR`` set before any of them starts) every process
+writes its values to files there and a scrape, whichever worker answers it, sums all of them:
+prometheus-client's multiprocess mode. Gauges then add up over the live workers.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
+from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from reference.web.errors import CLIENT_CLOSED, client_gone
 from reference.web.typedefs import Handler
+
+MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 #: Fine buckets below 100 ms: most of this service's answers land there.
 LATENCY_BUCKETS = (
@@ -46,6 +55,7 @@ class Metrics:
     registry: CollectorRegistry = field(
         default_factory=lambda: CollectorRegistry(auto_describe=True)
     )
+    multiprocess_dir: str = field(default_factory=lambda: os.environ.get(MULTIPROC_ENV, ""))
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -57,27 +67,51 @@ class Metrics:
             registry=r,
         )
         self.url_cache_hits = Counter(
-            "url_cache_hits", "Signed-URL cache hits", ["mode"], registry=r
+            "url_cache_hits", "Signed-URL cache hits, any level", ["mode"], registry=r
         )
         self.url_cache_misses = Counter(
-            "url_cache_misses", "Signed-URL cache misses", ["mode"], registry=r
+            "url_cache_misses", "Signed-URL cache misses (signed)", ["mode"], registry=r
+        )
+        self.url_cache_level_hits = Counter(
+            "url_cache_level_hits", "Hits per cache level", ["mode", "level"], registry=r
+        )
+        self.url_cache_level_misses = Counter(
+            "url_cache_level_misses", "Misses per cache level", ["mode", "level"], registry=r
+        )
+        self.url_cache_errors = Counter(
+            "url_cache_errors", "Shared-cache calls that failed", ["mode", "level"], registry=r
         )
         self.url_cache_evictions = Counter(
             "url_cache_evictions", "Signed-URL cache evictions (size bound)", ["mode"], registry=r
         )
         self.url_cache_size = Gauge(
-            "url_cache_entries", "Signed-URL cache entries", ["mode"], registry=r
+            "url_cache_entries",
+            "Signed-URL cache entries",
+            ["mode"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.urls_signed = Counter("urls_signed", "URLs signed", ["mode", "bucket"], registry=r)
         self.sign_calls = Counter(
             "sign_calls", "Signing calls (a batch counts once)", ["mode", "kind"], registry=r
         )
-        self.pool_size = Gauge("db_pool_size", "Connections open in the pool", registry=r)
-        self.pool_idle = Gauge("db_pool_idle", "Idle connections in the pool", registry=r)
-        self.pool_max = Gauge("db_pool_max_size", "Pool maximum size", registry=r)
+        # Each worker sets its own pool's figures when it answers a scrape: summed over workers.
+        self.pool_size = Gauge(
+            "db_pool_size", "Connections open in the pool", registry=r, multiprocess_mode="livesum"
+        )
+        self.pool_idle = Gauge(
+            "db_pool_idle", "Idle connections in the pool", registry=r, multiprocess_mode="livesum"
+        )
+        self.pool_max = Gauge(
+            "db_pool_max_size", "Pool maximum size", registry=r, multiprocess_mode="livesum"
+        )
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.multiprocess_dir:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
 
 
 METRICS = web.AppKey("metrics", Metrics)

@@ -31,6 +31,7 @@ where application_name = 'workspace-bench' and datname = current_database()
 """
 #: Bounds the service runs with here: short, so a fault's effect is seen within seconds.
 SERVICE_ENV = {
+    "WORKERS": "1",  # the process a fault SIGKILLs is the one serving
     "DB_STATEMENT_TIMEOUT_MS": "1000",
     "DB_LOCK_TIMEOUT_MS": "500",
     "DB_ACQUIRE_TIMEOUT_MS": "1000",
