@@ -260,12 +260,16 @@ def comparison_table(comparisons: Sequence[Comparison], quantile: float) -> str:
 
 def targets_table(results: Sequence[TargetResult]) -> str:
     return _table(
-        ("target", "metric", "measured", "plan", "verdict", "goal", "goal verdict"),
+        ("target", "n", "median", "95% interval", "plan", "verdict", "goal", "goal verdict"),
         (
             (
                 r.target.id,
-                r.target.metric,
+                "-" if r.estimate is None else str(r.estimate.n),
                 fmt_terse(r.measured, r.target.unit),
+                "-"
+                if r.estimate is None
+                else f"[{fmt_terse(r.estimate.low, r.target.unit)}, "
+                f"{fmt_terse(r.estimate.high, r.target.unit)}]",
                 fmt_bound(r.target.op, r.target.plan, r.target.unit, fmt_terse),
                 r.verdict.value,
                 fmt_bound(r.target.op, r.target.goal, r.target.unit, fmt_terse),
