@@ -42,6 +42,7 @@ from reports.thresholds import (
     format_table,
     load_figures,
 )
+from reports.uncertainty import Estimate
 
 log = logging.getLogger("loadtests")
 
@@ -368,61 +369,39 @@ def _short(check: Check) -> str:
 # --- the end ----------------------------------------------------------------------------------
 
 
-def final_report(environment: Environment) -> None:
-    settings, targets = STATE.settings, STATE.targets
-    if targets is None or STATE.started is None:
-        return
-    first, last = int(STATE.started), now_second()
+def _measured_span(started: float) -> tuple[int, int]:
+    """The seconds that count: after the warm-up (or the ramp's best step), up to now."""
+    first, last = int(started), now_second()
     if last - measured_from() >= 1:
         first = measured_from()
     ramp = STATE.ramp
     if ramp is not None and ramp.best_span is not None:
         first, last = ramp.best_span
-    stats = STATE.stats.span(first, last)
-    seconds = max(last - first + 1, 1)
-    checks = evaluate(targets.thresholds, stats, seconds)
+    return first, last
 
-    hit_rate = None
-    level_rates: dict[str, float | None] = {}
-    if environment.host:
-        try:
-            counters = fetch_url_cache(environment.host)
-            if STATE.cache_before is not None:
-                counters = counters - STATE.cache_before
-            hit_rate = counters.hit_rate_ci
-            level_rates = {name: level.hit_rate for name, level in counters.levels.items()}
-            log.info("url cache: %d hits, %d misses", counters.hits, counters.misses)
-        except OSError as exc:
-            log.warning("cannot read %s/metrics: %s", environment.host, exc)
-    cache_result = cache_hit_check(targets, hit_rate)
-    if cache_result is not None:
-        checks.append(cache_hit_as_check(cache_result))
 
-    prefix = settings.figure_prefix
-    figures = load_figures(stats, seconds, prefix=prefix, journeys=JOURNEYS)
-    uncertainty.put(figures, f"{prefix}.url_cache_hit_rate", hit_rate)
-    for level, rate in level_rates.items():
-        if rate is not None:
-            figures[f"{prefix}.url_cache_{level}_hit_rate"] = rate
-    figures[f"{prefix}.measured_s"] = float(seconds)
-    saturated = saturation(figures, prefix, STATE.cpu, targets.saturation_cpu)
-    if ramp is not None and ramp.best_users is not None:
-        figures[f"{prefix}.ramp.max_users_passing"] = float(ramp.best_users)
+def _cache_figures(host: str | None, prefix: str) -> tuple[Estimate | None, dict[str, float]]:
+    """The URL-cache hit rate since the warm-up, and per cache level, from ``/metrics``."""
+    if not host:
+        return None, {}
+    try:
+        counters = fetch_url_cache(host)
+    except OSError as exc:
+        log.warning("cannot read %s/metrics: %s", host, exc)
+        return None, {}
+    if STATE.cache_before is not None:
+        counters = counters - STATE.cache_before
+    log.info("url cache: %d hits, %d misses", counters.hits, counters.misses)
+    levels = {
+        f"{prefix}.url_cache_{name}_hit_rate": level.hit_rate
+        for name, level in counters.levels.items()
+        if level.hit_rate is not None
+    }
+    return counters.hit_rate_ci, levels
 
-    title = (
-        f"thresholds ({settings.url_mode} URLs, {seconds} s after a {warmup_s():g} s warm-up, "
-        f"targets {targets.path})"
-    )
-    print(format_table(checks, title), flush=True)
-    if saturated:
-        print(saturated, flush=True)
-    for message in STATE.skipped:
-        print(message, flush=True)
-    if ramp is not None:
-        print(_ramp_summary(ramp), flush=True)
 
+def _verdict(environment: Environment, checks: list[Check], total: int) -> None:
     broken = breaches(checks)
-    total = stats["overall"].count
     if total == 0:
         environment.process_exit_code = EXIT_NO_REQUESTS
         print("no request was made: nothing to judge", flush=True)
@@ -433,14 +412,47 @@ def final_report(environment: Environment) -> None:
         environment.process_exit_code = 0
         print("PASS: every threshold met", flush=True)
 
+
+def final_report(environment: Environment) -> None:
+    settings, targets = STATE.settings, STATE.targets
+    if targets is None or STATE.started is None:
+        return
+    first, last = _measured_span(STATE.started)
+    stats = STATE.stats.span(first, last)
+    seconds = max(last - first + 1, 1)
+    checks = evaluate(targets.thresholds, stats, seconds)
+    prefix = settings.figure_prefix
+    hit_rate, level_rates = _cache_figures(environment.host, prefix)
+    cache_result = cache_hit_check(targets, hit_rate)
+    if cache_result is not None:
+        checks.append(cache_hit_as_check(cache_result))
+
+    figures = load_figures(stats, seconds, prefix=prefix, journeys=JOURNEYS)
+    uncertainty.put(figures, f"{prefix}.url_cache_hit_rate", hit_rate)
+    figures.update(level_rates)
+    figures[f"{prefix}.measured_s"] = float(seconds)
+    saturated = saturation(figures, prefix, STATE.cpu, targets.saturation_cpu)
+    ramp = STATE.ramp
+    if ramp is not None and ramp.best_users is not None:
+        figures[f"{prefix}.ramp.max_users_passing"] = float(ramp.best_users)
+
+    title = (
+        f"thresholds ({settings.url_mode} URLs, {seconds} s after a {warmup_s():g} s warm-up, "
+        f"targets {targets.path})"
+    )
+    print(format_table(checks, title), flush=True)
+    for message in [saturated, *STATE.skipped, ramp and _ramp_summary(ramp)]:
+        if message:
+            print(message, flush=True)
+    _verdict(environment, checks, stats["overall"].count)
+
+    runner = environment.runner
     meta = {
         "url_mode": settings.url_mode,
         "host": environment.host,
         "seconds": seconds,
-        "users": environment.runner.user_count if environment.runner else None,
-        "workers": (
-            environment.runner.worker_count if isinstance(environment.runner, MasterRunner) else 0
-        ),
+        "users": runner.user_count if runner else None,
+        "workers": runner.worker_count if isinstance(runner, MasterRunner) else 0,
         "targets_file": str(targets.path),
         "warmup_s": warmup_s(),
         "saturated": saturated,
