@@ -283,7 +283,7 @@ class Bench:
     dsn: str = ""
     service: Service | None = None
     interrupted: bool = False
-    _total: int = 8
+    _total: int = 9
     _load_figures: dict[str, tuple[dict[str, float], dict[str, Any]]] = field(default_factory=dict)
 
     @property
@@ -373,6 +373,9 @@ class Bench:
                 f"load test, URL_MODE=legacy, {self.load_run_time}",
                 lambda: self._load("legacy"),
                 ("dataset",),
+            )
+            self.step(
+                "browser", "browser: both pages in headless Chromium", self._browser, ("dataset",)
             )
             self.interrupted = False  # the report is written even after Ctrl-C
             if self.service is not None:
@@ -517,6 +520,18 @@ class Bench:
             # The runner exits non-zero when a threshold breaks; its figures still count.
             return f"{len(figures)} figures; runner exit code {code} (a threshold breached)"
         return f"{len(figures)} figures"
+
+    def _browser(self) -> str:
+        from benchmarks.browser.step import run_browser_step
+
+        result = run_browser_step(
+            self.dsn, self.storage_dir, self.scale, self.out_dir, env=self.env
+        )
+        self.run.figures.update(result["figures"])
+        self.run.meta["browser"] = result["meta"]
+        if not result["meta"].get("measured"):
+            raise StepError(f"browser targets not measured: {result['meta'].get('reason')}")
+        return f"{len(result['figures'])} figures in {result['meta']['seconds']:.0f} s"
 
     def _service(self, mode: str) -> Service:
         return Service(

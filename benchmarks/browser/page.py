@@ -44,14 +44,25 @@ def bench_value(driver: Any, expression: str) -> Any:
     return driver.execute_script(f"return window.__bench ? ({expression}) : null")
 
 
+FIRST_SCREEN_JS: Final = """
+const alert = document.querySelector('[role=alert]');
+if (alert) return {error: alert.textContent};
+return window.__bench ? {at: window.__bench.firstScreenAt} : null;
+"""
+
+
 def open_page(driver: Any, url: str, timeout_s: float) -> float:
-    """Navigate; the time (ms from navigation) when the first screen's images had decoded."""
+    """Navigate; the time (ms from navigation) when the first screen's images had decoded.
+    An error the page shows ends the wait at once, with its text."""
     driver.get(url)
-    value = wait_for(
-        "the first screen of thumbnails", lambda: bench_value(driver, "__bench.firstScreenAt"),
-        timeout_s,
-    )  # fmt: skip
-    return float(value)
+
+    def first_screen() -> float | None:
+        state = driver.execute_script(FIRST_SCREEN_JS)
+        if state and "error" in state:
+            raise PageError(f"the page shows an error: {state['error']}")
+        return None if not state or state["at"] is None else float(state["at"])
+
+    return wait_for("the first screen of thumbnails", first_screen, timeout_s)
 
 
 LCP_JS: Final = """
@@ -229,8 +240,22 @@ class Filmstrip:
     files: list[Path] = field(default_factory=list)
 
 
+def capture(driver: Any, timeout_s: float) -> str:
+    """A PNG of the viewport (base64); retried while a navigation replaces the page."""
+    from selenium.common.exceptions import WebDriverException
+
+    def attempt() -> str | None:
+        try:
+            return str(driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})["data"])
+        except WebDriverException:
+            return None
+
+    return wait_for("a screenshot", attempt, timeout_s)
+
+
 def filmstrip(driver: Any, url: str, at_ms: list[float], out_dir: Path, prefix: str) -> Filmstrip:
-    """Screenshots at fixed times after navigation starts (each file named by its time)."""
+    """Screenshots at fixed times after navigation starts (each file named by its time; the
+    time it was really taken is kept beside it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     strip = Filmstrip()
     driver.get(url)
@@ -239,9 +264,9 @@ def filmstrip(driver: Any, url: str, at_ms: list[float], out_dir: Path, prefix: 
         delay = at / 1000 - (time.monotonic() - started)
         if delay > 0:
             time.sleep(delay)
-        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+        data = capture(driver, timeout_s=30)
         path = out_dir / f"{prefix}-{int(at):04d}ms.png"
-        path.write_bytes(base64.b64decode(shot["data"]))
+        path.write_bytes(base64.b64decode(data))
         strip.times_ms.append((time.monotonic() - started) * 1000)
         strip.files.append(path)
     return strip

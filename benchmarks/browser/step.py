@@ -7,7 +7,7 @@ until the network is quiet; a steady scroll to asset 1,000 and on to 10,000 with
 (``requestAnimationFrame`` deltas), dropped frames and long tasks, then heap and DOM size; the
 search typed a key at a time, keystroke to rendered results; then the first screen again under
 mobile emulation. Figures are medians over the rounds (``browser.<page>.<metric>``) and savings
-of after against before (``saving.browser.<metric>``); the meta keeps every round.
+of after against before (``browser.saving.<metric>``); the meta keeps every round.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def summarise(rounds: Rounds) -> tuple[dict[str, float], dict[str, Any]]:
         before = figures.get(f"browser.before.{key}")
         after = figures.get(f"browser.after.{key}")
         if before and after is not None:
-            figures[f"saving.browser.{key.removesuffix('_ms')}"] = 1 - after / before
+            figures[f"browser.saving.{key.removesuffix('_ms')}"] = 1 - after / before
     return figures, spread
 
 
@@ -321,7 +321,7 @@ def report_section(component: Mapping[str, Any]) -> dict[str, Any]:
     rows = []
     for key, label, unit in REPORT_ROWS:
         sides = {v: spread.get(v, {}).get(key) for v in VARIANTS}
-        saving = figures.get(f"saving.browser.{key.removesuffix('_ms')}")
+        saving = figures.get(f"browser.saving.{key.removesuffix('_ms')}")
         rows.append({"figure": key, "label": label, "unit": unit, **sides, "saving": saving})
     return {
         "measured": True,
