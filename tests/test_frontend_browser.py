@@ -105,22 +105,6 @@ def css(driver, selector: str):
     return driver.find_element(By.CSS_SELECTOR, selector)
 
 
-def press(driver, *keys: str) -> None:
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.keys import Keys
-
-    chain = ActionChains(driver)
-    modifiers = [k for k in keys if k in (Keys.CONTROL, Keys.SHIFT)]
-    for key in modifiers:
-        chain.key_down(key)
-    for key in keys:
-        if key not in modifiers:
-            chain.send_keys(key)
-    for key in reversed(modifiers):
-        chain.key_up(key)
-    chain.perform()
-
-
 RESULTS_START = (
     "return document.querySelector('.search-results').textContent.startsWith(arguments[0]) || null"
 )
@@ -169,7 +153,9 @@ def test_first_screen_scroll_to_the_end_and_high_res(driver, unified, token):
     )
     assert "/storage/v1/object/sign/" in high.get_attribute("src")
     assert js(driver, "return arguments[0].naturalWidth", high) > 1  # the 16-px original
-    press(driver, "\ue00c")  # Escape
+    from selenium.webdriver.common.keys import Keys
+
+    page.press(driver, Keys.ESCAPE)
     wait(driver, "the viewer to close", "return document.querySelector('.viewer') === null")
     no_console_errors(driver)
 
@@ -230,7 +216,7 @@ def test_select_by_shift_click_and_job_then_dismiss_undo_redo(driver, unified, t
         Keys.SHIFT
     ).perform()
     assert selected_text(driver).startswith("4 selected")
-    press(driver, Keys.ESCAPE)
+    page.press(driver, Keys.ESCAPE)
     assert selected_text(driver) == ""
 
     job_button = css(driver, ".asset-card .select-job")
@@ -261,13 +247,13 @@ def test_select_by_shift_click_and_job_then_dismiss_undo_redo(driver, unified, t
     checkbox(driver, 0).click()
     css(driver, ".dismiss-btn").click()
     wait_total(driver, total - 1)
-    press(driver, Keys.CONTROL, "z")
+    page.press(driver, Keys.CONTROL, "z")
     wait_total(driver, total)
     assert first in visible_ids(driver)
-    press(driver, Keys.CONTROL, Keys.SHIFT, "z")
+    page.press(driver, Keys.CONTROL, Keys.SHIFT, "z")
     wait_total(driver, total - 1)
     assert first not in visible_ids(driver)
-    press(driver, Keys.CONTROL, "z")
+    page.press(driver, Keys.CONTROL, "z")
     wait_total(driver, total)
     no_console_errors(driver)
 

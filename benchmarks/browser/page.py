@@ -285,30 +285,37 @@ return {
 """
 
 
-def check_shortcuts(driver: Any) -> dict[str, bool]:
-    """The plan page's keyboard shortcuts that change no data, each as a user presses it."""
+def press(driver: Any, *keys: str) -> None:
+    """Keys as a person presses them: Ctrl and Shift held down around the others."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
-    def press(*keys: str) -> dict[str, Any]:
-        chain = ActionChains(driver)
-        modifiers = [k for k in keys if k in (Keys.CONTROL, Keys.SHIFT)]
-        for key in modifiers:
-            chain.key_down(key)
-        for key in keys:
-            if key not in modifiers:
-                chain.send_keys(key)
-        for key in reversed(modifiers):
-            chain.key_up(key)
-        chain.perform()
+    chain = ActionChains(driver)
+    modifiers = [k for k in keys if k in (Keys.CONTROL, Keys.SHIFT)]
+    for key in modifiers:
+        chain.key_down(key)
+    for key in keys:
+        if key not in modifiers:
+            chain.send_keys(key)
+    for key in reversed(modifiers):
+        chain.key_up(key)
+    chain.perform()
+
+
+def check_shortcuts(driver: Any) -> dict[str, bool]:
+    """The plan page's keyboard shortcuts that change no data, each as a user presses it."""
+    from selenium.webdriver.common.keys import Keys
+
+    def state_after(*keys: str) -> dict[str, Any]:
+        press(driver, *keys)
         state: dict[str, Any] = driver.execute_script(SHORTCUT_STATE_JS)
         return state
 
-    results = {"slash_focuses_search": press("/")["active"] == "q"}
-    press(Keys.ESCAPE)
-    selected = press(Keys.CONTROL, "a")
+    results = {"slash_focuses_search": state_after("/")["active"] == "q"}
+    press(driver, Keys.ESCAPE)
+    selected = state_after(Keys.CONTROL, "a")
     results["ctrl_a_selects_loaded"] = selected["selectedText"].startswith(f"{selected['loaded']} ")
-    results["escape_clears_selection"] = press(Keys.ESCAPE)["selectedText"] == ""
+    results["escape_clears_selection"] = state_after(Keys.ESCAPE)["selectedText"] == ""
     before = driver.execute_script(SHORTCUT_STATE_JS)["focused"] or 0
-    results["arrow_moves_focus"] = press(Keys.ARROW_RIGHT)["focused"] == before + 1
+    results["arrow_moves_focus"] = state_after(Keys.ARROW_RIGHT)["focused"] == before + 1
     return results
