@@ -26,9 +26,16 @@ class PageError(RuntimeError):
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float) -> T:
+    """Poll ``probe`` until it answers; a page too busy to run the probe's script in time
+    (a slowed-down phone rendering 10,000 cards) is "not yet", not a failure."""
+    from selenium.common.exceptions import TimeoutException
+
     deadline = time.monotonic() + timeout_s
     while True:
-        value = probe()
+        try:
+            value = probe()
+        except TimeoutException:
+            value = None
         if value is not None:
             return value
         if time.monotonic() > deadline:

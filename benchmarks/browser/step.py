@@ -141,7 +141,7 @@ def _numbers(rounds: list[dict[str, Any]]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for found in rounds:
         for key, value in found.items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if key != "round" and isinstance(value, int | float) and not isinstance(value, bool):
                 out.setdefault(key, []).append(float(value))
     return out
 
@@ -182,6 +182,8 @@ def frame_histograms(rounds: Rounds) -> dict[str, Any]:
 def _rounds(
     dsn: str, storage_dir: Path, token: str, s: BrowserSettings
 ) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    from selenium.common.exceptions import WebDriverException
+
     from loadtests._service import service
 
     for number in range(s.rounds):
@@ -190,14 +192,20 @@ def _rounds(
         for variant in order:
             profiles = [chrome.DESKTOP, chrome.MOBILE] if s.mobile else [chrome.DESKTOP]
             for profile in profiles:
-                with service(dsn, URL_MODE[variant], storage_dir) as base:
-                    reset_search_state(base, token)
-                    url = page.app_url(base, variant, token)
-                    with chrome.chromium(profile) as driver:
-                        if profile.mobile:
-                            yield variant, "mobile", mobile_round(driver, url, s)
-                        else:
-                            yield variant, "desktop", desktop_round(driver, url, variant, s)
+                try:
+                    with service(dsn, URL_MODE[variant], storage_dir) as base:
+                        reset_search_state(base, token)
+                        url = page.app_url(base, variant, token)
+                        with chrome.chromium(profile) as driver:
+                            found = (
+                                mobile_round(driver, url, s)
+                                if profile.mobile
+                                else desktop_round(driver, url, variant, s)
+                            )
+                except (page.PageError, WebDriverException, OSError) as exc:
+                    # One failed round is reported; the others still make the medians.
+                    found = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
+                yield variant, profile.name, found | {"round": number + 1}
 
 
 def filmstrips(
@@ -257,10 +265,20 @@ def run_browser_step(
         user, token = heavy_user_token(scale, env)
         rounds: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
         mobile: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+        failures: list[dict[str, str]] = []
         for variant, kind, found in _rounds(dsn, storage_dir, token, s):
+            if "error" in found:
+                failures.append({"page": variant, "profile": kind, "error": found["error"]})
+                continue
             (rounds if kind == "desktop" else mobile)[variant].append(found)
+        if not rounds["before"] or not rounds["after"]:
+            raise page.PageError(f"no round of a page succeeded: {failures}")
         for variant in VARIANTS:
-            for desk, phone in zip(rounds[variant], mobile[variant], strict=False):
+            phones = {found["round"]: found for found in mobile[variant]}
+            for desk in rounds[variant]:
+                phone = phones.get(desk["round"])
+                if phone is None:
+                    continue
                 desk["mobile_first_thumbnails_ms"] = phone["first_thumbnails_ms"]
                 desk["mobile_lcp_ms"] = phone["lcp_ms"]
                 desk["mobile_ratio"] = desk["first_thumbnails_ms"] / phone["first_thumbnails_ms"]
@@ -276,6 +294,7 @@ def run_browser_step(
             "profiles": {p.name: vars(p) for p in (chrome.DESKTOP, chrome.MOBILE)},
             "search_prompts": list(SEARCH_PROMPTS),
             "spread": spread,
+            "failed_rounds": failures,
             "frame_histograms": frame_histograms(rounds),
             "rounds": {v: [_without_frames(r) for r in found] for v, found in rounds.items()},
         }
