@@ -87,3 +87,26 @@ def test_without_chromium_the_browser_targets_read_not_measured(tmp_path):
     assert set(browser.values()) <= {Verdict.NOT_MEASURED, Verdict.NO_FIGURE}
     assert verdicts["browser_initial_load"] is Verdict.NOT_MEASURED
     assert report_section(result) == {"measured": False, "reason": result["meta"]["reason"]}
+
+
+def test_dropped_frames_count_missed_vsync_intervals():
+    from benchmarks.browser.page import Scroll
+
+    scroll = Scroll([16.7, 33.3, 16.6, 50.1], [], 0.1, 0.0, True)
+    assert scroll.dropped_share == 3 / 7  # 1 + 2 + 1 + 3 intervals, 3 of them without a frame
+    assert Scroll([16.7] * 10, [], 0.2, 0.0, True).dropped_share == 0
+
+
+def test_figures_are_medians_over_rounds_and_savings_after_against_before():
+    from benchmarks.browser.step import summarise
+
+    rounds = {
+        "before": [{"first_thumbnails_ms": v, "round": i} for i, v in enumerate((900, 1000, 5000))],
+        "after": [{"first_thumbnails_ms": v, "round": i} for i, v in enumerate((100, 300, 200))],
+    }
+    figures, spread = summarise(rounds)
+    assert figures["browser.before.first_thumbnails_ms"] == 1000
+    assert figures["browser.after.first_thumbnails_ms"] == 200
+    assert figures["browser.saving.first_thumbnails"] == 0.8
+    assert spread["before"]["first_thumbnails_ms"] == {"median": 1000, "min": 900, "max": 5000}
+    assert not any(key.endswith(".round") for key in figures)
