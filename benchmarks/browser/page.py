@@ -6,6 +6,7 @@ WebDriver's round trips never enter a figure.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Callable
@@ -248,16 +249,28 @@ class Filmstrip:
 
 
 def capture(driver: Any, timeout_s: float) -> str:
-    """A PNG of the viewport (base64); retried while a navigation replaces the page."""
-    from selenium.common.exceptions import WebDriverException
+    """A PNG of the viewport (base64), asked of Chromium's DevTools endpoint directly: through
+    chromedriver the same command can hang for minutes while a heavy page is loading."""
+    address = driver.capabilities["goog:chromeOptions"]["debuggerAddress"]
+    return asyncio.run(_capture(f"http://{address}", timeout_s))
 
-    def attempt() -> str | None:
-        try:
-            return str(driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})["data"])
-        except WebDriverException:
-            return None
 
-    return wait_for("a screenshot", attempt, timeout_s)
+async def _capture(endpoint: str, timeout_s: float) -> str:
+    import aiohttp
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+        async with session.get(f"{endpoint}/json/list") as response:
+            targets = await response.json()
+        ws_url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
+        async with session.ws_connect(ws_url, max_msg_size=0) as ws:
+            await ws.send_json({"id": 1, "method": "Page.captureScreenshot", "params": {}})
+            async for message in ws:
+                body = message.json()
+                if body.get("id") == 1:
+                    if "error" in body:
+                        raise PageError(f"screenshot failed: {body['error']}")
+                    return str(body["result"]["data"])
+    raise PageError("the DevTools connection closed before the screenshot")
 
 
 def filmstrip(driver: Any, url: str, at_ms: list[float], out_dir: Path, prefix: str) -> Filmstrip:

@@ -266,7 +266,13 @@ def run_browser_step(
         rounds: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
         mobile: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
         failures: list[dict[str, str]] = []
+        partial = out_dir / "figures" / "browser.partial.json"
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.unlink(missing_ok=True)
         for variant, kind, found in _rounds(dsn, storage_dir, token, s):
+            with partial.open("a", encoding="utf-8") as log:
+                log.write(json.dumps({"page": variant, "profile": kind, **found}, default=str))
+                log.write("\n")
             if "error" in found:
                 failures.append({"page": variant, "profile": kind, "error": found["error"]})
                 continue
@@ -299,7 +305,10 @@ def run_browser_step(
             "rounds": {v: [_without_frames(r) for r in found] for v, found in rounds.items()},
         }
         if s.filmstrip:
-            meta["filmstrips"] = filmstrips(dsn, storage_dir, token, out_dir / "browser")
+            try:
+                meta["filmstrips"] = filmstrips(dsn, storage_dir, token, out_dir / "browser")
+            except (page.PageError, OSError) as exc:
+                meta["filmstrips_error"] = f"{type(exc).__name__}: {exc}"
         result = {"figures": figures, "meta": meta}
     result["meta"]["seconds"] = time.perf_counter() - started
     path = out_dir / "figures" / "browser.json"
