@@ -20,6 +20,7 @@ T = TypeVar("T")
 VSYNC_MS: Final = 1000 / 60
 POLL_S: Final = 0.05
 QUIET_MS: Final = 500.0
+CAPTURE_TRY_S: Final = 5.0
 
 
 class PageError(RuntimeError):
@@ -250,15 +251,23 @@ class Filmstrip:
 
 def capture(driver: Any, timeout_s: float) -> str:
     """A PNG of the viewport (base64), asked of Chromium's DevTools endpoint directly: through
-    chromedriver the same command can hang for minutes while a heavy page is loading."""
+    chromedriver the same command can hang for minutes while a heavy page is loading. An
+    attempt that gets no answer in a few seconds is made again, until ``timeout_s``."""
     address = driver.capabilities["goog:chromeOptions"]["debuggerAddress"]
-    return asyncio.run(_capture(f"http://{address}", timeout_s))
+
+    def attempt() -> str | None:
+        try:
+            return asyncio.run(asyncio.wait_for(_capture(f"http://{address}"), CAPTURE_TRY_S))
+        except (TimeoutError, PageError, OSError):
+            return None
+
+    return wait_for("a screenshot", attempt, timeout_s)
 
 
-async def _capture(endpoint: str, timeout_s: float) -> str:
+async def _capture(endpoint: str) -> str:
     import aiohttp
 
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+    async with aiohttp.ClientSession() as session:
         async with session.get(f"{endpoint}/json/list") as response:
             targets = await response.json()
         ws_url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
@@ -280,6 +289,8 @@ def filmstrip(driver: Any, url: str, at_ms: list[float], out_dir: Path, prefix: 
     strip = Filmstrip()
     driver.get(url)
     started = time.monotonic()
+    # A screenshot asked for while the navigation commits can go unanswered: wait for the page.
+    wait_for("the page to commit", lambda: bench_value(driver, "true"), 30)
     for at in at_ms:
         delay = at / 1000 - (time.monotonic() - started)
         if delay > 0:
