@@ -53,6 +53,13 @@ class BrowserSettings:
     mobile: bool = True
     filmstrip: bool = True
 
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> BrowserSettings:
+        raw = env.get("BROWSER_ROUNDS", "3")
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"BROWSER_ROUNDS={raw!r}: a whole number of rounds, at least 1")
+        return cls(rounds=int(raw))
+
 
 def target_label(count: int) -> str:
     return f"{count // 1000}k" if count % 1000 == 0 else str(count)
@@ -256,7 +263,7 @@ def run_browser_step(
     ``out_dir/figures/browser.json`` (filmstrip PNGs in ``out_dir/browser/``). Without Chromium
     (and no way to install it) the figures are empty and the meta says why and how to fix it:
     every browser target then reads "not measured"."""
-    s = settings or BrowserSettings()
+    s = settings or BrowserSettings.from_env(env)
     started = time.perf_counter()
     reason = chrome.ensure_chromium(env, install=install)
     if reason is not None:
