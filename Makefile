@@ -8,13 +8,17 @@ PY := $(VENV)/bin/python
 # Exact exit codes: call $(VENV)/bin/wsbench directly (make reports any failing recipe as 2).
 WSBENCH := $(VENV)/bin/wsbench
 STAMP := $(VENV)/.installed
+FRONTEND_MODULES := frontend/node_modules/.installed
+FRONTEND_STAMP := frontend/dist/.built
+FRONTEND_SOURCES := $(wildcard frontend/src/*.ts* frontend/src/*/*.ts* frontend/src/*.css) \
+	frontend/index.html frontend/build.mjs frontend/tsconfig.json
 SCALE ?= plan
 export SCALE
 # Service processes behind one port for serve, load and bench (1: a single process).
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 export WORKERS
 
-.PHONY: help install test test-quick faults lint typecheck bench bench-micro data serve load load-ui gate gate-selftest clean
+.PHONY: help install frontend test test-quick faults lint typecheck bench bench-micro data serve load load-ui gate gate-selftest clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,7 +29,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install everything (re-run only when pyproject.toml changes)
+$(FRONTEND_MODULES): frontend/package.json frontend/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: the front end needs Node.js 18+ and npm (apt-get install -y nodejs npm)"; exit 1; }
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(FRONTEND_STAMP): $(FRONTEND_MODULES) $(FRONTEND_SOURCES)
+	cd frontend && npm run --silent build
+	@touch $@
+
+install: $(STAMP) $(FRONTEND_STAMP) ## create .venv, install everything, build the front end (re-run only when inputs change)
+
+frontend: $(FRONTEND_STAMP) ## type-check and build the workspace page into frontend/dist (served at /app/)
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check .
@@ -33,7 +48,7 @@ lint: $(STAMP) ## ruff
 typecheck: $(STAMP) ## mypy --strict
 	$(VENV)/bin/mypy
 
-test: $(STAMP) lint typecheck ## lint, type-check, run every test and every benchmark once (timing off, SCALE=tiny)
+test: $(STAMP) $(FRONTEND_STAMP) lint typecheck ## lint, type-check, run every test and every benchmark once (timing off, SCALE=tiny)
 	SCALE=tiny $(VENV)/bin/pytest --benchmark-disable $(PYTEST_ARGS)
 
 test-quick: $(STAMP) ## tests only, skipping slow ones and benchmarks
@@ -45,10 +60,10 @@ faults: $(STAMP) ## the fault suite alone, verbose: cut, restart and freeze Post
 data: $(STAMP) ## bring up a database (provider chain), migrate, load the SCALE dataset, report, tear down
 	$(WSBENCH) data --scale $(SCALE)
 
-bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report in reports/out/ (exit 1 if a plan target fails)
+bench: $(STAMP) $(FRONTEND_STAMP) ## the main job: database, data, benchmarks, load, HTML report in reports/out/ (exit 1 if a plan target fails)
 	$(WSBENCH) bench
 
-serve: $(STAMP) ## database + SCALE data (if empty) + storage files, then WORKERS service processes on 127.0.0.1:PORT (8080)
+serve: $(STAMP) $(FRONTEND_STAMP) ## database + SCALE data (if empty) + storage files, then WORKERS service processes on 127.0.0.1:PORT (8080)
 	$(WSBENCH) serve
 
 bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench-micro.json + figures/bench.json

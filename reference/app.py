@@ -6,7 +6,7 @@ from typing import Final
 
 from aiohttp import web
 
-from reference import system
+from reference import system, webapp
 from reference.batch import views as batch
 from reference.db.pool import pool_context
 from reference.organize import views as organize
@@ -31,6 +31,7 @@ FEATURES: Final[tuple[Feature, ...]] = (
     search.FEATURE,
     organize.FEATURE,
     batch.FEATURE,
+    webapp.FEATURE,
 )
 
 

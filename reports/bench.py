@@ -387,6 +387,32 @@ class Bench:
         self.service.start()
         return self.service
 
+    def _browser(self) -> str:
+        """Both pages in headless Chromium, as a child process like every other measuring
+        step (``python -m benchmarks.browser`` on this run's database and stored files)."""
+        command = [
+            sys.executable, "-m", "benchmarks.browser", "--dsn", self.dsn,
+            "--scale", self.scale, "--out", str(self.out_dir),
+        ]  # fmt: skip
+        env = {**self.env, "STORAGE_DIR": str(self.storage_dir)}
+        code, tail = run_child(
+            command,
+            env=env,
+            cwd=ROOT,
+            log_path=self.logs_dir / "browser.log",
+            timeout_s=self.bench_timeout_s,
+            echo_only=PROGRESS,
+        )
+        found = self.figures_dir / "browser.json"
+        if not found.exists():
+            raise StepError(f"the browser step wrote no figures (exit {code}): {_last_line(tail)}")
+        figures, meta = read_component(found)
+        self.run.figures.update(figures)
+        self.run.meta["browser"] = meta
+        if not meta.get("measured"):
+            raise StepError(f"browser targets not measured: {meta.get('reason')}")
+        return f"{len(figures)} figures in {meta.get('seconds', 0):.0f} s"
+
     def _report(self) -> str:
         fp = str(self.run.environment.get("fingerprint", ""))
         plans = self.figures_dir / "plans.json"
@@ -504,6 +530,7 @@ MEASURE_STEPS: Final = (
         lambda bench: bench._load("legacy"),
         ("dataset",),
     ),
+    StepSpec("browser", "browser: both pages in headless Chromium", Bench._browser, ("dataset",)),
 )
 #: After the database and the service are stopped.
 REPORT_STEP: Final = StepSpec("report", "report, summary.json and history", Bench._report)

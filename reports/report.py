@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from reports import svg, uncertainty
+from reports import browser, svg, uncertainty
 from reports.formatting import (
     fmt_bound,
     fmt_count,
@@ -820,7 +820,83 @@ def _current_record(run: RunData) -> RunRecord:
     )
 
 
-def render_html(run: RunData) -> str:
+@dataclass(frozen=True)
+class BrowserView:
+    reason: str = ""
+    #: (what, before median [min, max], after median [min, max], saving)
+    rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+    charts: list[str] = field(default_factory=list)
+    filmstrips: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _spread(cell: Any, unit: str) -> str:
+    if not isinstance(cell, Mapping) or cell.get("median") is None:
+        return "—"
+    style = "ratio" if unit == "share" else unit
+    return (
+        f"{fmt_value(cell['median'], style)} "
+        f"[{fmt_value(cell.get('min'), style)}, {fmt_value(cell.get('max'), style)}]"
+    )
+
+
+def _frame_chart(histograms: Any) -> str:
+    if not isinstance(histograms, Mapping):
+        return ""
+    uppers = histograms.get("bucket_upper_ms") or []
+    counts = histograms.get("counts") or {}
+    labels = [f"≤ {u:g} ms" if u is not None else "longer" for u in uppers]
+    series = []
+    for variant in browser.VARIANTS:
+        by_target = counts.get(variant) or {}
+        if not by_target:
+            continue
+        last = max(by_target, key=lambda k: int(k) if str(k).isdigit() else 0)
+        series.append(svg.Series(f"{variant} (scroll to {last})", list(by_target[last])))
+    if not series:
+        return ""
+    return svg.bar_chart(
+        "Frame times while scrolling (requestAnimationFrame deltas)", labels, series, "frames"
+    )
+
+
+def _browser(run: RunData, run_dir: Path | None) -> BrowserView | None:
+    meta = run.meta.get("browser")
+    if not meta:
+        return None
+    figures = {k: v for k, v in run.figures.items() if k.startswith("browser.")}
+    data = browser.section({"meta": meta, "figures": figures})
+    if not data.get("measured"):
+        return BrowserView(reason=str(data.get("reason", "")))
+    rows = [
+        (
+            str(row["label"]),
+            _spread(row.get("before"), str(row["unit"])),
+            _spread(row.get("after"), str(row["unit"])),
+            fmt_value(row.get("saving"), "saving"),
+        )
+        for row in data["rows"]
+    ]
+    chart = _frame_chart(data.get("frame_histograms"))
+    rounds = len(meta.get("rounds", {}).get("after", []))
+    notes = [
+        f"{rounds} rounds per page at scale {data.get('scale')}, in "
+        f"{data.get('seconds', 0):.0f} s; each round a new browser and a fresh service."
+    ]
+    if data.get("mobile_ratio"):
+        notes.append(
+            "Phone against desktop, first screen (the plan's page): "
+            f"{_spread(data['mobile_ratio'], 'x')}."
+        )
+    return BrowserView(
+        rows=rows,
+        charts=[chart] if chart else [],
+        filmstrips=browser.filmstrip_images(data, run_dir) if run_dir else {},
+        notes=notes,
+    )
+
+
+def render_html(run: RunData, run_dir: Path | None = None) -> str:
     result = outcome(run)
     return TEMPLATES.get_template("report.html.j2").render(
         verdict=result.verdict.value,
@@ -836,6 +912,7 @@ def render_html(run: RunData) -> str:
         environment=_environment(run),
         dataset=_dataset(run),
         trends=_trends(run),
+        browser=_browser(run, run_dir),
     )
 
 
@@ -844,5 +921,5 @@ def write_outputs(run: RunData, out_dir: Path) -> tuple[Path, Path]:
     summary_path = out_dir / "summary.json"
     summary_path.write_text(json.dumps(summarize(run), indent=2, default=str), encoding="utf-8")
     html_path = out_dir / "index.html"
-    html_path.write_text(render_html(run), encoding="utf-8")
+    html_path.write_text(render_html(run, out_dir), encoding="utf-8")
     return summary_path, html_path

@@ -32,6 +32,18 @@ PASSING = {
     "speedup.dedup.lsh_vs_all_pairs": 38.0,
     "speedup.batch.dismiss_1000": 55.0,
     "bench.fixture_load.rows_per_s": 61_000.0,
+    "browser.saving.first_thumbnails": 0.95,
+    "browser.saving.lcp": 0.9,
+    "browser.after.scroll_1k_dropped_share": 0.01,
+    "browser.after.scroll_10k_dropped_share": 0.015,
+    "browser.saving.heap_10k_mb": 0.85,
+    "browser.saving.dom_nodes_10k": 0.97,
+    "browser.saving.initial_kb": 0.96,
+    "browser.after.mobile_ratio": 0.97,
+    "browser.after.search_ms": 420.0,
+    "browser.after.shortcuts_ok": 1.0,
+    "browser.saving.total_kb": 0.6,
+    "browser.after.console_error_count": 0.0,
 }
 
 

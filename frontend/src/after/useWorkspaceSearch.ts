@@ -1,0 +1,197 @@
+// The plan's useWorkspaceSearch, answered by the service: the state is debounced (300 ms, as
+// the plan's useDebounce), each settled state asks /v1/search for its first page, later pages
+// come as the grid scrolls near the end, and the state is saved for the next visit.
+import { useCallback, useEffect, useRef, useState } from "react";
+import { type Asset, type SearchPage, getJson, query, request } from "../api";
+import { searchRendered } from "../perf";
+
+export interface SearchState {
+  query: string;
+  filters: {
+    type: "all" | "image" | "video";
+    quality: "all" | "fast" | "high";
+    model: "all" | "SDXL" | "WAN" | "Enhanced" | "none";
+    status: "all" | "completed" | "generating" | "failed";
+    start: string | null;
+    end: string | null;
+  };
+  sort: { by: "date" | "prompt" | "quality" | "model"; order: "asc" | "desc" };
+}
+
+export const DEFAULT_SEARCH: SearchState = {
+  query: "",
+  filters: { type: "all", quality: "all", model: "all", status: "all", start: null, end: null },
+  sort: { by: "date", order: "desc" },
+};
+
+export const DEBOUNCE_MS = 300;
+const FIRST_PAGE = 50;
+const NEXT_PAGE = 200;
+
+export interface AssetList {
+  search: SearchState | null;
+  assets: Asset[];
+  total: number | null;
+  next: string | null;
+  loading: boolean;
+  error: string | null;
+}
+
+const EMPTY: AssetList = {
+  search: null,
+  assets: [],
+  total: null,
+  next: null,
+  loading: true,
+  error: null,
+};
+
+function useDebounce<T>(value: T, ms: number): T {
+  const [settled, setSettled] = useState(value);
+  useEffect(() => {
+    if (settled === null) {
+      setSettled(value);
+      return;
+    }
+    const timer = window.setTimeout(() => setSettled(value), ms);
+    return () => window.clearTimeout(timer);
+  }, [value, ms]);
+  return settled;
+}
+
+function searchPath(search: SearchState, limit: number, cursor: string | null): string {
+  const f = search.filters;
+  return `/v1/search?${query({
+    q: search.query.trim(),
+    type: f.type,
+    quality: f.quality,
+    model: f.model,
+    status: f.status,
+    start: f.start,
+    end: f.end,
+    sort: search.sort.by,
+    order: search.sort.order,
+    limit,
+    cursor,
+  })}`;
+}
+
+function normalise(saved: Partial<SearchState> | undefined): SearchState {
+  return {
+    query: saved?.query ?? "",
+    filters: { ...DEFAULT_SEARCH.filters, ...saved?.filters },
+    sort: { ...DEFAULT_SEARCH.sort, ...saved?.sort },
+  };
+}
+
+export function useWorkspaceSearch() {
+  const [searchState, setSearchState] = useState<SearchState | null>(null);
+  const settled = useDebounce(searchState, DEBOUNCE_MS);
+  const [list, setList] = useState<AssetList>(EMPTY);
+  const inflight = useRef<AbortController | null>(null);
+  const [generation, setGeneration] = useState(0);
+
+  useEffect(() => {
+    const controller = new AbortController();
+    getJson<{ state: Partial<SearchState> }>("/v1/search/state", { signal: controller.signal })
+      .then((body) => setSearchState(normalise(body.state)))
+      .catch((error: unknown) => {
+        if (!controller.signal.aborted) {
+          setSearchState(DEFAULT_SEARCH);
+          setList({ ...EMPTY, loading: false, error: String(error) });
+        }
+      });
+    return () => controller.abort();
+  }, []);
+
+  useEffect(() => {
+    if (settled === null) return;
+    inflight.current?.abort();
+    const controller = new AbortController();
+    inflight.current = controller;
+    setList((previous) => ({ ...previous, loading: true, error: null }));
+    getJson<SearchPage>(searchPath(settled, FIRST_PAGE, null), { signal: controller.signal })
+      .then((page) =>
+        setList({
+          search: settled,
+          assets: page.assets,
+          total: page.total,
+          next: page.next_cursor,
+          loading: false,
+          error: null,
+        }),
+      )
+      .catch((error: unknown) => {
+        if (!controller.signal.aborted)
+          setList((previous) => ({ ...previous, loading: false, error: String(error) }));
+      });
+    return () => controller.abort();
+  }, [settled, generation]);
+
+  const saved = useRef<SearchState | null>(null);
+  useEffect(() => {
+    if (settled === null) return;
+    if (saved.current === null) {
+      saved.current = settled;
+      return;
+    }
+    if (saved.current === settled) return;
+    saved.current = settled;
+    request("/v1/search/state", { method: "PUT", body: JSON.stringify(settled) }).catch(() => {
+      // the saved state is a convenience: a failed save leaves the search as it is
+    });
+  }, [settled]);
+
+  useEffect(() => {
+    if (list.search !== null && !list.loading) searchRendered(list.search.query, list.total ?? 0);
+  }, [list]);
+
+  const current = useRef(list);
+  current.current = list;
+  const loadMore = useCallback(() => {
+    const now = current.current;
+    if (now.loading || now.next === null || now.search === null) return;
+    // Marked at once: the grid asks again on every render until the page arrives.
+    current.current = { ...now, loading: true };
+    setList((latest) => ({ ...latest, loading: true }));
+    const search = now.search;
+    const controller = new AbortController();
+    inflight.current = controller;
+    getJson<SearchPage>(searchPath(search, NEXT_PAGE, now.next), { signal: controller.signal })
+      .then((page) =>
+        setList((latest) =>
+          latest.search !== search
+            ? latest
+            : {
+                ...latest,
+                assets: [...latest.assets, ...page.assets],
+                total: page.total,
+                next: page.next_cursor,
+                loading: false,
+              },
+        ),
+      )
+      .catch((error: unknown) => {
+        if (!controller.signal.aborted)
+          setList((latest) => ({ ...latest, loading: false, error: String(error) }));
+      });
+  }, []);
+
+  const reload = useCallback(() => setGeneration((n) => n + 1), []);
+
+  const removeLocally = useCallback((ids: Set<string>, jobs: Set<string>) => {
+    setList((current) => {
+      const kept = current.assets.filter(
+        (a) => !ids.has(a.id) && !(a.job_id !== null && jobs.has(a.job_id)),
+      );
+      const removed = current.assets.length - kept.length;
+      return {
+        ...current,
+        assets: kept,
+        total: current.total === null ? null : Math.max(kept.length, current.total - removed),
+      };
+    });
+  }, []);
+
+  return { searchState, setSearchState, list, loadMore, reload, removeLocally };
+}
