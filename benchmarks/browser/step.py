@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from benchmarks.browser import chrome, page
 from fixtures.processes import ServiceProcess
+from reports import uncertainty
 from reports.browser import VARIANTS
 
 URL_MODE: Final = {"before": "legacy", "after": "unified"}
@@ -162,17 +163,26 @@ Rounds = Mapping[str, list[dict[str, Any]]]
 def summarise(rounds: Rounds) -> tuple[dict[str, float], dict[str, Any]]:
     figures: dict[str, float] = {}
     spread: dict[str, dict[str, dict[str, float]]] = {}
-    for variant, found in rounds.items():
+    numbers = {variant: _numbers(found) for variant, found in rounds.items()}
+    for variant, by_key in numbers.items():
         spread[variant] = {}
-        for key, values in _numbers(found).items():
-            median = statistics.median(values)
-            figures[f"browser.{variant}.{key}"] = median
-            spread[variant][key] = {"median": median, "min": min(values), "max": max(values)}
+        for key, values in by_key.items():
+            estimate = uncertainty.median_ci(values)
+            if estimate is None:
+                continue
+            uncertainty.put(figures, f"browser.{variant}.{key}", estimate)
+            spread[variant][key] = {
+                "median": estimate.value,
+                "min": min(values),
+                "max": max(values),
+            }
     for key in SAVINGS:
-        before = figures.get(f"browser.before.{key}")
-        after = figures.get(f"browser.after.{key}")
-        if before and after is not None:
-            figures[f"browser.saving.{key.removesuffix('_ms')}"] = 1 - after / before
+        before = numbers.get("before", {}).get(key)
+        after = numbers.get("after", {}).get(key)
+        if before and after and statistics.median(before) > 0:
+            # Both pages' rounds resampled: the saving's interval, as for the benchmarks' pairs.
+            saving = uncertainty.saving_ci(before, after)
+            uncertainty.put(figures, f"browser.saving.{key.removesuffix('_ms')}", saving)
     return figures, spread
 
 
