@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -34,7 +35,7 @@ from reference.search.query import parse_query
 from reference.search.service import detect_capabilities, search_args
 from reference.search.sql import TEXT_PAGE_SQL
 from reference.workspace.sql import PAGE_ALL
-from tests.conftest import auth_headers
+from tests.conftest import SETTINGS, auth_headers
 
 CONNECTIONS: Final = 8
 ROUTES: Final = {
@@ -42,6 +43,7 @@ ROUTES: Final = {
     "search": "/v1/search?q=knight&limit=50",
 }
 _WRK_LINE = re.compile(r"Requests/sec:\s+([\d.]+)")
+_WRK_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 _WRK_LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 _UNIT_MS: Final = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -66,6 +68,10 @@ def wrk(url: str, token: str, seconds: float, connections: int = CONNECTIONS) ->
     rate = _WRK_LINE.search(out)
     if rate is None:
         raise RuntimeError(f"wrk printed no rate:\n{out}")
+    failed = _WRK_NON_2XX.search(out)
+    if failed is not None:
+        # An error page is cheap: counting it would measure the wrong route.
+        raise RuntimeError(f"{failed[1]} answers of {url} were not 2xx:\n{out}")
     latency = {f"p{q}_ms": float(v) * _UNIT_MS[u] for q, v, u in _WRK_LATENCY.findall(out)}
     return {"requests_per_s": float(rate[1]), **latency}
 
@@ -112,10 +118,12 @@ async def _floor_statements(dsn: str, user: Any) -> dict[str, tuple[str, list[An
 def measure(dsn: str, scale: str, seconds: float) -> list[Throughput]:
     user = heavy_user_id(spec_for(scale))
     token = auth_headers(user)["Authorization"]
+    # The service must verify the tokens signed here: it gets this process's secret.
+    env = {**os.environ, "JWT_SECRET": SETTINGS.jwt_secret}
     statements = asyncio.run(_floor_statements(dsn, user))
     results = []
     log = Path(tempfile.gettempdir()) / "hot-path-service.log"
-    with ServiceProcess(dsn, "unified", storage_dir_from_env(), log) as running:
+    with ServiceProcess(dsn, "unified", storage_dir_from_env(), log, env=env) as running:
         base_url = running.url
         for name, path in ROUTES.items():
             wrk(base_url + path, token, 3)  # warm: URL cache, plans, buffers
