@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 SCALE ?= plan
 export SCALE
 
-.PHONY: help install test test-quick faults lint typecheck bench bench-micro data serve load load-ui gate gate-selftest clean
+.PHONY: help install test test-quick faults lint typecheck bench bench-scale bench-micro data serve load load-ui gate gate-selftest clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,6 +47,9 @@ bench: $(STAMP) ## the main job: database, data, benchmarks, load, HTML report i
 
 serve: $(STAMP) ## database + SCALE data (if empty) + storage files, then the service on 127.0.0.1:PORT (8080)
 	$(WSBENCH) serve
+
+bench-scale: $(STAMP) ## the scale curve: each route's p50/p95 for the heavy user at SCALES (plan,100k; add 1m), reports/out/figures/curve.json
+	SCALES=$${SCALES:-plan,100k} $(PY) -m benchmarks.scale_curve $(CURVE_ARGS)
 
 bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench-micro.json + figures/bench.json
 	@mkdir -p reports/out

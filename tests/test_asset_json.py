@@ -13,7 +13,7 @@ from reference.asset_json import ASSET_JSON, extended
 from reference.assets import ASSET_COLUMNS, Asset
 from reference.db.pool import connect
 
-ROWS = f"select {ASSET_COLUMNS}, {ASSET_JSON} as item from assets a order by a.id"  # noqa: S608
+ROWS = f"select {ASSET_COLUMNS}, {ASSET_JSON} as item from assets a order by a.id"
 INSERT_VIDEO = """
 insert into videos (id, user_id, prompt, status, quality, model_type, storage_path,
                     thumbnail_path, duration_s, metadata, created_at)
@@ -22,7 +22,8 @@ values ($1, $2, $3, 'completed', 'high', $4, 'u/v.mp4', 'u/v.jpg', $5, $6::text:
 USER = uuid.UUID("00000000-0000-4000-8000-0000000000aa")
 #: Values whose spelling Python and PostgreSQL would each print their own way.
 EDGES: list[tuple[str, str | None, float | None, str | None, datetime]] = [
-    ("whole \"quoted\" \\ line\nbreak\ttab \x01 ü 漢", None, 5.0, None, datetime(2024, 5, 1, tzinfo=UTC)),
+    ("whole \"quoted\" \\ line\nbreak\ttab \x01 ü 漢", None, 5.0, None,
+     datetime(2024, 5, 1, tzinfo=UTC)),
     ("a real", "WAN", 12.3, "null", datetime(2024, 5, 1, 1, 2, 3, 120000, tzinfo=UTC)),
     ("tiny", "SDXL", 0.1, '{"workspace_dismissed": "true", "job_id": "j-1"}',
      datetime(1999, 12, 31, 23, 59, 59, 1, tzinfo=UTC)),
