@@ -3,9 +3,9 @@
 ``python -m benchmarks.scale_curve`` (``make bench-scale``) brings up each scale of ``SCALES``
 (default ``plan,100k``; add ``1m``), serves it from one ``python -m reference`` process and sends
 each route one request at a time from one client: p50 and p95 with their 95% intervals, written
-to ``reports/out/figures/curve.json`` as ``curve.<route>.<scale>.p50_ms`` / ``.p95_ms``, and
-``curve.flatness_p95``: the largest ratio, over the paged routes, of p95 at the largest scale to
-p95 at the smallest.
+to ``reports/out/figures/curve.json`` (a component file, ``{"figures", "meta"}``) as
+``curve.<route>.<scale>.p50_ms`` / ``.p95_ms``, and ``curve.flatness_p95``: the largest ratio,
+over the paged routes, of p95 at the largest scale to p95 at the smallest.
 
 A scale is built once into a template database named by scale, generator version and schema
 version (``wsb_curve_100k_g1_m9``) when ``DATABASE_URL`` names a persistent server, and copied
@@ -254,7 +254,16 @@ def main(argv: list[str] | None = None) -> int:
             results += measure_scale(info, scale, args.requests, args.warmup)
     figures = figures_of(results, scales)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(figures, indent=2, sort_keys=True))
+    meta = {
+        "scales": {s: spec_for(s).heavy_assets for s in scales},
+        "requests": args.requests,
+        "warmup": args.warmup,
+        "routes": {**ROUTES, "workspace_deep": "/v1/workspace?limit=50&cursor=<middle>"},
+        "paged": sorted(PAGED),
+    }
+    # The shape of every component file (reports.bench.read_component).
+    document = {"figures": figures, "meta": meta}
+    args.json.write_text(json.dumps(document, indent=2, sort_keys=True))
     print(table(results, scales))
     flat = uncertainty.get(figures, "curve.flatness_p95")
     if flat is not None:
