@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 from uuid import UUID
@@ -92,8 +92,10 @@ DATABASE_COMMENT: Final = (
 class RouteLatency:
     route: str
     scale: str
-    p50: Estimate
-    p95: Estimate
+    p50: Estimate | None
+    p95: Estimate | None
+    #: Answers other than 200, by status.
+    failures: dict[int, int] = field(default_factory=dict)
 
 
 def template_name(scale: str) -> str:
@@ -149,24 +151,27 @@ async def _deep_cursor(dsn: str, user: UUID) -> str:
 
 async def _sample(
     session: aiohttp.ClientSession, url: str, requests: int, warmup: int
-) -> list[float]:
+) -> tuple[list[float], dict[int, int]]:
+    """Timings of the 200 answers, and how many answers had each other status (a route that
+    fails at one scale is reported as failing there, and the others are still measured)."""
     timings: list[float] = []
+    failures: dict[int, int] = {}
     for index in range(warmup + requests):
         started = time.perf_counter()
         async with session.get(url) as response:
             await response.read()
-            if response.status != 200:
-                raise RuntimeError(f"{url}: HTTP {response.status}")
-        if index >= warmup:
+        if response.status != 200:
+            failures[response.status] = failures.get(response.status, 0) + 1
+        elif index >= warmup:
             timings.append((time.perf_counter() - started) * 1000)
-    return timings
+    return timings, failures
 
 
 async def measure_routes(
     base_url: str, routes: dict[str, str], headers: dict[str, str], requests: int, warmup: int
-) -> dict[str, list[float]]:
+) -> dict[str, tuple[list[float], dict[int, int]]]:
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    samples = {}
+    samples: dict[str, tuple[list[float], dict[int, int]]] = {}
     async with aiohttp.ClientSession(base_url, headers=headers, timeout=timeout) as session:
         for route, path in tqdm(routes.items(), desc="routes", unit=" route"):
             samples[route] = await _sample(session, path, requests, warmup)
@@ -187,20 +192,18 @@ def measure_scale(info: DatabaseInfo, scale: str, requests: int, warmup: int) ->
                 measure_routes(running.url, routes, auth_headers(user), requests, warmup)
             )
     results = []
-    for route, timings in samples.items():
+    for route, (timings, failures) in samples.items():
         p50, p95 = uncertainty.quantile_ci(timings, 0.5), uncertainty.quantile_ci(timings, 0.95)
-        if p50 is None or p95 is None:
-            raise RuntimeError(f"{route}: no samples")
-        results.append(RouteLatency(route, scale, p50, p95))
+        results.append(RouteLatency(route, scale, p50, p95, failures))
     return results
 
 
 def flatness(results: Sequence[RouteLatency], scales: Sequence[str]) -> Estimate | None:
     """The worst paged route's p95(largest) / p95(smallest), with the interval of the worst
     route's ratio taken from the ends of its two intervals (conservative)."""
-    if len(scales) < 2:
-        return None
-    by_key = {(r.route, r.scale): r.p95 for r in results}
+    if len(scales) < 2 or any(r.failures and r.route in PAGED for r in results):
+        return None  # a paged route that failed somewhere: the curve is not flat, nor measured
+    by_key = {(r.route, r.scale): r.p95 for r in results if not r.failures}
     worst: Estimate | None = None
     for route in sorted(PAGED):
         small, large = by_key.get((route, scales[0])), by_key.get((route, scales[-1]))
@@ -217,10 +220,22 @@ def flatness(results: Sequence[RouteLatency], scales: Sequence[str]) -> Estimate
 def figures_of(results: Sequence[RouteLatency], scales: Sequence[str]) -> dict[str, float]:
     figures: dict[str, float] = {}
     for r in results:
-        uncertainty.put(figures, f"curve.{r.route}.{r.scale}.p50_ms", r.p50)
-        uncertainty.put(figures, f"curve.{r.route}.{r.scale}.p95_ms", r.p95)
+        key = f"curve.{r.route}.{r.scale}"
+        if r.failures:
+            figures[f"{key}.failed"] = float(sum(r.failures.values()))
+            continue
+        uncertainty.put(figures, f"{key}.p50_ms", r.p50)
+        uncertainty.put(figures, f"{key}.p95_ms", r.p95)
     uncertainty.put(figures, "curve.flatness_p95", flatness(results, scales))
     return figures
+
+
+def _cell(r: RouteLatency | None) -> str:
+    if r is None:
+        return ""
+    if r.failures or r.p50 is None or r.p95 is None:
+        return "failed: " + ", ".join(f"HTTP {s} x{n}" for s, n in sorted(r.failures.items()))
+    return f"{r.p50.value:.2f} / {r.p95.value:.2f} [{r.p95.low:.2f}, {r.p95.high:.2f}]"
 
 
 def table(results: Sequence[RouteLatency], scales: Sequence[str]) -> str:
@@ -230,11 +245,7 @@ def table(results: Sequence[RouteLatency], scales: Sequence[str]) -> str:
     for route in [*ROUTES, "workspace_deep"]:
         row = []
         for scale in scales:
-            r = cells.get((route, scale))
-            row.append(
-                "" if r is None
-                else f"{r.p50.value:.2f} / {r.p95.value:.2f} [{r.p95.low:.2f}, {r.p95.high:.2f}]"
-            )  # fmt: skip
+            row.append(_cell(cells.get((route, scale))))
         lines.append(f"| {route} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 

@@ -41,3 +41,14 @@ def test_figures_carry_intervals_per_route_and_scale() -> None:
     assert {"curve.flatness_p95:low", "curve.flatness_p95:high", "curve.flatness_p95:n"} <= set(
         figures
     )
+
+
+def test_a_failing_route_is_reported_and_a_failing_paged_route_voids_flatness() -> None:
+    ok = [latency("workspace_first", s, 3.0) for s in ("plan", "1m")]
+    failed = RouteLatency("duplicates_warm", "1m", None, None, {503: 4})
+    figures = figures_of([*ok, failed], ["plan", "1m"])
+    assert figures["curve.duplicates_warm.1m.failed"] == 4.0
+    assert "curve.duplicates_warm.1m.p95_ms" not in figures
+    assert figures["curve.flatness_p95"] == 1.0
+    paged_failure = RouteLatency("workspace_first", "1m", None, None, {503: 1})
+    assert flatness([ok[0], paged_failure], ["plan", "1m"]) is None
