@@ -18,7 +18,7 @@ export SCALE
 WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 export WORKERS
 
-.PHONY: help install frontend test test-quick faults lint typecheck bench bench-micro data serve load load-ui gate gate-selftest clean
+.PHONY: help install frontend test test-quick faults lint typecheck bench bench-scale bench-micro data serve load load-ui gate gate-selftest clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,6 +65,9 @@ bench: $(STAMP) $(FRONTEND_STAMP) ## the main job: database, data, benchmarks, l
 
 serve: $(STAMP) $(FRONTEND_STAMP) ## database + SCALE data (if empty) + storage files, then WORKERS service processes on 127.0.0.1:PORT (8080)
 	$(WSBENCH) serve
+
+bench-scale: $(STAMP) ## the scale curve: each route's p50/p95 for the heavy user at SCALES (plan,100k; add 1m), reports/out/figures/curve.json
+	SCALES=$${SCALES:-plan,100k} $(PY) -m benchmarks.scale_curve $(CURVE_ARGS)
 
 bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench-micro.json + figures/bench.json
 	@mkdir -p reports/out

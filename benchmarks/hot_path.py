@@ -43,6 +43,7 @@ ROUTES: Final = {
     "search": "/v1/search?q=knight&limit=50",
 }
 _WRK_LINE = re.compile(r"Requests/sec:\s+([\d.]+)")
+_WRK_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 _WRK_LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 _UNIT_MS: Final = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -54,6 +55,14 @@ class Throughput:
     p50_ms: float | None
     p99_ms: float | None
     floor_per_s: float
+    #: The service process's CPU (user + system) per answered request: unlike requests/s, it
+    #: hardly moves when other work shares the cores.
+    cpu_ms_per_request: float
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(url: str, token: str, seconds: float, connections: int = CONNECTIONS) -> dict[str, float]:
@@ -67,6 +76,10 @@ def wrk(url: str, token: str, seconds: float, connections: int = CONNECTIONS) ->
     rate = _WRK_LINE.search(out)
     if rate is None:
         raise RuntimeError(f"wrk printed no rate:\n{out}")
+    failed = _WRK_NON_2XX.search(out)
+    if failed is not None:
+        # An error page is cheap: counting it would measure the wrong route.
+        raise RuntimeError(f"{failed[1]} answers of {url} were not 2xx:\n{out}")
     latency = {f"p{q}_ms": float(v) * _UNIT_MS[u] for q, v, u in _WRK_LATENCY.findall(out)}
     return {"requests_per_s": float(rate[1]), **latency}
 
@@ -113,22 +126,31 @@ async def _floor_statements(dsn: str, user: Any) -> dict[str, tuple[str, list[An
 def measure(dsn: str, scale: str, seconds: float) -> list[Throughput]:
     user = heavy_user_id(spec_for(scale))
     token = auth_headers(user)["Authorization"]
+    # One process, verifying the tokens signed here with the tests' secrets.
+    env = {**os.environ, **SETTINGS.secrets()}
     statements = asyncio.run(_floor_statements(dsn, user))
     results = []
     log = Path(tempfile.gettempdir()) / "hot-path-service.log"
-    # One process, verifying the tokens signed here with the tests' secrets.
-    env = {**os.environ, **SETTINGS.secrets()}
     service = ServiceProcess(dsn, "unified", storage_dir_from_env(), log, env=env, workers=1)
     with service as running:
         base_url = running.url
+        if running.child is None:
+            raise RuntimeError("the service did not start")
+        pid = running.child.pid
         for name, path in ROUTES.items():
             wrk(base_url + path, token, 3)  # warm: URL cache, plans, buffers
+            cpu_before = cpu_seconds(pid)
             http = wrk(base_url + path, token, seconds)
+            cpu = cpu_seconds(pid) - cpu_before
+            answered = http["requests_per_s"] * seconds
             sql, args = statements[name]
             pg = asyncio.run(floor(dsn, sql, args, seconds))
             results.append(
-                Throughput(name, http["requests_per_s"], http.get("p50_ms"), http.get("p99_ms"), pg)
-            )
+                Throughput(
+                    name, http["requests_per_s"], http.get("p50_ms"), http.get("p99_ms"), pg,
+                    1000 * cpu / answered,
+                )
+            )  # fmt: skip
     return results
 
 
@@ -143,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         print(
             f"{r.route:10s} {r.requests_per_s:8.0f} req/s  p50 {r.p50_ms} ms  p99 {r.p99_ms} ms"
+            f"  CPU {r.cpu_ms_per_request:.2f} ms/request"
             f"   floor (PostgreSQL json_agg) {r.floor_per_s:8.0f} pages/s"
         )
     if args.json is not None:

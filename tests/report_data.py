@@ -44,6 +44,7 @@ PASSING = {
     "browser.after.shortcuts_ok": 1.0,
     "browser.saving.total_kb": 0.6,
     "browser.after.console_error_count": 0.0,
+    "curve.flatness_p95": 1.2,
 }
 
 

@@ -119,6 +119,8 @@ def search_args(user_id: UUID, query: SearchQuery, mode: TextMode | None) -> lis
 @dataclass(frozen=True, slots=True)
 class SearchResult:
     assets: list[Asset]
+    #: Each asset's answer as JSON text, built by PostgreSQL (:mod:`reference.asset_json`).
+    items: list[str]
     next_cursor: str | None
     total: int
     total_is_exact: bool
@@ -174,8 +176,10 @@ async def search_assets(
         rows, total = await asyncio.gather(_fetch_page(pool, page, args), _count(pool, args, cap))
     else:
         rows, total = await _text_page(pool, page, args, cap)
-    assets = [Asset.from_record(r) for r in rows[: page.limit]]
     more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    assets = [Asset.from_record(r) for r in rows]
     next_cursor = encode_cursor(query, assets[-1]) if more else None
     exact = cap is None or total <= cap
-    return SearchResult(assets, next_cursor, total if exact else count_cap, exact, mode)
+    items = [r["item"] for r in rows]
+    return SearchResult(assets, items, next_cursor, total if exact else count_cap, exact, mode)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from reference.asset_json import ASSET_JSON
 from reference.assets import ASSET_COLUMNS
 from reference.search.query import SortKey, SortOrder
 
@@ -51,7 +52,7 @@ def _page_sql(key: SortKey, order: SortOrder) -> str:
     expr, cast = SORT_EXPRESSIONS[key]
     direction, compare = ("asc", ">") if order is SortOrder.ASC else ("desc", "<")
     return (
-        f"select {ASSET_COLUMNS} from assets a{SEARCH_WHERE}"  # noqa: S608
+        f"select {ASSET_COLUMNS}, {ASSET_JSON} as item from assets a{SEARCH_WHERE}"  # noqa: S608
         f"  and ($11::{cast} is null or ({expr}, a.id) {compare} ($11::{cast}, $12::uuid))\n"
         f"order by {expr} {direction}, a.id {direction}\n"
         "limit $13"
@@ -88,10 +89,11 @@ def _text_page_sql(key: SortKey, order: SortOrder) -> str:
         f"  where (select total from counted) < $14 and {few_after}\n"
         f"  order by m.sort_key {direction}, m.id {direction} limit $13\n"
         ")\n"
-        f"select {ASSET_COLUMNS}, f.sort_key, (select total from counted) as total\n"
+        f"select {ASSET_COLUMNS}, {ASSET_JSON} as item, f.sort_key,\n"
+        "  (select total from counted) as total\n"
         "from few f join assets a on a.id = f.id and a.type = f.type\n"
         "union all\n"
-        f"(select {ASSET_COLUMNS}, {expr}, (select total from counted)\n"
+        f"(select {ASSET_COLUMNS}, {ASSET_JSON}, {expr}, (select total from counted)\n"
         f"from assets a{SEARCH_WHERE}"
         f"  and (select total from counted) >= $14 and {after.format(key=expr, id='a.id')}\n"
         f"order by {expr} {direction}, a.id {direction} limit $13)\n"

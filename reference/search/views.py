@@ -7,6 +7,7 @@ from typing import Final
 
 from aiohttp import web
 
+from reference.asset_json import extended
 from reference.search.query import (
     MAX_QUERY_CHARS,
     STATE_SCHEMA,
@@ -104,11 +105,10 @@ async def search(request: web.Request) -> web.Response:
         request.app[POOL], caps, current_user(request), page, settings.search_count_cap
     )
     thumbnails = await request.app[URLS].thumbnail_urls(result.assets)
-    items = []
-    for asset, thumbnail_url in zip(result.assets, thumbnails, strict=True):
-        item = asset.to_json()
-        item["thumbnail_url"] = thumbnail_url
-        items.append(item)
+    items = [
+        extended(item, thumbnail_url=url)
+        for item, url in zip(result.items, thumbnails, strict=True)
+    ]
     return json_response(
         {
             "assets": items,

@@ -17,6 +17,7 @@ from uuid import UUID
 import asyncpg
 from aiohttp import web
 
+from reference.asset_json import extended
 from reference.assets import Asset
 from reference.settings import Settings
 from reference.urls.service import URLS, SigningFailed
@@ -112,23 +113,6 @@ async def fetch_page(pool: asyncpg.Pool, user_id: UUID, q: WorkspaceQuery) -> li
     return rows
 
 
-def asset_json(record: asyncpg.Record, asset: Asset) -> dict[str, Any]:
-    body = asset.to_json()
-    body["project_title"] = record["project_title"]
-    has_job = record["job_type"] is not None
-    body["job"] = (
-        {
-            "quality": record["job_quality"],
-            "job_type": record["job_type"],
-            "model_type": record["job_model_type"],
-            "metadata": record["job_metadata"],
-        }
-        if has_job
-        else None
-    )
-    return body
-
-
 @routes.operation(
     "GET",
     "/v1/workspace",
@@ -159,14 +143,16 @@ async def workspace_page(request: web.Request) -> web.Response:
     assets = [Asset.from_record(r) for r in records]
     urls = request.app[URLS]
     thumbnails = await urls.thumbnail_urls(assets)
-    high_res = await urls.high_res_urls(assets) if q.high_res else None
-    items = []
-    for index, (record, asset) in enumerate(zip(records, assets, strict=True)):
-        body = asset_json(record, asset)
-        body["thumbnail_url"] = thumbnails[index]
-        if high_res is not None:
-            body["high_res_url"] = high_res[index]
-        items.append(body)
+    if q.high_res:
+        high_res = await urls.high_res_urls(assets)
+        items = [
+            extended(r["item"], thumbnail_url=t, high_res_url=h)
+            for r, t, h in zip(records, thumbnails, high_res, strict=True)
+        ]
+    else:
+        items = [
+            extended(r["item"], thumbnail_url=t) for r, t in zip(records, thumbnails, strict=True)
+        ]
     next_cursor = Cursor(assets[-1].created_at, assets[-1].id).encode() if more else None
     return json_response({"mode": q.mode.value, "assets": items, "next_cursor": next_cursor})
 
@@ -185,13 +171,14 @@ async def get_asset(request: web.Request) -> web.Response:
         raise NotFound("asset not found", field="asset_id")
     asset = Asset.from_record(record)
     urls = request.app[URLS]
-    body = asset_json(record, asset)
-    (body["thumbnail_url"],) = await urls.thumbnail_urls([asset])
+    (thumbnail_url,) = await urls.thumbnail_urls([asset])
     try:
-        body["high_res_url"] = await urls.high_res_url(asset)
+        high_res_url: str | None = await urls.high_res_url(asset)
     except SigningFailed:
-        body["high_res_url"] = None
-    return json_response(body)
+        high_res_url = None
+    return json_response(
+        extended(record["item"], thumbnail_url=thumbnail_url, high_res_url=high_res_url)
+    )
 
 
 FEATURE = Feature("workspace", routes)

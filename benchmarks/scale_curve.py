@@ -1,0 +1,287 @@
+"""The scale curve: latency of each route for the heavy user at 10k, 100k (and 1M) assets.
+
+``python -m benchmarks.scale_curve`` (``make bench-scale``) brings up each scale of ``SCALES``
+(default ``plan,100k``; add ``1m``), serves it from one ``python -m reference`` process and sends
+each route one request at a time from one client: p50 and p95 with their 95% intervals, written
+to ``reports/out/figures/curve.json`` (a component file, ``{"figures", "meta"}``) as
+``curve.<route>.<scale>.p50_ms`` / ``.p95_ms``, and ``curve.flatness_p95``: the largest ratio,
+over the paged routes, of p95 at the largest scale to p95 at the smallest.
+
+A scale is built once into a template database named by scale, generator version and schema
+version (``wsb_curve_100k_g1_m9``) when ``DATABASE_URL`` names a persistent server, and copied
+(a file copy) for each run; a throwaway cluster from the provider chain builds it every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+from uuid import UUID
+
+import aiohttp
+from tqdm import tqdm
+
+from fixtures.database import (
+    DatabaseInfo,
+    ProviderName,
+    create_database,
+    drop_database,
+    provide_database,
+    run_async,
+    with_database,
+)
+from fixtures.generate import GENERATOR_VERSION, heavy_user_id
+from fixtures.prepare import prepare_dataset
+from fixtures.processes import ServiceProcess, say
+from fixtures.spec import spec_for
+from reference.db.migrate import discover
+from reference.db.pool import connect
+from reference.search.query import SortKey
+from reference.workspace.views import Cursor
+from reports import uncertainty
+from reports.uncertainty import Estimate
+from tests.conftest import SETTINGS, auth_headers
+
+DEFAULT_SCALES: Final = "plan,100k"
+FIGURES: Final = Path("reports/out/figures/curve.json")
+REQUEST_TIMEOUT_S: Final = 60.0
+#: Routes whose answer is one page of a keyset walk: their p95 must not grow with the history.
+PAGED: Final = frozenset(
+    {"workspace_first", "workspace_deep", "search_text", "filters_only"}
+    | {f"search_text_{f}" for f in ("image", "video", "high", "sdxl", "completed")}
+    | {f"search_text_sort_{k.value}" for k in SortKey}
+)
+TEXT: Final = "q=knight&limit=50"
+ROUTES: Final[dict[str, str]] = {
+    "workspace_first": "/v1/workspace?limit=50",
+    "search_text": f"/v1/search?{TEXT}",
+    "search_text_image": f"/v1/search?{TEXT}&type=image",
+    "search_text_video": f"/v1/search?{TEXT}&type=video",
+    "search_text_high": f"/v1/search?{TEXT}&quality=high",
+    "search_text_sdxl": f"/v1/search?{TEXT}&model=SDXL",
+    "search_text_completed": f"/v1/search?{TEXT}&status=completed",
+    **{f"search_text_sort_{k.value}": f"/v1/search?{TEXT}&sort={k.value}" for k in SortKey},
+    "filters_only": "/v1/search?type=video&quality=high&sort=model&limit=50",
+    "duplicates_warm": "/v1/organize/duplicates?limit=50",
+    "groups": "/v1/organize/groups?limit=50",
+    "tags": "/v1/organize/tags",
+}
+MIDDLE_OF_HISTORY: Final = """
+select created_at, id from assets where user_id = $1
+order by created_at desc, id desc offset (select count(*) / 2 from assets where user_id = $1)
+limit 1
+"""
+READY_MARK: Final = "wsb curve template: complete"
+DATABASE_EXISTS: Final = "select exists (select 1 from pg_database where datname = $1)"
+DATABASE_COMMENT: Final = (
+    "select shobj_description(oid, 'pg_database') from pg_database where datname = $1"
+)
+
+
+@dataclass(frozen=True)
+class RouteLatency:
+    route: str
+    scale: str
+    p50: Estimate | None
+    p95: Estimate | None
+    #: Answers other than 200, by status.
+    failures: dict[int, int] = field(default_factory=dict)
+
+
+def template_name(scale: str) -> str:
+    schema = max(m.version for m in discover())
+    return f"wsb_curve_{scale}_g{GENERATOR_VERSION}_m{schema}"
+
+
+async def _template_ready(admin_dsn: str, name: str) -> bool:
+    async with connect(admin_dsn) as conn:
+        return bool(await conn.fetchval(DATABASE_COMMENT, name) == READY_MARK)
+
+
+async def _build(admin_dsn: str, name: str, scale: str) -> None:
+    """Build ``name`` from scratch; marked complete only at the end, so a build cut short is
+    rebuilt, never reused."""
+    async with connect(admin_dsn) as conn:
+        await conn.execute(f'drop database if exists "{name}" with (force)')
+        await conn.execute(f"create database \"{name}\" template template0 encoding 'UTF8'")
+    dsn = with_database(admin_dsn, name)
+    started = time.perf_counter()
+    await prepare_dataset(dsn, spec_for(scale))
+    async with connect(admin_dsn) as conn:
+        await conn.execute(f"comment on database \"{name}\" is '{READY_MARK}'")
+    say(f"{name}: built in {time.perf_counter() - started:.0f} s")
+
+
+@contextmanager
+def scale_database(info: DatabaseInfo, scale: str) -> Iterator[str]:
+    """A database holding ``scale``: a copy of its kept template, or built for this run."""
+    name = template_name(scale)
+    keep = info.provider is ProviderName.ENV
+    if not keep or not run_async(_template_ready(info.dsn, name)):
+        run_async(_build(info.dsn, name, scale))
+    else:
+        say(f"{name}: reusing the template")
+    template = with_database(info.dsn, name)
+    dsn = run_async(create_database(info.dsn, prefix="wsb_curve_run", template_dsn=template))
+    try:
+        yield dsn
+    finally:
+        run_async(drop_database(info.dsn, dsn))
+        if not keep:
+            run_async(drop_database(info.dsn, template))
+
+
+async def _deep_cursor(dsn: str, user: UUID) -> str:
+    async with connect(dsn) as conn:
+        row = await conn.fetchrow(MIDDLE_OF_HISTORY, user)
+    if row is None:
+        raise RuntimeError("the heavy user has no assets")
+    return Cursor(row["created_at"], row["id"]).encode()
+
+
+async def _sample(
+    session: aiohttp.ClientSession, url: str, requests: int, warmup: int
+) -> tuple[list[float], dict[int, int]]:
+    """Timings of the 200 answers, and how many answers had each other status (a route that
+    fails at one scale is reported as failing there, and the others are still measured)."""
+    timings: list[float] = []
+    failures: dict[int, int] = {}
+    for index in range(warmup + requests):
+        started = time.perf_counter()
+        async with session.get(url) as response:
+            await response.read()
+        if response.status != 200:
+            failures[response.status] = failures.get(response.status, 0) + 1
+        elif index >= warmup:
+            timings.append((time.perf_counter() - started) * 1000)
+    return timings, failures
+
+
+async def measure_routes(
+    base_url: str, routes: dict[str, str], headers: dict[str, str], requests: int, warmup: int
+) -> dict[str, tuple[list[float], dict[int, int]]]:
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    samples: dict[str, tuple[list[float], dict[int, int]]] = {}
+    async with aiohttp.ClientSession(base_url, headers=headers, timeout=timeout) as session:
+        for route, path in tqdm(routes.items(), desc="routes", unit=" route"):
+            samples[route] = await _sample(session, path, requests, warmup)
+    return samples
+
+
+def measure_scale(info: DatabaseInfo, scale: str, requests: int, warmup: int) -> list[RouteLatency]:
+    user = heavy_user_id(spec_for(scale))
+    with scale_database(info, scale) as dsn, tempfile.TemporaryDirectory() as storage:
+        routes = {
+            **ROUTES,
+            "workspace_deep": f"/v1/workspace?limit=50&cursor={run_async(_deep_cursor(dsn, user))}",
+        }
+        env = {**os.environ, "JWT_SECRET": SETTINGS.jwt_secret}
+        log = Path(tempfile.gettempdir()) / f"scale-curve-{scale}.log"
+        with ServiceProcess(dsn, "unified", Path(storage), log, env=env) as running:
+            samples = asyncio.run(
+                measure_routes(running.url, routes, auth_headers(user), requests, warmup)
+            )
+    results = []
+    for route, (timings, failures) in samples.items():
+        p50, p95 = uncertainty.quantile_ci(timings, 0.5), uncertainty.quantile_ci(timings, 0.95)
+        results.append(RouteLatency(route, scale, p50, p95, failures))
+    return results
+
+
+def flatness(results: Sequence[RouteLatency], scales: Sequence[str]) -> Estimate | None:
+    """The worst paged route's p95(largest) / p95(smallest), with the interval of the worst
+    route's ratio taken from the ends of its two intervals (conservative)."""
+    if len(scales) < 2 or any(r.failures and r.route in PAGED for r in results):
+        return None  # a paged route that failed somewhere: the curve is not flat, nor measured
+    by_key = {(r.route, r.scale): r.p95 for r in results if not r.failures}
+    worst: Estimate | None = None
+    for route in sorted(PAGED):
+        small, large = by_key.get((route, scales[0])), by_key.get((route, scales[-1]))
+        if small is None or large is None:
+            continue
+        ratio = Estimate(
+            large.value / small.value, large.low / small.high, large.high / small.low, large.n
+        )
+        if worst is None or ratio.value > worst.value:
+            worst = ratio
+    return worst
+
+
+def figures_of(results: Sequence[RouteLatency], scales: Sequence[str]) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    for r in results:
+        key = f"curve.{r.route}.{r.scale}"
+        if r.failures:
+            figures[f"{key}.failed"] = float(sum(r.failures.values()))
+            continue
+        uncertainty.put(figures, f"{key}.p50_ms", r.p50)
+        uncertainty.put(figures, f"{key}.p95_ms", r.p95)
+    uncertainty.put(figures, "curve.flatness_p95", flatness(results, scales))
+    return figures
+
+
+def _cell(r: RouteLatency | None) -> str:
+    if r is None:
+        return ""
+    if r.failures or r.p50 is None or r.p95 is None:
+        return "failed: " + ", ".join(f"HTTP {s} x{n}" for s, n in sorted(r.failures.items()))
+    return f"{r.p50.value:.2f} / {r.p95.value:.2f} [{r.p95.low:.2f}, {r.p95.high:.2f}]"
+
+
+def table(results: Sequence[RouteLatency], scales: Sequence[str]) -> str:
+    cells = {(r.route, r.scale): r for r in results}
+    lines = ["| route | " + " | ".join(f"{s} p50 / p95 ms [95% of p95]" for s in scales) + " |"]
+    lines.append("|---" * (len(scales) + 1) + "|")
+    for route in [*ROUTES, "workspace_deep"]:
+        row = []
+        for scale in scales:
+            row.append(_cell(cells.get((route, scale))))
+        lines.append(f"| {route} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scales", default=os.environ.get("SCALES", DEFAULT_SCALES))
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per route")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed requests per route")
+    parser.add_argument("--json", type=Path, default=FIGURES)
+    args = parser.parse_args(argv)
+    scales = [s.strip() for s in args.scales.split(",") if s.strip()]
+    results: list[RouteLatency] = []
+    with provide_database() as info:
+        for scale in scales:
+            say(f"scale {scale}: {spec_for(scale).heavy_assets:,} assets for the heavy user")
+            results += measure_scale(info, scale, args.requests, args.warmup)
+    figures = figures_of(results, scales)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "scales": {s: spec_for(s).heavy_assets for s in scales},
+        "requests": args.requests,
+        "warmup": args.warmup,
+        "routes": {**ROUTES, "workspace_deep": "/v1/workspace?limit=50&cursor=<middle>"},
+        "paged": sorted(PAGED),
+    }
+    # The shape of every component file (reports.bench.read_component).
+    document = {"figures": figures, "meta": meta}
+    args.json.write_text(json.dumps(document, indent=2, sort_keys=True))
+    print(table(results, scales))
+    flat = uncertainty.get(figures, "curve.flatness_p95")
+    if flat is not None:
+        print(f"curve.flatness_p95 = {flat.value:.2f} [{flat.low:.2f}, {flat.high:.2f}]")
+    print(f"figures: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The scale curve's figures: keys as the report reads them, flatness over paged routes only."""
+
+from __future__ import annotations
+
+from benchmarks.scale_curve import PAGED, ROUTES, RouteLatency, figures_of, flatness
+from reports import uncertainty
+from reports.uncertainty import Estimate
+
+
+def latency(route: str, scale: str, p95: float) -> RouteLatency:
+    return RouteLatency(
+        route, scale, Estimate(p95 / 2, p95 / 3, p95, 9), Estimate(p95, p95 * 0.9, p95 * 1.2, 9)
+    )
+
+
+def test_flatness_is_the_worst_paged_ratio_and_ignores_other_routes() -> None:
+    results = [
+        latency("workspace_first", "plan", 4.0),
+        latency("workspace_first", "100k", 5.0),
+        latency("search_text_high", "plan", 5.0),
+        latency("search_text_high", "100k", 10.0),
+        latency("duplicates_warm", "plan", 10.0),
+        latency("duplicates_warm", "100k", 100.0),
+    ]
+    assert "duplicates_warm" not in PAGED
+    assert "search_text_high" in PAGED
+    worst = flatness(results, ["plan", "100k"])
+    assert worst is not None
+    assert worst.value == 2.0
+    assert worst.low == 10.0 * 0.9 / (5.0 * 1.2)
+    assert worst.high == 10.0 * 1.2 / (5.0 * 0.9)
+    assert flatness(results, ["plan"]) is None
+
+
+def test_figures_carry_intervals_per_route_and_scale() -> None:
+    results = [latency(r, s, 3.0) for r in ROUTES for s in ("plan", "100k")]
+    figures = figures_of(results, ["plan", "100k"])
+    p95 = uncertainty.get(figures, "curve.search_text_sort_prompt.100k.p95_ms")
+    assert p95 == Estimate(3.0, 2.7, 3.5999999999999996, 9)
+    assert figures["curve.flatness_p95"] == 1.0
+    assert {"curve.flatness_p95:low", "curve.flatness_p95:high", "curve.flatness_p95:n"} <= set(
+        figures
+    )
+
+
+def test_a_failing_route_is_reported_and_a_failing_paged_route_voids_flatness() -> None:
+    ok = [latency("workspace_first", s, 3.0) for s in ("plan", "1m")]
+    failed = RouteLatency("duplicates_warm", "1m", None, None, {503: 4})
+    figures = figures_of([*ok, failed], ["plan", "1m"])
+    assert figures["curve.duplicates_warm.1m.failed"] == 4.0
+    assert "curve.duplicates_warm.1m.p95_ms" not in figures
+    assert figures["curve.flatness_p95"] == 1.0
+    paged_failure = RouteLatency("workspace_first", "1m", None, None, {503: 1})
+    assert flatness([ok[0], paged_failure], ["plan", "1m"]) is None
