@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.processes import (
+    PROGRESS,
     Child,
     ChildExited,
     NotReady,
@@ -220,3 +221,18 @@ def test_service_process_is_healthy_then_stopped(seeded_dsn: str, tmp_path: Path
     assert svc.child is None
     assert not alive(pid)
     assert log.read_text().startswith(f"$ {sys.executable} -m reference")
+
+
+def test_only_progress_lines_are_echoed_the_rest_is_logged(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    script = "print('full table row'); print('....' + 'progress: 3/9 done'); print('another row')"
+    log = tmp_path / "child.log"
+    code, _ = run_child(
+        [sys.executable, "-c", script], log_path=log, timeout_s=60, echo="  ", echo_only=PROGRESS
+    )
+    assert code == 0
+    err = capfd.readouterr().err
+    assert "  progress: 3/9 done" in err
+    assert "row" not in err
+    assert "full table row" in log.read_text()
