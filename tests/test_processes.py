@@ -28,6 +28,7 @@ from fixtures.processes import (
     wait_healthy,
     wait_until,
 )
+from tests.conftest import SETTINGS
 
 HEALTH_SERVER = textwrap.dedent(
     """
@@ -214,7 +215,9 @@ def test_a_child_dies_with_its_owner(tmp_path: Path) -> None:
 
 def test_service_process_is_healthy_then_stopped(seeded_dsn: str, tmp_path: Path) -> None:
     log = tmp_path / "service.log"
-    with ServiceProcess(seeded_dsn, "unified", tmp_path / "storage", log, env=os.environ) as svc:
+    # The session's secrets, whatever the shell exported (a short JWT_SECRET would stop it).
+    env = {**os.environ, **SETTINGS.secrets()}
+    with ServiceProcess(seeded_dsn, "unified", tmp_path / "storage", log, env=env) as svc:
         assert svc.child is not None
         pid = svc.child.pid
         assert answers_200(f"{svc.url}/healthz")
