@@ -216,7 +216,8 @@ def gate_baseline(
     rounds. ``pin`` chooses one instead: a line number of the history file, or a commit (prefix);
     a pinned line need not have passed its check, but must have rounds and the same scale."""
     if pin:
-        if pin.isdigit():
+        # A short number is a line; 7+ characters are a commit prefix, digits or not.
+        if pin.isdigit() and len(pin) < 7:
             chosen = [r for r in records if r.line == int(pin)]
         else:
             chosen = [
