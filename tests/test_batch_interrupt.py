@@ -21,6 +21,7 @@ import pytest
 from reference.batch.operations import Kind, PurgePolicy, Selection, create_operation, run_operation
 from reference.db.pool import create_pool
 from tests._batch_support import add_assets, connect, locate, new_user, ordered_ids, wait_for
+from tests.conftest import SETTINGS
 
 CHUNK = 10
 TYPES = ["image", "video"] * 15  # 30 assets: chunks of 10, each with images and videos
@@ -100,7 +101,8 @@ def _worker(dsn: str, *args: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "reference.batch", "--dsn", dsn,
          "--chunk-size", str(CHUNK), *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        # The session's secrets, whatever the shell exported (a short one stops the worker).
+        env={**os.environ, **SETTINGS.secrets(), "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
 
 
