@@ -230,33 +230,30 @@ class Bench:
     def _start_unified(self) -> str:
         return f"listening on {self._start_service('unified').url}"
 
-    def _benchmarks(self) -> str:
-        raw = self.out_dir / "raw" / "benchmarks.json"
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        raw.unlink(missing_ok=True)
+    def _pytest(
+        self, targets: Sequence[str], out: Path, log_name: str, timeout_s: float, **env: str
+    ) -> None:
+        """``pytest TARGETS --benchmark-json=OUT`` on this run's database, progress echoed."""
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.unlink(missing_ok=True)
         command = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "benchmarks",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            f"--benchmark-json={raw}",
-        ]
-        env = {**self.env, "DATABASE_URL": self.dsn, "SCALE": self.scale}
+            sys.executable, "-m", "pytest", *targets, "-q", "-p", "no:cacheprovider",
+            f"--benchmark-json={out}",
+        ]  # fmt: skip
         code, tail = run_child(
             command,
-            env=env,
+            env={**self.env, "DATABASE_URL": self.dsn, "SCALE": self.scale, **env},
             cwd=ROOT,
-            log_path=self.logs_dir / "benchmarks.log",
-            timeout_s=self.bench_timeout_s,
+            log_path=self.logs_dir / log_name,
+            timeout_s=timeout_s,
             echo_only=PROGRESS,
         )
-        if code != 0:
+        if code != 0 or not out.exists():
             raise StepError(f"pytest exited with code {code}: {_last_line(tail)}")
-        if not raw.exists():
-            raise StepError("pytest wrote no --benchmark-json file")
+
+    def _benchmarks(self) -> str:
+        raw = self.out_dir / "raw" / "benchmarks.json"
+        self._pytest(["benchmarks"], raw, "benchmarks.log", self.bench_timeout_s)
         return f"full tables in {_rel(self.logs_dir / 'benchmarks.log')}"
 
     def _remeasure(self) -> str:
@@ -274,26 +271,13 @@ class Bench:
         if not files:
             return "no inconclusive benchmark target"
         again = self.out_dir / "raw" / "remeasure.json"
-        command = [
-            sys.executable, "-m", "pytest", *files, "-q", "-p", "no:cacheprovider",
-            f"--benchmark-json={again}",
-        ]  # fmt: skip
-        env = {
-            **self.env,
-            "DATABASE_URL": self.dsn,
-            "SCALE": self.scale,
-            "BENCH_ROUND_BUDGET_S": str(REMEASURE_ROUND_BUDGET_S),
-        }
-        code, tail = run_child(
-            command,
-            env=env,
-            cwd=ROOT,
-            log_path=self.logs_dir / "remeasure.log",
-            timeout_s=self.remeasure_budget_s,
-            echo_only=PROGRESS,
+        self._pytest(
+            files,
+            again,
+            "remeasure.log",
+            self.remeasure_budget_s,
+            BENCH_ROUND_BUDGET_S=str(REMEASURE_ROUND_BUDGET_S),
         )
-        if code != 0 or not again.exists():
-            raise StepError(f"re-measuring exited with code {code}: {_last_line(tail)}")
         merged = replace_benchmarks(bench_json, json.loads(again.read_text(encoding="utf-8")))
         raw.write_text(json.dumps(merged), encoding="utf-8")
         self._bench_figures()

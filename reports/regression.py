@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import mannwhitneyu
 
+from reports.figures import rounds
 from reports.targets import GateSettings
 
 
@@ -79,11 +80,6 @@ def compare_samples(
     return change, p, Change.IMPROVED if faster else Change.OK
 
 
-def _rounds(bench: Mapping[str, Any]) -> list[float]:
-    data = (bench.get("stats") or {}).get("data")
-    return [float(x) for x in data] if isinstance(data, list) else []
-
-
 def _median(bench: Mapping[str, Any]) -> float | None:
     median = (bench.get("stats") or {}).get("median")
     return float(median) if isinstance(median, int | float) else None
@@ -91,7 +87,7 @@ def _median(bench: Mapping[str, Any]) -> float | None:
 
 def low_quantile(bench: Mapping[str, Any], quantile: float) -> float:
     """The ``quantile`` of a benchmark's rounds; infinity without rounds, so any run beats it."""
-    data = _rounds(bench)
+    data = rounds(bench)
     return float(np.quantile(data, quantile)) if data else float("inf")
 
 
@@ -115,7 +111,7 @@ def compare_runs(
         elif base is None:
             verdict = Change.NEW
         else:
-            base_rounds, now_rounds = _rounds(base), _rounds(current)
+            base_rounds, now_rounds = rounds(base), rounds(current)
             if base_rounds and now_rounds:
                 change, p_value, verdict = compare_samples(
                     base_rounds, now_rounds, tolerance, gate.alpha, gate.min_rounds, gate.quantile
