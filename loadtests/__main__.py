@@ -59,10 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def locust_command(args: argparse.Namespace, host: str, prefix: str, out: Path) -> list[str]:
+def locust_command(args: argparse.Namespace, host: str) -> list[str]:
     locustfile = f"{REPO / 'loadtests'},{SHAPES}" if args.ramp else str(REPO / "loadtests")
     command = [sys.executable, "-m", "locust", "--config", str(CONFIG), "-f", locustfile]
-    command += ["--host", host, "--csv", str(out / prefix)]
+    # No --csv: Locust closes its CSV files while the writer greenlet may still run (an
+    # "I/O operation on closed file" traceback at every stop); our figures come from the exact
+    # histograms, and `-- --csv PREFIX` still asks Locust for its files.
+    command += ["--host", host]
     if args.ui:
         command += ["--web-host", "127.0.0.1", "--web-port", "8089"]
     else:
@@ -80,7 +83,7 @@ def run_locust(args: argparse.Namespace, host: str, mode: str, tokens: Path | No
     if tokens is not None:
         env["LOAD_TOKENS"] = str(tokens)
     settings = LoadSettings.from_env(env)
-    command = locust_command(args, host, settings.figure_prefix, settings.out_dir)
+    command = locust_command(args, host)
     say(" ".join(command))
     log_path = settings.out_dir / "logs" / f"locust-{mode}.log"
     locust = start_child(command, log_path=log_path, env=env, cwd=REPO, echo="")

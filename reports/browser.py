@@ -36,13 +36,18 @@ def section(component: Mapping[str, Any]) -> dict[str, Any]:
         return {"measured": False, "reason": meta.get("reason", "the browser step did not run")}
     spread = meta.get("spread", {})
     figures = component.get("figures", {})
-    rows = []
+    rows, left_out = [], []
     for key, label, unit in REPORT_ROWS:
         sides = {v: spread.get(v, {}).get(key) for v in VARIANTS}
+        if not any(sides.values()):
+            left_out.append(label)
+            continue
         saving = figures.get(f"browser.saving.{key.removesuffix('_ms')}")
         rows.append({"figure": key, "label": label, "unit": unit, **sides, "saving": saving})
     return {
         "measured": True,
+        "profile": (meta.get("settings") or {}).get("profile", "full"),
+        "not_measured": left_out,
         "scale": meta.get("scale"),
         "seconds": meta.get("seconds"),
         "rows": rows,

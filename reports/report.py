@@ -880,9 +880,14 @@ def _browser(run: RunData, run_dir: Path | None) -> BrowserView | None:
     chart = _frame_chart(data.get("frame_histograms"))
     rounds = len(meta.get("rounds", {}).get("after", []))
     notes = [
-        f"{rounds} rounds per page at scale {data.get('scale')}, in "
-        f"{data.get('seconds', 0):.0f} s; each round a new browser and a fresh service."
+        f"{rounds} rounds per page at scale {data.get('scale')}, {data.get('profile')} profile, "
+        f"in {data.get('seconds', 0):.0f} s; each round a new browser and a fresh service."
     ]
+    if data.get("not_measured"):
+        notes.append(
+            f"Not measured by the {data.get('profile')} profile (BROWSER_PROFILE=full measures "
+            f"them): {'; '.join(data['not_measured'])}."
+        )
     if data.get("mobile_ratio"):
         notes.append(
             "Phone against desktop, first screen (the plan's page): "

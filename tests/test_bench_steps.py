@@ -102,3 +102,47 @@ def test_an_interrupted_run_keeps_the_last_complete_report_and_is_recorded_as_su
     assert [r.verdict for r in records] == ["fail", INTERRUPTED]
     assert comparable(records, records[0].fingerprint, "tiny") == records[:1]
     assert "interrupted: recorded as such" in capsys.readouterr().out
+
+
+def test_the_quick_run_gives_benchmarks_a_smaller_budget_unless_one_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[dict[str, str]] = []
+
+    def capture(self: bench.Bench, targets: list[str], out: Path, *args: object, **env: str):
+        seen.append(env)
+
+    monkeypatch.setattr(bench.Bench, "_pytest", capture)
+    for scale, env in (("tiny", {}), ("plan", {}), ("tiny", {"BENCH_ROUND_BUDGET_S": "2"})):
+        run = bench.Bench(scale=scale, targets=load_targets(), out_dir=tmp_path, env=env)
+        run._benchmarks()
+    assert seen == [{"BENCH_ROUND_BUDGET_S": str(bench.QUICK_ROUND_BUDGET_S)}, {}, {}]
+
+
+def test_the_quick_browser_profile_is_the_default_at_tiny_scale_only() -> None:
+    from benchmarks.browser.step import PROFILES, BrowserSettings
+
+    quick = BrowserSettings.from_env({}, "tiny")
+    assert quick == PROFILES["quick"]
+    assert (quick.mobile, quick.filmstrip, quick.scroll_targets, quick.searches) == (
+        False, False, (), 1,
+    )  # fmt: skip
+    assert quick.rounds >= 3  # every figure gets an interval, even in the quick run
+    assert BrowserSettings.from_env({}, "plan") == PROFILES["full"]
+    assert BrowserSettings.from_env({"BROWSER_PROFILE": "full"}, "tiny") == PROFILES["full"]
+    assert BrowserSettings.from_env({"BROWSER_ROUNDS": "5"}, "tiny").rounds == 5
+    with pytest.raises(ValueError, match="BROWSER_PROFILE='phone'"):
+        BrowserSettings.from_env({"BROWSER_PROFILE": "phone"}, "tiny")
+    with pytest.raises(ValueError, match="BROWSER_ROUNDS='0'"):
+        BrowserSettings.from_env({"BROWSER_ROUNDS": "0"}, "plan")
+
+
+def test_without_phone_rounds_the_phone_target_is_not_applicable_and_says_why() -> None:
+    from reports.targets import Verdict, evaluate_one
+
+    target = next(t for t in load_targets().targets if t.id == "browser_mobile")
+    quick = evaluate_one(target, {"browser.phone_rounds": 0}, "tiny")
+    assert quick.verdict is Verdict.NOT_APPLICABLE
+    assert "BROWSER_PROFILE=full" in quick.reason
+    measured = {"browser.phone_rounds": 3, "browser.after.mobile_ratio": 0.5}
+    assert evaluate_one(target, measured, "tiny").verdict is Verdict.FAIL

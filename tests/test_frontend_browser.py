@@ -7,6 +7,7 @@ loopback, over a private copy of the seeded database and its stored files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import urllib.request
@@ -313,3 +314,27 @@ def test_browser_step_measures_both_pages(frontend_db, storage, tmp_path):
     html = render_html(run, tmp_path)
     assert "<table id='browser'>" in html
     assert html.count("data:image/png;base64,") == len(strips["before"]) + len(strips["after"])
+
+
+def test_the_quick_profile_measures_the_desktop_first_screen_and_says_what_it_leaves_out(
+    frontend_db, storage, tmp_path
+):
+    from benchmarks.browser.step import PROFILES, run_browser_step
+    from reports.browser import section as report_section
+
+    settings = dataclasses.replace(PROFILES["quick"], rounds=1, keystroke_s=0.02)
+    env = {**os.environ, **SETTINGS.secrets()}
+    result = run_browser_step(frontend_db[0], storage, "tiny", tmp_path, settings=settings, env=env)
+    figures, meta = result["figures"], result["meta"]
+    assert figures["browser.phone_rounds"] == 0
+    for side in ("before", "after"):
+        assert figures[f"browser.{side}.first_thumbnails_ms"] > 0
+        assert f"browser.{side}.mobile_first_thumbnails_ms" not in figures
+        assert not any(k.startswith(f"browser.{side}.scroll_") for k in figures)
+        assert [len(r["searches"]) for r in meta["rounds"][side]] == [1]
+    assert figures["browser.after.shortcuts_ok"] == 1.0
+    assert "filmstrips" not in meta
+    section = report_section(result)
+    assert section["profile"] == "quick"
+    assert "First screen, mobile (4x CPU, 4G, phone)" in section["not_measured"]
+    assert {row["figure"] for row in section["rows"]} >= {"first_thumbnails_ms", "search_ms"}

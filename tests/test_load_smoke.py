@@ -99,7 +99,7 @@ def run_locust(
 ) -> subprocess.CompletedProcess[str]:
     command = [
         *LOCUST, "--host", base_url, "--headless",
-        "-u", "5", "-r", "5", "-t", "8s", "--csv", str(out / "load"),
+        "-u", "5", "-r", "5", "-t", "8s",
     ]  # fmt: skip
     return subprocess.run(
         command,
@@ -142,7 +142,6 @@ def test_threshold_breach_fails_the_run_and_lenient_targets_pass(
     delta = after - before
     assert delta.lookups > 0
     assert figures["load.url_cache_hit_rate"] == pytest.approx(delta.hit_rate)
-    assert (tmp_path / "lenient" / "load_stats.csv").exists()
     series = json.loads((tmp_path / "lenient" / "load_series.json").read_text())
     assert {row["group"] for row in series["series"]} >= {"workspace_page", "overall"}
 

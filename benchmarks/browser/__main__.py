@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default=os.environ.get("SCALE", "plan"))
     parser.add_argument("--rounds", type=int, help="default: BROWSER_ROUNDS, else 3")
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "out")
+    parser.add_argument(
+        "--profile", choices=("full", "quick"), help="default: BROWSER_PROFILE, else quick at tiny"
+    )
     parser.add_argument("--no-mobile", action="store_true")
     parser.add_argument("--no-filmstrip", action="store_true")
     parser.add_argument("--dsn", help="a database already loaded with the SCALE dataset")
@@ -37,11 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     from reference.settings import child_secrets
 
     storage_dir = Path(os.environ.get("STORAGE_DIR") or ROOT / ".data" / "storage")
-    settings = dataclasses.replace(
-        BrowserSettings.from_env(os.environ),
-        mobile=not args.no_mobile,
-        filmstrip=not args.no_filmstrip,
-    )
+    env_in = {**os.environ, **({"BROWSER_PROFILE": args.profile} if args.profile else {})}
+    settings = BrowserSettings.from_env(env_in, args.scale)
+    if args.no_mobile:
+        settings = dataclasses.replace(settings, mobile=False)
+    if args.no_filmstrip:
+        settings = dataclasses.replace(settings, filmstrip=False)
     if args.rounds is not None:
         settings = dataclasses.replace(settings, rounds=args.rounds)
     # The services it starts and the token it signs share one set of secrets.

@@ -13,6 +13,7 @@ of after against before (``browser.saving.<metric>``); the meta keeps every roun
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import statistics
@@ -56,13 +57,38 @@ class BrowserSettings:
     scroll_timeout_s: float = 180.0
     mobile: bool = True
     filmstrip: bool = True
+    #: How many of SEARCH_PROMPTS each desktop round types.
+    searches: int = len(SEARCH_PROMPTS)
+    profile: str = "full"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> BrowserSettings:
-        raw = env.get("BROWSER_ROUNDS", "3")
+    def from_env(cls, env: Mapping[str, str], scale: str = "plan") -> BrowserSettings:
+        """``BROWSER_PROFILE`` (``full``; ``quick`` by default at SCALE=tiny) and
+        ``BROWSER_ROUNDS`` (the profile's rounds when unset)."""
+        name = env.get("BROWSER_PROFILE") or ("quick" if scale == QUICK_SCALE else "full")
+        if name not in PROFILES:
+            raise ValueError(f"BROWSER_PROFILE={name!r}: one of {', '.join(PROFILES)}")
+        chosen = PROFILES[name]
+        raw = env.get("BROWSER_ROUNDS")
+        if raw is None or raw == "":
+            return chosen
         if not raw.isdigit() or int(raw) < 1:
             raise ValueError(f"BROWSER_ROUNDS={raw!r}: a whole number of rounds, at least 1")
-        return cls(rounds=int(raw))
+        return dataclasses.replace(chosen, rounds=int(raw))
+
+
+#: The scale whose run is the quick one (``make bench SCALE=tiny``, about two minutes in all).
+QUICK_SCALE: Final = "tiny"
+#: ``full`` measures everything. ``quick`` keeps what a small dataset can say within the quick
+#: run's budget: the desktop first screen, bytes, one typed search and the shortcuts, three
+#: rounds. No scroll (the long-list targets need the plan scale anyway), no filmstrip, and no
+#: phone: its targets read "not applicable" with the reason (they need ``browser.phone_rounds``).
+PROFILES: Final[Mapping[str, BrowserSettings]] = {
+    "full": BrowserSettings(),
+    "quick": BrowserSettings(
+        scroll_targets=(), mobile=False, filmstrip=False, searches=1, profile="quick"
+    ),
+}
 
 
 def target_label(count: int) -> str:
@@ -117,11 +143,12 @@ def desktop_round(driver: Any, url: str, variant: str, s: BrowserSettings) -> di
         found[f"dom_elements_{label}"] = memory["dom_elements"]
     total = page.transferred(driver)
     found["total_kb"] = total.bytes / 1000
-    found["scroll_kb"] = (total.bytes - initial.bytes) / 1000
+    if s.scroll_targets:
+        found["scroll_kb"] = (total.bytes - initial.bytes) / 1000
     found["loaded_assets"] = page.bench_value(driver, "__bench.loaded()")
     searches = [
         page.type_search(driver, q, keystroke_s=s.keystroke_s, timeout_s=s.load_timeout_s)
-        for q in SEARCH_PROMPTS
+        for q in SEARCH_PROMPTS[: s.searches]
     ]
     found["search_ms"] = statistics.median(x.typed_to_rendered_ms for x in searches)
     found["search_max_ms"] = max(x.typed_to_rendered_ms for x in searches)
@@ -282,7 +309,7 @@ def run_browser_step(
     ``out_dir/figures/browser.json`` (filmstrip PNGs in ``out_dir/browser/``). Without Chromium
     (and no way to install it) the figures are empty and the meta says why and how to fix it:
     every browser target then reads "not measured"."""
-    s = settings or BrowserSettings.from_env(env)
+    s = settings or BrowserSettings.from_env(env, scale)
     started = time.perf_counter()
     reason = chrome.ensure_chromium(env, install=install)
     if reason is not None:
@@ -318,6 +345,10 @@ def run_browser_step(
             for found in rounds[variant]:
                 found["console_error_count"] = len(found["console_errors"])
         figures, spread = summarise(rounds)
+        # Rounds with a phone figure on both pages: targets about the phone require one.
+        figures["browser.phone_rounds"] = min(
+            sum("mobile_ratio" in found for found in rounds[v]) for v in VARIANTS
+        )
         meta: dict[str, Any] = {
             "measured": True,
             "scale": scale,

@@ -29,11 +29,15 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from datasketch import LeanMinHash, MinHash, MinHashLSH
+
+if TYPE_CHECKING:
+    # Imported where used: datasketch pulls in scipy (about a second per process), and most
+    # processes that import this module (every service worker, the CLIs) never build an index.
+    from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 NUM_PERM: Final = 128
 BANDS: Final = 21
@@ -79,6 +83,8 @@ def _sha1_32(shingles: Iterable[str]) -> bytes:
 
 @functools.cache
 def _permutations() -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
+    from datasketch import MinHash
+
     a, b = MinHash(num_perm=NUM_PERM, seed=HASH_SEED, scheme=SCHEME).permutations
     return a.astype(np.uint32), b.astype(np.uint32)
 
@@ -125,6 +131,8 @@ def signatures(shingle_sets: Sequence[Iterable[str]]) -> Signatures:
 
 def datasketch_minhashes(shingle_sets: Sequence[Iterable[str]]) -> list[MinHash]:
     """The same signatures the documented way: datasketch's ``MinHash.bulk``, one per set."""
+    from datasketch import MinHash
+
     encoded = [[s.encode() for s in items] for items in shingle_sets]
     return MinHash.bulk(encoded, num_perm=NUM_PERM, seed=HASH_SEED, scheme=SCHEME)  # type: ignore[no-any-return]
 
@@ -136,6 +144,8 @@ def lean_minhashes(sigs: Signatures) -> list[LeanMinHash]:
         raise ValueError(
             f"expected (n, {NUM_PERM}) uint32 signatures, got {sigs.dtype} {sigs.shape}"
         )
+    from datasketch import LeanMinHash
+
     out: list[LeanMinHash] = []
     for row in sigs:
         sketch = LeanMinHash.__new__(LeanMinHash)
@@ -172,6 +182,8 @@ def candidate_probability(similarity: float, bands: int = BANDS, rows: int = ROW
 def new_lsh(storage_config: dict[str, Any] | None = None) -> MinHashLSH:
     """An empty ``MinHashLSH`` with this module's bands, in memory unless ``storage_config`` says
     otherwise. Keys are stored as given (bytes on Redis), never pickled."""
+    from datasketch import MinHashLSH
+
     return MinHashLSH(
         num_perm=NUM_PERM,
         params=(BANDS, ROWS),
