@@ -179,7 +179,9 @@ def _numbers(rounds: list[dict[str, Any]]) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for found in rounds:
         for key, value in found.items():
-            if key != "round" and isinstance(value, int | float) and not isinstance(value, bool):
+            if key in ("round", "wall_s") or isinstance(value, bool):
+                continue
+            if isinstance(value, int | float):
                 out.setdefault(key, []).append(float(value))
     return out
 
@@ -246,6 +248,7 @@ def _rounds(
         for variant in order:
             profiles = [chrome.DESKTOP, chrome.MOBILE] if s.mobile else [chrome.DESKTOP]
             for profile in profiles:
+                started = time.perf_counter()
                 try:
                     with service(dsn, URL_MODE[variant], storage_dir, env) as base:
                         reset_search_state(base, token)
@@ -259,7 +262,9 @@ def _rounds(
                 except (page.PageError, WebDriverException, OSError) as exc:
                     # One failed round is reported; the others still make the medians.
                     found = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
-                yield variant, profile.name, found | {"round": number + 1}
+                # The round's wall time, service and browser start included (the step's cost).
+                wall = {"round": number + 1, "wall_s": time.perf_counter() - started}
+                yield variant, profile.name, found | wall
 
 
 def filmstrips(
