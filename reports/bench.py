@@ -10,6 +10,7 @@ run stopped. Exit 0 only when every plan target holds and every step ran (``STRI
 too); otherwise the failures are named and the exit code is 1 (2: bad settings).
 
 Environment: ``SCALE`` (plan), ``STRICT``, ``TARGETS_FILE``, ``LOAD_RUN_TIME`` (3m per URL mode),
+``LOAD_MODES`` (``unified,legacy``; the quick run at ``SCALE=tiny``: ``unified``),
 ``BENCH_TIMEOUT_S`` (bound of the microbenchmarks, 3600), ``HISTORY_FILE``, ``STORAGE_DIR``,
 plus the provider chain's (``DATABASE_URL``, ``DB_PROVIDER``, ...).
 """
@@ -113,6 +114,8 @@ class StepSpec:
     title: str
     action: Callable[[Bench], str | None]
     needs: tuple[str, ...] = ()
+    #: Why this run leaves the step out by choice (None: it runs); skipped, not failed.
+    left_out: Callable[[Bench], str | None] | None = None
 
 
 @dataclass
@@ -137,6 +140,20 @@ class Bench:
     _load_figures: dict[str, tuple[dict[str, float], dict[str, Any]]] = field(default_factory=dict)
 
     @property
+    def load_modes(self) -> tuple[str, ...]:
+        """``LOAD_MODES``; by default both URL modes, and the unified one alone in the quick
+        run (the legacy baseline is compared, never judged: no target reads it)."""
+        default = "unified" if self.scale == QUICK_SCALE else "unified,legacy"
+        raw = self.env.get("LOAD_MODES") or default
+        return tuple(m.strip() for m in raw.split(",") if m.strip())
+
+    def _mode_left_out(self, mode: str) -> str | None:
+        if mode in self.load_modes:
+            return None
+        quick = " (the quick run's default)" if self.scale == QUICK_SCALE else ""
+        return f"LOAD_MODES={','.join(self.load_modes)}{quick}; LOAD_MODES=unified,legacy runs it"
+
+    @property
     def storage_dir(self) -> Path:
         return Path(self.env.get("STORAGE_DIR") or ROOT / ".data" / "storage")
 
@@ -158,8 +175,15 @@ class Bench:
         number = f"[{len(self.run.steps)}/{len(STEPS)}]"
         done = {s.name: s.status for s in self.run.steps}
         missing = [n for n in spec.needs if done.get(n) is not StepStatus.OK]
-        if self.interrupted or missing:
-            step.detail = "interrupted" if self.interrupted else f"needs {', '.join(missing)}"
+        by_choice = spec.left_out(self) if spec.left_out is not None else None
+        if self.interrupted or missing or by_choice:
+            step.detail = (
+                "interrupted"
+                if self.interrupted
+                else f"needs {', '.join(missing)}"
+                if missing
+                else str(by_choice)
+            )
             say(f"{number} {title}: skipped ({step.detail})")
             return step
         say(f"{number} {title} ...")
@@ -510,12 +534,14 @@ MEASURE_STEPS: Final = (
         "load test, URL_MODE=unified, {load_run_time}",
         lambda bench: bench._load("unified"),
         ("service",),
+        lambda bench: bench._mode_left_out("unified"),
     ),
     StepSpec(
         "load_legacy",
         "load test, URL_MODE=legacy, {load_run_time}",
         lambda bench: bench._load("legacy"),
         ("dataset",),
+        lambda bench: bench._mode_left_out("legacy"),
     ),
     StepSpec("browser", "browser: both pages in headless Chromium", Bench._browser, ("dataset",)),
 )
@@ -628,6 +654,11 @@ def main(env: Mapping[str, str] = os.environ) -> int:
         say(f"bad setting: {exc}")
         return 2
     from fixtures.spec import SCALES
+
+    modes = [m.strip() for m in env.get("LOAD_MODES", "unified").split(",") if m.strip()]
+    if not modes or not set(modes) <= {"unified", "legacy"}:
+        say(f"LOAD_MODES={env.get('LOAD_MODES')!r}: unified, legacy or both, comma-separated")
+        return 2
 
     scale = env.get("SCALE", "plan")
     if scale not in SCALES:

@@ -146,3 +146,24 @@ def test_without_phone_rounds_the_phone_target_is_not_applicable_and_says_why() 
     assert "BROWSER_PROFILE=full" in quick.reason
     measured = {"browser.phone_rounds": 3, "browser.after.mobile_ratio": 0.5}
     assert evaluate_one(target, measured, "tiny").verdict is Verdict.FAIL
+
+
+def test_the_quick_run_leaves_the_legacy_load_out_by_choice_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    targets = load_targets()
+    assert bench.Bench(scale="tiny", targets=targets, out_dir=tmp_path, env={}).load_modes == (
+        "unified",
+    )
+    both = ("unified", "legacy")
+    assert bench.Bench(scale="plan", targets=targets, out_dir=tmp_path, env={}).load_modes == both
+    env = {"LOAD_MODES": "unified,legacy"}
+    assert bench.Bench(scale="tiny", targets=targets, out_dir=tmp_path, env=env).load_modes == both
+
+    run = bench.Bench(scale="tiny", targets=targets, out_dir=tmp_path, env={})
+    legacy = next(s for s in bench.STEPS if s.name == "load_legacy")
+    step = run.step(bench.StepSpec(legacy.name, legacy.title, never_runs, (), legacy.left_out))
+    assert step.status is StepStatus.SKIPPED
+    assert "LOAD_MODES=unified (the quick run's default)" in step.detail
+    assert "skipped (LOAD_MODES=unified" in capsys.readouterr().err
+    assert bench.main({"LOAD_MODES": "legacy,sideways", "SCALE": "tiny"}) == 2
