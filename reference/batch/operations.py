@@ -34,6 +34,7 @@ import asyncpg
 import orjson
 
 from reference.batch import sql as q
+from reference.db.pool import holds_session_state
 from reference.urls.buckets import UnsafePath, determine_bucket, object_file
 from reference.web.errors import Conflict, NotFound, PayloadTooLarge
 
@@ -156,6 +157,7 @@ ChunkObserver = Callable[[UUID, int], Awaitable[None]]
 async def users_turn(conn: asyncpg.Connection, user_id: UUID) -> AsyncIterator[None]:
     """Hold the user's turn on ``conn`` (waits at most the connection's ``lock_timeout``;
     raises ``asyncpg.LockNotAvailableError`` when that runs out)."""
+    holds_session_state(conn)
     await conn.execute(q.TAKE_USERS_TURN, user_id)
     yield
     # Not on an exception: the connection may be waiting out a cancelled statement, and its

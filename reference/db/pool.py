@@ -73,6 +73,43 @@ class BoundedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg ships no type 
         return super().acquire(timeout=self.acquire_timeout_s if timeout is None else timeout)
 
 
+class ServiceConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection that knows whether it holds session state (a session advisory lock):
+    only then does its release pay the full reset, a round trip to the server."""
+
+    __slots__ = ("_session_state",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._session_state = False
+
+    def mark_session_state(self) -> None:
+        self._session_state = True
+
+    def take_session_state(self) -> bool:
+        held, self._session_state = self._session_state, False
+        return held
+
+
+def holds_session_state(conn: Any) -> None:
+    """Say that ``conn`` is about to take session state (before the statement that takes it, so
+    a cancelled statement is covered too); a connection from outside our pools needs nothing."""
+    mark = getattr(conn, "mark_session_state", None)
+    if mark is not None:
+        mark()
+
+
+async def reset_if_held(conn: asyncpg.Connection) -> None:
+    """The pool's reset on release. asyncpg has already rolled back an open transaction; the
+    rest of its reset (``pg_advisory_unlock_all()``, ``CLOSE ALL``, ``UNLISTEN *``, ``RESET
+    ALL``) runs only for a connection marked by :func:`holds_session_state`: every other
+    statement of the service is a transaction's or a plain query's, and leaves nothing behind."""
+    if not isinstance(conn, ServiceConnection) or conn.take_session_state():
+        query = conn.get_reset_query()
+        if query:
+            await conn.execute(query)
+
+
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
@@ -127,7 +164,8 @@ async def create_pool(
         max_inactive_connection_lifetime=300.0,
         init=init_connection if limits.statement_timeout_ms is None else _init_bounded,
         loop=None,
-        connection_class=asyncpg.Connection,
+        reset=reset_if_held,
+        connection_class=ServiceConnection,
         record_class=asyncpg.Record,
         **limits.connect_options(),
     )
