@@ -42,7 +42,7 @@ from fixtures.database import (
     with_database,
 )
 from fixtures.generate import GENERATOR_VERSION, heavy_user_id
-from fixtures.prepare import prepare_dataset
+from fixtures.prepare import prepare_dataset, settle
 from fixtures.processes import ServiceProcess, say
 from fixtures.spec import spec_for
 from reference.db.migrate import discover, migrate
@@ -162,6 +162,7 @@ async def _upgrade(admin_dsn: str, name: str, scale: str) -> bool:
     applied = await migrate(dsn)
     async with connect(dsn) as conn:
         await store_signatures(conn, progress=False)
+    await settle(dsn)
     async with connect(admin_dsn) as conn:
         await conn.execute(f"comment on database \"{name}\" is '{READY_MARK}'")
     say(f"{name}: {source} migrated by {applied} in {time.perf_counter() - started:.0f} s")
