@@ -69,7 +69,10 @@ DUPLICATES: Final = "/v1/organize/duplicates?limit=50"
 #: Cold: the user's organize version is bumped (as any change to their assets does) and the
 #: route polled until the rebuilt index answers; one sample is one whole index build.
 COLD_ROUTES: Final = frozenset({"duplicates_cold"})
-BUMP_VERSION: Final = "update organize_versions set version = version + 1 where user_id = $1"
+BUMP_VERSION: Final = """
+insert into organize_versions as v (user_id, version) values ($1, 1)
+on conflict (user_id) do update set version = v.version + 1
+"""
 COLD_POLL_S: Final = 0.05
 COLD_BUDGET_S: Final = 180.0
 COLD_MIN_ROUNDS: Final = 3
