@@ -403,9 +403,9 @@ class OrganizeIndexes:
     async def _snapshot(self, conn: asyncpg.Connection, user_id: UUID) -> tuple[int, list[Any]]:
         """The version and the index rows of one snapshot, fetched in batches."""
         rows: list[asyncpg.Record] = []
+        # A cursor is planned for its first rows (a merge or nested-loop join that streams),
+        # never a hash of every stored signature built inside the first fetch.
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            # A cursor is planned for its first rows by default; all of them are read.
-            await conn.execute("set local cursor_tuple_fraction = 1.0")
             version = await self.version(conn, user_id)
             cursor = await conn.cursor(SELECT_INDEX_ROWS, user_id)
             while batch := await cursor.fetch(SNAPSHOT_BATCH):
