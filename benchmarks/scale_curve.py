@@ -31,6 +31,7 @@ from uuid import UUID
 import aiohttp
 from tqdm import tqdm
 
+from benchmarks.route_plans import route_plans
 from fixtures.database import (
     DatabaseInfo,
     ProviderName,
@@ -41,12 +42,14 @@ from fixtures.database import (
     with_database,
 )
 from fixtures.generate import GENERATOR_VERSION, heavy_user_id
-from fixtures.prepare import prepare_dataset
+from fixtures.prepare import prepare_dataset, settle
 from fixtures.processes import ServiceProcess, say
 from fixtures.spec import spec_for
-from reference.db.migrate import discover
+from reference.db.migrate import discover, migrate
 from reference.db.pool import connect
+from reference.organize.index import store_signatures
 from reference.search.query import SortKey
+from reference.settings import Settings
 from reference.workspace.views import Cursor
 from reports import uncertainty
 from reports.uncertainty import Estimate
@@ -62,6 +65,17 @@ PAGED: Final = frozenset(
     | {f"search_text_sort_{k.value}" for k in SortKey}
 )
 TEXT: Final = "q=knight&limit=50"
+DUPLICATES: Final = "/v1/organize/duplicates?limit=50"
+#: Cold: the user's organize version is bumped (as any change to their assets does) and the
+#: route polled until the rebuilt index answers; one sample is one whole index build.
+COLD_ROUTES: Final = frozenset({"duplicates_cold"})
+BUMP_VERSION: Final = """
+insert into organize_versions as v (user_id, version) values ($1, 1)
+on conflict (user_id) do update set version = v.version + 1
+"""
+COLD_POLL_S: Final = 0.05
+COLD_BUDGET_S: Final = 180.0
+COLD_MIN_ROUNDS: Final = 3
 ROUTES: Final[dict[str, str]] = {
     "workspace_first": "/v1/workspace?limit=50",
     "search_text": f"/v1/search?{TEXT}",
@@ -72,7 +86,8 @@ ROUTES: Final[dict[str, str]] = {
     "search_text_completed": f"/v1/search?{TEXT}&status=completed",
     **{f"search_text_sort_{k.value}": f"/v1/search?{TEXT}&sort={k.value}" for k in SortKey},
     "filters_only": "/v1/search?type=video&quality=high&sort=model&limit=50",
-    "duplicates_warm": "/v1/organize/duplicates?limit=50",
+    "duplicates_cold": DUPLICATES,
+    "duplicates_warm": DUPLICATES,
     "groups": "/v1/organize/groups?limit=50",
     "tags": "/v1/organize/tags",
 }
@@ -83,6 +98,10 @@ limit 1
 """
 READY_MARK: Final = "wsb curve template: complete"
 DATABASE_EXISTS: Final = "select exists (select 1 from pg_database where datname = $1)"
+READY_TEMPLATES: Final = (
+    "select datname from pg_database"
+    " where datname like $1 and shobj_description(oid, 'pg_database') = $2"
+)
 DATABASE_COMMENT: Final = (
     "select shobj_description(oid, 'pg_database') from pg_database where datname = $1"
 )
@@ -122,15 +141,49 @@ async def _build(admin_dsn: str, name: str, scale: str) -> None:
     say(f"{name}: built in {time.perf_counter() - started:.0f} s")
 
 
+async def _upgrade(admin_dsn: str, name: str, scale: str) -> bool:
+    """Make ``name`` from the newest complete template of the same scale and generator at an
+    earlier schema version, migrated forward (what a deployment does): a new migration costs
+    its own work, not a rebuild of the data. False when there is none."""
+    prefix = name[: name.rindex("_m") + 2]
+    schema = int(name[len(prefix) :])
+    async with connect(admin_dsn) as conn:
+        rows = await conn.fetch(READY_TEMPLATES, prefix + "%", READY_MARK)
+    older = [
+        (int(version), r["datname"])
+        for r in rows
+        if (version := r["datname"][len(prefix) :]).isdigit() and int(version) < schema
+    ]
+    if not older:
+        return False
+    source = max(older)[1]
+    started = time.perf_counter()
+    async with connect(admin_dsn) as conn:
+        await conn.execute(f'drop database if exists "{name}" with (force)')
+        await conn.execute(f'create database "{name}" template "{source}"')
+    dsn = with_database(admin_dsn, name)
+    applied = await migrate(dsn)
+    async with connect(dsn) as conn:
+        await store_signatures(conn, progress=False)
+    await settle(dsn)
+    async with connect(admin_dsn) as conn:
+        await conn.execute(f"comment on database \"{name}\" is '{READY_MARK}'")
+    say(f"{name}: {source} migrated by {applied} in {time.perf_counter() - started:.0f} s")
+    return True
+
+
 @contextmanager
 def scale_database(info: DatabaseInfo, scale: str) -> Iterator[str]:
-    """A database holding ``scale``: a copy of its kept template, or built for this run."""
+    """A database holding ``scale``: a copy of its kept template (made from an earlier schema's
+    template when there is one), or built for this run."""
     name = template_name(scale)
     keep = info.provider is ProviderName.ENV
-    if not keep or not run_async(_template_ready(info.dsn, name)):
+    if not keep:
         run_async(_build(info.dsn, name, scale))
-    else:
+    elif run_async(_template_ready(info.dsn, name)):
         say(f"{name}: reusing the template")
+    elif not run_async(_upgrade(info.dsn, name, scale)):
+        run_async(_build(info.dsn, name, scale))
     template = with_database(info.dsn, name)
     dsn = run_async(create_database(info.dsn, prefix="wsb_curve_run", template_dsn=template))
     try:
@@ -167,18 +220,66 @@ async def _sample(
     return timings, failures
 
 
+async def _cold_sample(
+    session: aiohttp.ClientSession, url: str, dsn: str, user: UUID, rounds: int
+) -> tuple[list[float], dict[int, int]]:
+    """Seconds from the first request after a version bump to the rebuilt index's answer, in
+    ms; 503 ``organize_index_building`` answers are the build going on, anything else fails.
+    At least ``COLD_MIN_ROUNDS`` rounds, then as many of ``rounds`` as ``COLD_BUDGET_S`` allows."""
+    timings: list[float] = []
+    failures: dict[int, int] = {}
+    spent = 0.0
+    for index in range(rounds):
+        if index >= COLD_MIN_ROUNDS and spent > COLD_BUDGET_S:
+            break
+        async with connect(dsn) as conn:
+            await conn.execute(BUMP_VERSION, user)
+        started = time.perf_counter()
+        while True:
+            async with session.get(url) as response:
+                body = await response.read()
+            if response.status == 200:
+                timings.append((time.perf_counter() - started) * 1000)
+                break
+            if response.status != 503 or b"organize_index_building" not in body:
+                failures[response.status] = failures.get(response.status, 0) + 1
+                break
+            await asyncio.sleep(COLD_POLL_S)
+        spent += time.perf_counter() - started
+    return timings, failures
+
+
 async def measure_routes(
-    base_url: str, routes: dict[str, str], headers: dict[str, str], requests: int, warmup: int
+    base_url: str,
+    routes: dict[str, str],
+    headers: dict[str, str],
+    requests: int,
+    warmup: int,
+    cold: tuple[str, UUID, int],
 ) -> dict[str, tuple[list[float], dict[int, int]]]:
+    """Each route in turn; ``cold`` is (dsn, user, rounds) of the cold routes."""
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     samples: dict[str, tuple[list[float], dict[int, int]]] = {}
     async with aiohttp.ClientSession(base_url, headers=headers, timeout=timeout) as session:
         for route, path in tqdm(routes.items(), desc="routes", unit=" route"):
-            samples[route] = await _sample(session, path, requests, warmup)
+            if route in COLD_ROUTES:
+                samples[route] = await _cold_sample(session, path, *cold)
+            else:
+                samples[route] = await _sample(session, path, requests, warmup)
     return samples
 
 
-def measure_scale(info: DatabaseInfo, scale: str, requests: int, warmup: int) -> list[RouteLatency]:
+@dataclass(frozen=True)
+class Rounds:
+    requests: int
+    warmup: int
+    cold: int
+
+
+def measure_scale(
+    info: DatabaseInfo, scale: str, rounds: Rounds
+) -> tuple[list[RouteLatency], dict[str, str]]:
+    """Each route's latencies at ``scale``, and the plans of the routes that send SQL."""
     user = heavy_user_id(spec_for(scale))
     with scale_database(info, scale) as dsn, tempfile.TemporaryDirectory() as storage:
         routes = {
@@ -189,13 +290,18 @@ def measure_scale(info: DatabaseInfo, scale: str, requests: int, warmup: int) ->
         log = Path(tempfile.gettempdir()) / f"scale-curve-{scale}.log"
         with ServiceProcess(dsn, "unified", Path(storage), log, env=env) as running:
             samples = asyncio.run(
-                measure_routes(running.url, routes, auth_headers(user), requests, warmup)
-            )
+                measure_routes(
+                    running.url, routes, auth_headers(user), rounds.requests, rounds.warmup,
+                    (dsn, user, rounds.cold),
+                )
+            )  # fmt: skip
+            # After the timed requests, so their caches are the ones the plans see.
+            plans = run_async(route_plans(dsn, routes, user, Settings.from_env(env)))
     results = []
     for route, (timings, failures) in samples.items():
         p50, p95 = uncertainty.quantile_ci(timings, 0.5), uncertainty.quantile_ci(timings, 0.95)
         results.append(RouteLatency(route, scale, p50, p95, failures))
-    return results
+    return results, plans
 
 
 def flatness(results: Sequence[RouteLatency], scales: Sequence[str]) -> Estimate | None:
@@ -255,20 +361,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scales", default=os.environ.get("SCALES", DEFAULT_SCALES))
     parser.add_argument("--requests", type=int, default=200, help="timed requests per route")
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests per route")
+    parser.add_argument(
+        "--cold-rounds", type=int, default=5, help="index builds per cold route (at least 3)"
+    )
     parser.add_argument("--json", type=Path, default=FIGURES)
     args = parser.parse_args(argv)
     scales = [s.strip() for s in args.scales.split(",") if s.strip()]
     results: list[RouteLatency] = []
+    plans: dict[str, dict[str, str]] = {}
+    rounds = Rounds(args.requests, args.warmup, max(COLD_MIN_ROUNDS, args.cold_rounds))
     with provide_database() as info:
         for scale in scales:
             say(f"scale {scale}: {spec_for(scale).heavy_assets:,} assets for the heavy user")
-            results += measure_scale(info, scale, args.requests, args.warmup)
+            measured, scale_plans = measure_scale(info, scale, rounds)
+            results += measured
+            for route, text in scale_plans.items():
+                plans.setdefault(route, {})[scale] = text
     figures = figures_of(results, scales)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "scales": {s: spec_for(s).heavy_assets for s in scales},
         "requests": args.requests,
         "warmup": args.warmup,
+        "cold_rounds": rounds.cold,
+        "cold": sorted(COLD_ROUTES),
+        # EXPLAIN (ANALYZE, BUFFERS) of each route's statements, as the service sends them.
+        "plans": plans,
         "routes": {**ROUTES, "workspace_deep": "/v1/workspace?limit=50&cursor=<middle>"},
         "paged": sorted(PAGED),
     }

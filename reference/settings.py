@@ -225,8 +225,8 @@ class Settings:
     )
     search_count_cap: int = setting(
         "SEARCH_COUNT_CAP",
-        "a text search stops counting here and says `total_is_exact: false`",
-        10_000,
+        "a search stops counting matches here: `total_is_exact: false`, at least this many",
+        1_000,
         parse=_integer(1),
     )
     batch_inline_max: int = setting(
@@ -294,6 +294,13 @@ class Settings:
         "per-user LSH indexes one process keeps in memory",
         16,
         parse=_integer(1),
+    )
+    organize_build_wait_ms: int = setting(
+        "ORGANIZE_BUILD_WAIT_MS",
+        "how long an organize request waits for the user's index build; past it, a 503 with "
+        "`Retry-After` while the build goes on in the background",
+        2_000,
+        parse=_integer(0),
     )
     workers: int = setting(
         "WORKERS",

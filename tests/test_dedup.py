@@ -263,3 +263,14 @@ def test_accuracy_against_exact_all_pairs_and_ground_truth_on_10000_prompts() ->
     )
     assert truth_precision >= 0.99
     assert truth_recall >= 0.95
+
+
+def test_numpy_banding_proposes_the_candidates_of_an_in_memory_minhash_lsh() -> None:
+    prompts = _prompts("tiny")
+    sigs = dedup.signatures([dedup.shingles(p) for p in prompts])
+    lsh = dedup.new_lsh()
+    dedup.lsh_insert(lsh, list(range(len(prompts))), sigs)
+    expected = dedup.candidate_pairs(dedup.lsh_buckets(lsh))
+    assert expected
+    assert dedup.candidate_pairs(dedup.band_groups(sigs)) == expected
+    assert dedup.band_groups(sigs[:1]) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import uuid
@@ -16,7 +17,15 @@ import pytest
 from fixtures.pytest_plugin import SeededDataset
 from reference.db.pool import connect, create_pool
 from reference.organize import dedup
-from reference.organize.index import OrganizeIndexes, SharedLsh, UserIndex, store_signatures
+from reference.organize import index as organize_index
+from reference.organize.index import (
+    BUILD_RETRY_AFTER_S,
+    ORGANIZE,
+    OrganizeIndexes,
+    SharedLsh,
+    UserIndex,
+    store_signatures,
+)
 from tests.conftest import SETTINGS, auth_headers
 
 ACTIVE_ROWS = """
@@ -405,3 +414,45 @@ async def test_workers_share_one_lsh_index_on_redis(
             s.close()
         for p in pools:
             await p.close()
+
+
+async def test_an_index_build_outlives_the_request_503_with_retry_after_meanwhile(
+    seeded_dsn: str, seeded_template: SeededDataset, make_client: Any
+) -> None:
+    """With no wait allowed, the first request starts the build and is told to come back; the
+    build goes on in the background, once, for every request that asks meanwhile."""
+    async with _signed(seeded_dsn):
+        pass
+    headers = auth_headers(seeded_template.heavy_user)
+    client = await make_client(seeded_dsn, organize_build_wait_ms=0)
+    resp = await client.get("/v1/organize/duplicates", headers=headers)
+    assert resp.status == 503
+    assert resp.headers["Retry-After"] == str(BUILD_RETRY_AFTER_S)
+    body = await resp.json()
+    assert body["error"] == "organize_index_building"
+    assert body["retry_after_s"] == BUILD_RETRY_AFTER_S
+    for _ in range(600):  # polls until the build is done, as a client honouring Retry-After
+        resp = await client.get("/v1/organize/duplicates", headers=headers)
+        if resp.status != 503:
+            break
+        await asyncio.sleep(0.05)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["total_sets"] > 0
+    assert client.app[ORGANIZE].builds == 1
+
+
+async def test_the_snapshot_is_read_in_batches_and_whole(
+    seeded_dsn: str, seeded_template: SeededDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = seeded_template.heavy_user
+    async with _signed(seeded_dsn) as conn:
+        rows = await conn.fetch(ACTIVE_ROWS, user)
+    monkeypatch.setattr(organize_index, "SNAPSHOT_BATCH", 7)
+    pool = await create_pool(seeded_dsn, 1, 2)
+    try:
+        index = await OrganizeIndexes(pool, 0.8, dedup.DEFAULT_THEMES, 2).get(user)
+    finally:
+        await pool.close()
+    assert len(rows) > 7
+    assert sorted(index.ids) == sorted(r["id"] for r in rows)
+    assert _id_sets(index) == {frozenset(uuid.UUID(i) for i in s) for s in _exact_sets(list(rows))}

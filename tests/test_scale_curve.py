@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+
+from benchmarks.route_plans import route_statements
 from benchmarks.scale_curve import PAGED, ROUTES, RouteLatency, figures_of, flatness
+from reference.search.query import SortKey, SortOrder, parse_page
+from reference.search.service import SearchCapabilities, search_statements
+from reference.search.sql import COUNT_CAPPED_SQL, PAGE_SQL, TEXT_PAGE_SQL
+from reference.workspace.sql import PAGE_ALL
 from reports import uncertainty
 from reports.uncertainty import Estimate
+from tests.conftest import SETTINGS
 
 
 def latency(route: str, scale: str, p95: float) -> RouteLatency:
@@ -52,3 +60,27 @@ def test_a_failing_route_is_reported_and_a_failing_paged_route_voids_flatness() 
     assert figures["curve.flatness_p95"] == 1.0
     paged_failure = RouteLatency("workspace_first", "1m", None, None, {503: 1})
     assert flatness([ok[0], paged_failure], ["plan", "1m"]) is None
+
+
+def test_route_plans_explain_the_statements_the_service_sends() -> None:
+    caps = SearchCapabilities(pg_trgm=True, btree_gin=True, trigram_index="user_prompt")
+    user = uuid.uuid4()
+    cap = SETTINGS.search_count_cap
+    text = route_statements("/v1/search?q=knight&quality=high&limit=50", user, SETTINGS, caps)
+    page = parse_page({"q": "knight", "quality": "high", "limit": "50"}, set(), SETTINGS)
+    assert text == [(s.name, s.sql, s.args) for s in search_statements(caps, user, page, cap)]
+    assert [(name, sql) for name, sql, _ in text] == [
+        ("page", TEXT_PAGE_SQL[SortKey.DATE, SortOrder.DESC])
+    ]
+    assert text[0][2][-2:] == [cap + 1, "knight"]
+    filters = route_statements(ROUTES["filters_only"], user, SETTINGS, caps)
+    assert filters is not None
+    assert [(name, sql) for name, sql, _ in filters] == [
+        ("page", PAGE_SQL[SortKey.MODEL, SortOrder.DESC]),
+        ("count", COUNT_CAPPED_SQL),
+    ]
+    assert filters[1][2][-1] == cap + 1
+    assert route_statements("/v1/workspace?limit=50", user, SETTINGS, caps) == [
+        ("page", PAGE_ALL, [user, 51])
+    ]
+    assert route_statements(ROUTES["duplicates_warm"], user, SETTINGS, caps) is None

@@ -336,21 +336,44 @@ async def test_every_search_parameter_is_documented(make_client: Any, seeded_tem
     assert "get" in doc["paths"]["/v1/search/capabilities"]
 
 
-async def test_text_counts_are_capped_and_say_so(make_client: Any, seeded_template: Any) -> None:
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"q": "the"},
+        {"q": "a"},
+        {"q": "the", "sort": "prompt", "order": "asc"},
+        {},
+        {"quality": "high"},
+        {"type": "image", "sort": "model", "order": "asc"},
+    ],
+    ids=lambda p: "&".join(f"{k}={v}" for k, v in p.items()) or "everything",
+)
+async def test_totals_are_exact_up_to_the_cap_and_at_least_the_cap_beyond(
+    make_client: Any, seeded_template: Any, params: dict[str, str]
+) -> None:
+    """Text and filters alike: at the cap the total is exact, one match more and it is the cap
+    with ``total_is_exact: false``; the cursor still walks every match, in order."""
     user = seeded_template.heavy_user
-    client = await make_client(seeded_template.dsn, search_count_cap=5)
+    expected = oracle_ids(await user_assets(seeded_template.dsn, user), **params)
+    assert len(expected) > 10
     headers = auth_headers(user)
-    for q in ("a", "the"):
-        body = await (await client.get("/v1/search", params={"q": q}, headers=headers)).json()
-        assert body["total"] == 5
-        assert body["total_is_exact"] is False
-        assert len(body["assets"]) > 5
+    for cap, exact in ((len(expected), True), (len(expected) - 1, False), (5, False)):
+        client = await make_client(seeded_template.dsn, search_count_cap=cap)
+        ids, total, done = await walk(client, headers, {**params, "limit": "37"}, exact=exact)
+        assert done
+        assert ids == expected
+        assert total == (len(expected) if exact else cap)
+
+
+async def test_no_match_is_an_exact_zero_and_a_small_page_still_says_at_least(
+    make_client: Any, seeded_template: Any
+) -> None:
+    client = await make_client(seeded_template.dsn, search_count_cap=5)
+    headers = auth_headers(seeded_template.heavy_user)
     body = await (await client.get("/v1/search?q=zzzz-nowhere", headers=headers)).json()
     assert (body["total"], body["total_is_exact"]) == (0, True)
-    assets = await user_assets(seeded_template.dsn, user)
-    body = await (await client.get("/v1/search?quality=high", headers=headers)).json()
-    assert body["total_is_exact"] is True
-    assert body["total"] == len(oracle_ids(assets, quality="high")) > 5
+    first = await (await client.get("/v1/search?q=the&limit=3", headers=headers)).json()
+    assert (first["total"], first["total_is_exact"]) == (5, False)
 
 
 async def test_results_carry_signed_thumbnail_urls(make_client: Any, seeded_template: Any) -> None:

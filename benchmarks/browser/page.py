@@ -137,7 +137,7 @@ const observer = new PerformanceObserver((list) => {
 observer.observe({type: 'longtask'});
 const startTop = root.scrollTop;
 const goal = () => {
-  const count = b.total() ?? b.loaded();
+  const count = b.total() ?? target;
   return Math.min(b.offsetOf(Math.max(Math.min(target, count) - 1, 0)),
                   root.scrollHeight - root.clientHeight);
 };
@@ -147,7 +147,9 @@ const frame = (now) => {
   frames.push(now - last);
   last = now;
   const end = goal();
-  if (root.scrollTop >= end - 1 || now - t0 > timeoutMs) {
+  // A list whose size is not known yet (its total is a lower bound) grows as pages arrive.
+  const known = b.total() !== null || b.loaded() >= target;
+  if ((root.scrollTop >= end - 1 && known) || now - t0 > timeoutMs) {
     setTimeout(() => {
       observer.disconnect();
       done({frames, longTasks, ms: now - t0, from: startTop, to: root.scrollTop, end,
@@ -198,7 +200,8 @@ def wait_loaded(driver: Any, count: int, timeout_s: float) -> int:
 
     def enough() -> int | None:
         loaded, total = bench_value(driver, "[__bench.loaded(), __bench.total()]") or (0, None)
-        return loaded if total is not None and loaded >= min(count, total) else None
+        # total is None until a list beyond the server's count cap has its last page.
+        return loaded if loaded >= (count if total is None else min(count, total)) else None
 
     return int(wait_for(f"{count} assets loaded", enough, timeout_s))
 

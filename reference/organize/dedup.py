@@ -211,6 +211,34 @@ def lsh_buckets(lsh: MinHashLSH) -> list[set[Any]]:
     return groups
 
 
+_MIX: Final = np.uint64(0x9E3779B97F4A7C15)
+
+
+def band_groups(sigs: Signatures) -> list[list[int]]:
+    """What an in-memory ``MinHashLSH`` with these bands holds, computed with numpy: every
+    band's buckets of two or more rows (row indexes), one sort per band instead of a dictionary
+    insert per row and band (a million signatures in seconds, where datasketch takes minutes).
+    A bucket is keyed by a 64-bit hash of the band's values where datasketch keys it by the
+    values: two different bands share a key with odds of about n^2 / 2^65, and the pair that
+    proposes is then rejected by the exact confirmation like any other candidate."""
+    groups: list[list[int]] = []
+    if len(sigs) < 2:
+        return groups
+    for band in range(BANDS):
+        values = sigs[:, band * ROWS : (band + 1) * ROWS].astype(np.uint64)
+        key = np.zeros(len(sigs), dtype=np.uint64)
+        for column in values.T:
+            key = (key ^ column) * _MIX
+            key ^= key >> np.uint64(29)
+        order = np.argsort(key, kind="stable")
+        ordered = key[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        sizes = np.diff(np.r_[starts, len(ordered)])
+        for start, size in zip(starts[sizes > 1].tolist(), sizes[sizes > 1].tolist(), strict=True):
+            groups.append(order[start : start + size].tolist())
+    return groups
+
+
 def candidate_pairs(groups: Iterable[Iterable[int]]) -> set[tuple[int, int]]:
     pairs: set[tuple[int, int]] = set()
     for bucket in groups:
@@ -274,28 +302,33 @@ def find_duplicates(
     exact Jaccard on ``shingles_of(representative)``. Sets are the connected components of the
     confirmed pairs, each sorted, listed by their first member.
 
-    ``lsh`` (default: a new in-memory index) holds the representatives under ``names[item]``
+    ``lsh`` (an index on shared storage) holds the representatives under ``names[item]``
     (default: the item's position); ``filled`` says another process already inserted them.
+    Without one, signature arrays are banded by :func:`band_groups` (the same buckets as an
+    in-memory ``MinHashLSH``), other sketches go through a new in-memory ``MinHashLSH``.
     """
     members: dict[int, list[int]] = defaultdict(list)
     for i, key in enumerate(keys):
         members[key].append(i)
     nodes = list(members.values())
     reps = [m[0] for m in nodes]
-    index = new_lsh() if lsh is None else lsh
-    rep_names: list[Hashable] = (
-        list(range(len(reps))) if names is None else [names[r] for r in reps]
-    )
-    if not filled:
-        lsh_insert(
-            index,
-            rep_names,
-            sigs[reps] if isinstance(sigs, np.ndarray) else [sigs[r] for r in reps],
+    if lsh is None and isinstance(sigs, np.ndarray):
+        candidates = candidate_pairs(band_groups(sigs[reps]))
+    else:
+        index = new_lsh() if lsh is None else lsh
+        rep_names: list[Hashable] = (
+            list(range(len(reps))) if names is None else [names[r] for r in reps]
         )
-    node_of = {name: node for node, name in enumerate(rep_names)}
-    candidates = candidate_pairs(
-        [node_of[n] for n in bucket if n in node_of] for bucket in lsh_buckets(index)
-    )
+        if not filled:
+            lsh_insert(
+                index,
+                rep_names,
+                sigs[reps] if isinstance(sigs, np.ndarray) else [sigs[r] for r in reps],
+            )
+        node_of = {name: node for node, name in enumerate(rep_names)}
+        candidates = candidate_pairs(
+            [node_of[n] for n in bucket if n in node_of] for bucket in lsh_buckets(index)
+        )
     cache: dict[int, frozenset[str]] = {}
 
     def sh(node: int) -> frozenset[str]:

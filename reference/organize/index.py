@@ -7,6 +7,12 @@ triggers bump in the same transaction as any insert, delete, dismissal or prompt
 reads the version (one indexed row) and rebuilds only when it moved, from one snapshot, so every
 process answers from the same database state. Dismissed and deleted assets are left out.
 
+A build is a background task, one per user and version, that outlives the request that started
+it: the snapshot is streamed through a server-side cursor (each fetch is a statement of its own,
+so a million assets never meet the statement timeout) and banded in a thread. A request waits
+for it up to ``ORGANIZE_BUILD_WAIT_MS``; past that it is answered 503 with ``Retry-After``
+(:class:`IndexBuilding`) while the build goes on, and a later request finds the index ready.
+
 With ``REDIS_URL`` the LSH index itself is datasketch's ``MinHashLSH`` on Redis storage, one per
 (user, version) and keyed by asset id: the first worker to need it fills it, the others read its
 buckets instead of inserting, and a newer version's index replaces the older one. Redis being
@@ -41,9 +47,14 @@ from reference.organize.sql import (
     SELECT_MISSING,
     SELECT_VERSION,
 )
+from reference.web.errors import Unavailable
 from reference.web.typedefs import POOL, SETTINGS
 
 SIGNATURE_BATCH: Final = 10_000
+#: Rows per fetch of the index snapshot's cursor.
+SNAPSHOT_BATCH: Final = 20_000
+#: Seconds a client is told to wait while its index is being built.
+BUILD_RETRY_AFTER_S: Final = 2
 GROUP_SAMPLE: Final = 20
 REDIS_TIMEOUT_S: Final = 5.0
 
@@ -315,18 +326,27 @@ def build_index(
     return index
 
 
+class IndexBuilding(Unavailable):
+    """The user's index is being built in the background: retry after ``retry_after_s``."""
+
+    code = "organize_index_building"
+
+
 class OrganizeIndexes:
     """Per-process cache of users' indexes, each valid for one database version."""
 
     def __init__(self, pool: asyncpg.Pool, threshold: float, themes: tuple[str, ...],
-                 capacity: int, shared: SharedLsh | None = None) -> None:  # fmt: skip
+                 capacity: int, shared: SharedLsh | None = None,
+                 build_wait_s: float | None = None) -> None:  # fmt: skip
         self.pool = pool
         self.shared = shared
         self.threshold = threshold
         self.themes = themes
         self.capacity = capacity
+        #: How long a request waits for a build; None: until it is done.
+        self.build_wait_s = build_wait_s
         self._cache: OrderedDict[UUID, UserIndex] = OrderedDict()
-        self._locks: dict[UUID, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._building: dict[UUID, tuple[int, asyncio.Task[UserIndex]]] = {}
         self.builds = 0
 
     async def version(self, conn: asyncpg.Connection, user_id: UUID) -> int:
@@ -337,26 +357,65 @@ class OrganizeIndexes:
         async with self.pool.acquire() as conn:
             version = await self.version(conn, user_id)
         cached = self._cache.get(user_id)
-        if cached is not None and cached.version == version:
+        if cached is not None and cached.version >= version:
             self._cache.move_to_end(user_id)
             return cached
-        async with self._locks[user_id]:
-            cached = self._cache.get(user_id)
-            if cached is not None and cached.version == version:
-                return cached
+        task = self._build_task(user_id, version)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.build_wait_s)
+        except TimeoutError:
+            raise IndexBuilding(
+                "the near-duplicate index is being built; retry shortly",
+                retry_after_s=BUILD_RETRY_AFTER_S,
+            ) from None
+
+    def _build_task(self, user_id: UUID, version: int) -> asyncio.Task[UserIndex]:
+        """The running build of ``user_id`` at ``version`` or later, started if there is none."""
+        running = self._building.get(user_id)
+        if running is not None and running[0] >= version:
+            return running[1]
+        task = asyncio.create_task(self._build(user_id), name=f"organize-build-{user_id}")
+        self._building[user_id] = (version, task)
+        return task
+
+    async def _build(self, user_id: UUID) -> UserIndex:
+        try:
             index = await self.rebuild(user_id)
-            self._cache[user_id] = index
-            self._cache.move_to_end(user_id)
-            while len(self._cache) > self.capacity:
-                self._cache.popitem(last=False)
+            cached = self._cache.get(user_id)
+            if cached is None or cached.version <= index.version:
+                self._cache[user_id] = index
+                self._cache.move_to_end(user_id)
+                while len(self._cache) > self.capacity:
+                    self._cache.popitem(last=False)
             return index
+        finally:
+            running = self._building.get(user_id)
+            if running is not None and running[1] is asyncio.current_task():
+                del self._building[user_id]
+
+    async def close(self) -> None:
+        """Cancel the builds still running (the service is stopping)."""
+        tasks = [task for _, task in self._building.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _snapshot(self, conn: asyncpg.Connection, user_id: UUID) -> tuple[int, list[Any]]:
+        """The version and the index rows of one snapshot, fetched in batches."""
+        rows: list[asyncpg.Record] = []
+        # A cursor is planned for its first rows (a merge or nested-loop join that streams),
+        # never a hash of every stored signature built inside the first fetch.
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            version = await self.version(conn, user_id)
+            cursor = await conn.cursor(SELECT_INDEX_ROWS, user_id)
+            while batch := await cursor.fetch(SNAPSHOT_BATCH):
+                rows.extend(batch)
+        return version, rows
 
     async def rebuild(self, user_id: UUID) -> UserIndex:
         started = time.perf_counter()
         async with self.pool.acquire() as conn:
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                version = await self.version(conn, user_id)
-                rows = await conn.fetch(SELECT_INDEX_ROWS, user_id)
+            version, rows = await self._snapshot(conn, user_id)
             fetched = time.perf_counter()
             index = await asyncio.to_thread(
                 build_index, rows, version, self.threshold, self.themes, user_id, self.shared
@@ -378,15 +437,18 @@ ORGANIZE = web.AppKey("organize", OrganizeIndexes)
 async def organize_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     shared = SharedLsh(settings.redis_url, settings.redis_prefix) if settings.redis_url else None
-    app[ORGANIZE] = OrganizeIndexes(
+    indexes = OrganizeIndexes(
         app[POOL],
         settings.organize_threshold,
         settings.organize_themes,
         settings.organize_cache_users,
         shared,
+        settings.organize_build_wait_ms / 1000,
     )
+    app[ORGANIZE] = indexes
     try:
         yield
     finally:
+        await indexes.close()
         if shared is not None:
             shared.close()

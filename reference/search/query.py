@@ -23,8 +23,9 @@ MAX_QUERY_CHARS: Final = 200
 TRIGRAM_RUN: Final = re.compile(r"[^\W_]{3}")
 ALL: Final = "all"
 PLAIN_MODEL: Final = "none"
-TRIGRAM_INDEXES: Final = ("idx_images_user_prompt_trgm", "idx_videos_user_prompt_trgm")
-PLAIN_TRIGRAM_INDEXES: Final = ("idx_images_prompt_trgm", "idx_videos_prompt_trgm")
+#: Trigram indexes on ``search_fold(prompt)`` (sql/0009), with the user id when btree_gin exists.
+TRIGRAM_INDEXES: Final = ("idx_images_user_fold_trgm", "idx_videos_user_fold_trgm")
+PLAIN_TRIGRAM_INDEXES: Final = ("idx_images_fold_trgm", "idx_videos_fold_trgm")
 
 
 class SortKey(StrEnum):

@@ -15,9 +15,10 @@ the test oracle):
   by ``id`` in the same direction, so the order is total and keyset cursors are exact.
 * Dismissed (``metadata->>'workspace_dismissed' = 'true'``; a missing key is not dismissed) assets
   are left out unless ``include_dismissed=true``.
-* ``total`` is exact for filters (an index-only count). With a prompt query each candidate row
-  must be tested, so it is exact up to ``search_count_cap`` (10,000) matches; beyond, ``total`` is
-  the cap and ``total_is_exact`` is false ("10,000+").
+* ``total`` is exact up to ``search_count_cap`` (``SEARCH_COUNT_CAP``, 1,000) matches; beyond,
+  ``total`` is the cap and ``total_is_exact`` is false ("at least 1,000"). The cap holds for
+  filters as for text: counting stops at cap + 1 rows, so a total costs the same at 10,000 assets
+  as at 1,000,000. Cursors still walk every match.
 """
 
 from __future__ import annotations
@@ -40,13 +41,7 @@ from reference.search.query import (
     TextMode,
     encode_cursor,
 )
-from reference.search.sql import (
-    CAPABILITIES_SQL,
-    COUNT_CAPPED_SQL,
-    COUNT_SQL,
-    PAGE_SQL,
-    TEXT_PAGE_SQL,
-)
+from reference.search.sql import CAPABILITIES_SQL, COUNT_CAPPED_SQL, PAGE_SQL, TEXT_PAGE_SQL
 
 
 def like_pattern(q: str) -> str:
@@ -132,54 +127,74 @@ def _cursor_args(page: Page) -> list[Any]:
     return [cursor_value, cursor_id, page.limit + 1]
 
 
-async def _fetch_page(pool: asyncpg.Pool, page: Page, args: list[Any]) -> list[asyncpg.Record]:
-    sql = PAGE_SQL[page.query.sort, page.query.order]
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """One statement a search sends, with its arguments."""
+
+    name: str
+    sql: str
+    args: list[Any]
+
+
+def count_statement(args: list[Any], count_cap: int) -> Statement:
+    return Statement("count", COUNT_CAPPED_SQL, [*args, count_cap + 1])
+
+
+def search_statements(
+    caps: SearchCapabilities, user_id: UUID, page: Page, count_cap: int
+) -> list[Statement]:
+    """What :func:`search_assets` sends: a text search's page carrying its capped total in one
+    statement; for filters, the page and the capped count (run at once, on two connections).
+    The plan benchmarks and tests explain exactly these."""
+    query = page.query
+    mode = caps.mode_for(query.q)
+    args = search_args(user_id, query, mode)
+    if mode is not None:
+        sql = TEXT_PAGE_SQL[query.sort, query.order]
+        return [Statement("page", sql, [*args, *_cursor_args(page), count_cap + 1, query.q])]
+    page_args = [*args, *_cursor_args(page)]
+    return [
+        Statement("page", PAGE_SQL[query.sort, query.order], page_args),
+        count_statement(args, count_cap),
+    ]
+
+
+async def _fetch(pool: asyncpg.Pool, statement: Statement) -> list[asyncpg.Record]:
     async with pool.acquire() as conn:
-        rows: list[asyncpg.Record] = await conn.fetch(sql, *args, *_cursor_args(page))
+        rows: list[asyncpg.Record] = await conn.fetch(statement.sql, *statement.args)
     return rows
 
 
-async def _count(pool: asyncpg.Pool, args: list[Any], cap: int | None) -> int:
+async def _fetchval(pool: asyncpg.Pool, statement: Statement) -> int:
     async with pool.acquire() as conn:
-        if cap is None:
-            total = await conn.fetchval(COUNT_SQL, *args)
-        else:
-            total = await conn.fetchval(COUNT_CAPPED_SQL, *args, cap + 1)
-    return int(total)
-
-
-async def _text_page(
-    pool: asyncpg.Pool, page: Page, args: list[Any], cap: int
-) -> tuple[list[asyncpg.Record], int]:
-    """Page and capped total of a text search in one statement (the matches are found once)."""
-    sql = TEXT_PAGE_SQL[page.query.sort, page.query.order]
-    async with pool.acquire() as conn:
-        rows: list[asyncpg.Record] = await conn.fetch(sql, *args, *_cursor_args(page), cap + 1)
-        if rows:
-            return rows, int(rows[0]["total"])
-        if page.cursor is None:
-            return rows, 0
-        # Past the last page: the total still describes the whole search.
-        return rows, int(await conn.fetchval(COUNT_CAPPED_SQL, *args, cap + 1))
+        return int(await conn.fetchval(statement.sql, *statement.args))
 
 
 async def search_assets(
     pool: asyncpg.Pool, caps: SearchCapabilities, user_id: UUID, page: Page, count_cap: int
 ) -> SearchResult:
-    """One page and the total: for filters on two connections at once (the total is the slower
-    half), for a prompt query in one statement."""
+    """One page and the total, counted up to ``count_cap`` + 1: for filters on two connections
+    at once, for a prompt query in one statement."""
     query = page.query
     mode = caps.mode_for(query.q)
-    args = search_args(user_id, query, mode)
-    cap = count_cap if mode is not None else None
-    if cap is None:
-        rows, total = await asyncio.gather(_fetch_page(pool, page, args), _count(pool, args, cap))
+    statements = search_statements(caps, user_id, page, count_cap)
+    if mode is None:
+        rows, total = await asyncio.gather(
+            _fetch(pool, statements[0]), _fetchval(pool, statements[1])
+        )
     else:
-        rows, total = await _text_page(pool, page, args, cap)
+        rows = await _fetch(pool, statements[0])
+        if rows:
+            total = int(rows[0]["total"])
+        elif page.cursor is None:
+            total = 0
+        else:  # past the last page: the total still describes the whole search
+            args = search_args(user_id, query, mode)
+            total = await _fetchval(pool, count_statement(args, count_cap))
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     assets = [Asset.from_record(r) for r in rows]
     next_cursor = encode_cursor(query, assets[-1]) if more else None
-    exact = cap is None or total <= cap
+    exact = total <= count_cap
     items = [r["item"] for r in rows]
-    return SearchResult(assets, items, next_cursor, total if exact else count_cap, exact, mode)
+    return SearchResult(assets, items, next_cursor, min(total, count_cap), exact, mode)

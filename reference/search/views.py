@@ -24,7 +24,7 @@ from reference.web.auth import current_user
 from reference.web.errors import json_response
 from reference.web.feature import Feature
 from reference.web.openapi import ApiRoutes, Param
-from reference.web.schemas import ASSET, CURSOR, INTEGER, NULLABLE_STRING, array, obj
+from reference.web.schemas import ASSET, CURSOR, NULLABLE_STRING, array, obj
 from reference.web.typedefs import POOL, SETTINGS
 
 # --- routes -------------------------------------------------------------------------------------
@@ -81,14 +81,24 @@ SEARCH_PARAM_DOCS: Final = (
     params=SEARCH_PARAM_DOCS,
     responses={
         200: (
-            "a page of assets, the next cursor, the total (exact, or at least the count cap "
-            "when total_is_exact is false), and how the prompt query was answered",
+            "a page of assets, the next cursor, the total (exact up to the count cap; beyond "
+            "it the cap, with total_is_exact false: at least that many), and how the prompt "
+            "query was answered",
             obj(
                 {
                     "assets": array(ASSET),
                     "next_cursor": CURSOR,
-                    "total": INTEGER,
-                    "total_is_exact": {"type": "boolean"},
+                    "total": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "Matches, counted up to SEARCH_COUNT_CAP (default 1,000): "
+                        "exact when total_is_exact is true; otherwise the cap, a lower bound. "
+                        "The pages still reach every match.",
+                    },
+                    "total_is_exact": {
+                        "type": "boolean",
+                        "description": 'false: more than total assets match (show it as "1,000+")',
+                    },
                     "text_search": NULLABLE_STRING,
                     "text_index": {"type": "boolean"},
                 }

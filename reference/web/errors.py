@@ -7,7 +7,8 @@
     │   └── PayloadTooLarge  413  more ids / bytes than the configured cap
     ├── Unauthorized         401  no bearer token, or one that does not verify
     ├── NotFound             404  absent, or not the caller's (never tell the two apart)
-    └── Conflict             409  the request clashes with the current state
+    ├── Conflict             409  the request clashes with the current state
+    └── Unavailable          503  not ready yet (work under way): retry after ``retry_after_s``
 
 A dependency that is down (connection refused, lost, the server shutting down) or too slow
 (statement or lock timeout, no pool connection in time) is a 503 with ``Retry-After`` and
@@ -77,6 +78,13 @@ class Conflict(ApiError):
     code = "conflict"
 
 
+class Unavailable(ApiError):
+    """Answered with ``Retry-After``: the details carry ``retry_after_s``."""
+
+    status = 503
+    code = "unavailable"
+
+
 def json_response(
     data: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -89,7 +97,11 @@ def json_response(
 
 
 def error_response(error: ApiError) -> web.Response:
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+    headers = None
+    if isinstance(error, Unauthorized):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(error, Unavailable):
+        headers = {"Retry-After": str(error.details.get("retry_after_s", RETRY_AFTER_S))}
     return json_response(error.body(), status=error.status, headers=headers)
 
 

@@ -54,7 +54,8 @@ COMMON_ERRORS: Final = {
     414: "request target over 8190 bytes",
     431: "a header over 8190 bytes, or over 32 KiB of headers",
     503: "the database is down or too slow (error database_unavailable or database_timeout), "
-    "with Retry-After",
+    "or, on the organize routes, the caller's near-duplicate index is still being built "
+    "(organize_index_building); with Retry-After",
 }
 
 

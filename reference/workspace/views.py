@@ -97,19 +97,24 @@ def start_of_today() -> datetime:
     return datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-async def fetch_page(pool: asyncpg.Pool, user_id: UUID, q: WorkspaceQuery) -> list[asyncpg.Record]:
+def page_statement(user_id: UUID, q: WorkspaceQuery) -> tuple[str, tuple[Any, ...]]:
+    """The statement of one page and its arguments (the plan benchmark explains these)."""
     # One more row than the page tells whether there is a next page.
-    n = q.limit + 1
+    head = (user_id, q.limit + 1)
     c = q.cursor
-    args: tuple[Any, ...]
     if q.mode == WorkspaceMode.SESSION:
         day = start_of_today()
-        sql, args = (
-            (PAGE_SESSION, (day,)) if c is None else (PAGE_SESSION_AFTER, (day, c.created_at, c.id))
-        )
-    else:
-        sql, args = (PAGE_ALL, ()) if c is None else (PAGE_ALL_AFTER, (c.created_at, c.id))
-    rows: list[asyncpg.Record] = await pool.fetch(sql, user_id, n, *args)
+        if c is None:
+            return PAGE_SESSION, (*head, day)
+        return PAGE_SESSION_AFTER, (*head, day, c.created_at, c.id)
+    if c is None:
+        return PAGE_ALL, head
+    return PAGE_ALL_AFTER, (*head, c.created_at, c.id)
+
+
+async def fetch_page(pool: asyncpg.Pool, user_id: UUID, q: WorkspaceQuery) -> list[asyncpg.Record]:
+    sql, args = page_statement(user_id, q)
+    rows: list[asyncpg.Record] = await pool.fetch(sql, *args)
     return rows
 
 

@@ -11,7 +11,14 @@ import { Viewer } from "./Viewer";
 import { WorkspaceSearchBar } from "./WorkspaceSearchBar";
 import { useBatchOperations } from "./useBatchOperations";
 import { useShortcuts } from "./useShortcuts";
-import { useWorkspaceSearch } from "./useWorkspaceSearch";
+import { type AssetList, NEXT_PAGE, useWorkspaceSearch } from "./useWorkspaceSearch";
+
+/** Cells of the grid: the total, or past a lower bound, what is loaded and a page more. */
+function gridSpan(list: AssetList): number {
+  const total = list.total ?? 0;
+  if (list.totalIsExact) return total;
+  return Math.max(total, list.assets.length + (list.next === null ? 0 : NEXT_PAGE));
+}
 
 function useSize(ref: React.RefObject<HTMLElement>) {
   const [size, setSize] = useState({ width: 0, height: 0 });
@@ -51,7 +58,13 @@ export function Workspace({ onSignOut }: { onSignOut: () => void }) {
   bench.scrollRoot = () => outer.current;
   bench.offsetOf = (index) => Math.floor(index / columns) * itemHeight;
   bench.loaded = () => listRef.current.assets.length;
-  bench.total = () => listRef.current.total;
+  // A total beyond the server's count cap is a lower bound: the list's size is known only once
+  // its last page has arrived.
+  bench.total = () => {
+    const l = listRef.current;
+    if (l.total === null || l.totalIsExact) return l.total;
+    return l.next === null ? l.assets.length : null;
+  };
 
   useEffect(() => {
     if (list.total === null || width === 0) return;
@@ -127,6 +140,7 @@ export function Workspace({ onSignOut }: { onSignOut: () => void }) {
           searchState={searchState}
           onSearchChange={setSearchState}
           totalResults={list.total}
+          totalIsExact={list.totalIsExact}
           loading={list.loading}
           inputRef={searchInput}
         />
@@ -137,7 +151,7 @@ export function Workspace({ onSignOut }: { onSignOut: () => void }) {
         {width > 0 && list.total !== null && list.total > 0 && (
           <VirtualizedAssetGrid
             assets={list.assets}
-            total={list.total}
+            total={gridSpan(list)}
             itemWidth={itemWidth}
             itemHeight={itemHeight}
             containerWidth={width}

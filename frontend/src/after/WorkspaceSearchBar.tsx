@@ -8,6 +8,8 @@ interface Props {
   searchState: SearchState;
   onSearchChange: (next: SearchState) => void;
   totalResults: number | null;
+  /** false: the total is a lower bound (the server stopped counting at its cap). */
+  totalIsExact: boolean;
   loading: boolean;
   inputRef: Ref<HTMLInputElement>;
 }
@@ -152,7 +154,9 @@ export function WorkspaceSearchBar(props: Props) {
         </button>
       </div>
       <div className="search-results" aria-live="polite">
-        {props.totalResults === null ? "…" : `${props.totalResults.toLocaleString("en")} results`}
+        {props.totalResults === null
+          ? "…"
+          : `${props.totalResults.toLocaleString("en")}${props.totalIsExact ? "" : "+"} results`}
         {props.loading && <span className="spinner small" aria-hidden="true" />}
       </div>
     </div>

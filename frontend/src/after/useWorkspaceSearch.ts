@@ -26,12 +26,14 @@ export const DEFAULT_SEARCH: SearchState = {
 
 export const DEBOUNCE_MS = 300;
 const FIRST_PAGE = 50;
-const NEXT_PAGE = 200;
+export const NEXT_PAGE = 200;
 
 export interface AssetList {
   search: SearchState | null;
   assets: Asset[];
   total: number | null;
+  /** false: `total` is the server's count cap, a lower bound ("1,000+"). */
+  totalIsExact: boolean;
   next: string | null;
   loading: boolean;
   error: string | null;
@@ -41,6 +43,7 @@ const EMPTY: AssetList = {
   search: null,
   assets: [],
   total: null,
+  totalIsExact: true,
   next: null,
   loading: true,
   error: null,
@@ -116,6 +119,7 @@ export function useWorkspaceSearch() {
           search: settled,
           assets: page.assets,
           total: page.total,
+          totalIsExact: page.total_is_exact,
           next: page.next_cursor,
           loading: false,
           error: null,
@@ -166,6 +170,7 @@ export function useWorkspaceSearch() {
                 ...latest,
                 assets: [...latest.assets, ...page.assets],
                 total: page.total,
+                totalIsExact: page.total_is_exact,
                 next: page.next_cursor,
                 loading: false,
               },
