@@ -42,12 +42,16 @@ FILTER_WALK_INDEXES = [
 async def test_search_fold_is_lower_and_its_matches_are_ilike_matches(seeded_dsn: str) -> None:
     async with connect(seeded_dsn) as conn:
         rows = await conn.fetch(COMPARE, PROMPTS, QUERIES, [like_pattern(q) for q in QUERIES])
+        ctype = await conn.fetchval("show lc_ctype")
     assert len(rows) == len(PROMPTS) * len(QUERIES)
     for r in rows:
         assert r["same_text"], r["p"]
         assert r["folded"] == r["ilike"] == r["needle"], (r["p"], r["q"])
     matched = {(r["p"], r["q"]) for r in rows if r["ilike"]}
-    assert ("Ça va? ÉCOLE d'été", "école") in matched
+    # Case beyond ASCII folds as the database's LC_CTYPE folds it, for ILIKE as for
+    # search_fold: a C ctype (the throwaway cluster's --no-locale) folds ASCII only.
+    folds_unicode = ctype not in ("C", "POSIX")
+    assert (("Ça va? ÉCOLE d'été", "école") in matched) is folds_unicode
     assert ("Knight in silver armor", "knight") in matched
     assert ("Straße im Regen", "straße") in matched
     assert 0 < len(matched) < len(rows)
