@@ -1,5 +1,6 @@
 """Read the service's Prometheus text: the signed-URL cache counters, overall and per level
-(``l1``: each worker's own cache; ``l2``: Redis, shared by the workers, asked for L1's misses)."""
+(``l1``: each worker's own cache; ``l2``: Redis, shared by the workers, asked for L1's misses);
+and its latency histogram per route, beside the load generator's percentiles."""
 
 from __future__ import annotations
 
@@ -68,12 +69,17 @@ def parse_url_cache(text: str) -> UrlCacheCounters:
     )
 
 
-def fetch_url_cache(base_url: str, timeout: float = 10.0) -> UrlCacheCounters:
+def fetch_metrics(base_url: str, timeout: float = 10.0) -> str:
+    """The service's ``/metrics`` text."""
     url = base_url.rstrip("/") + "/metrics"
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"not an http(s) URL: {url}")
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (scheme checked)
-        return parse_url_cache(response.read().decode("utf-8"))
+        return str(response.read().decode("utf-8"))
+
+
+def fetch_url_cache(base_url: str, timeout: float = 10.0) -> UrlCacheCounters:
+    return parse_url_cache(fetch_metrics(base_url, timeout))
 
 
 # --- the service's own latency histogram, beside the load generator's percentiles ------------
@@ -155,3 +161,33 @@ def disagreements(
             "disagree": disagree,
         }
     return found
+
+
+def compare_with_service(
+    figures: Mapping[str, float], prefix: str, after: str, before: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """The load run's p95 per group (``<prefix>.<group>.p95_ms``) against the service's own
+    histogram between two scrapes of ``/metrics`` (``before`` None: since the service started)."""
+    client = {
+        group: value
+        for group in GROUP_ROUTES
+        if (value := figures.get(f"{prefix}.{group}.p95_ms")) is not None
+    }
+    window = route_buckets(after)
+    if before is not None:
+        window = subtract(window, route_buckets(before))
+    return disagreements(client, window)
+
+
+def disagreement_lines(found: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per group whose client and service p95 disagree, for the terminal."""
+    lines = []
+    for group, row in found.items():
+        if not row.get("disagree"):
+            continue
+        low, high = row["service_p95_bucket_ms"]
+        lines.append(
+            f"{group}: Locust p95 {row['client_p95_ms']:.1f} ms, the service's p95 in "
+            f"({low:g}, {high:g}] ms (more than {AGREEMENT:.0%} apart)"
+        )
+    return lines
