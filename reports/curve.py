@@ -177,19 +177,20 @@ class Curve:
                 "a time from one client, against one service process, for the heavy user."
             )
         load = meta.get("load_average")
-        if isinstance(load, Mapping) and load:
+        if isinstance(load, Mapping):
             machine = meta.get("machine")
             cores = machine.get("cores") if isinstance(machine, Mapping) else None
             parts = [
                 f"{moment} {float(values[0]):.2f}"
-                for moment, values in load.items()
-                if isinstance(values, list | tuple) and values
+                for moment in ("start", "end")
+                if isinstance(values := load.get(moment), list | tuple) and values
             ]
-            lines.append(
-                "Machine load (1-minute load average): "
-                + ", ".join(parts)
-                + (f", on {cores} cores." if cores else ".")
-            )
+            if parts:
+                lines.append(
+                    "Machine load (1-minute load average): "
+                    + ", ".join(parts)
+                    + (f", on {cores} cores." if cores else ".")
+                )
         return lines
 
     def plans(self) -> list[tuple[str, list[tuple[str, str]]]]:

@@ -974,7 +974,15 @@ def _bench_target_rows(run: RunData) -> list[TargetRow]:
         return rows
     elsewhere = "judged in the scale curve section below, from make bench-scale's latest curve"
     return [
-        replace(row, reason=elsewhere) if row.metric.startswith("curve.") else row for row in rows
+        replace(
+            row,
+            reason=elsewhere,
+            verdict=replace(row.verdict, title=elsewhere),
+            goal_verdict=replace(row.goal_verdict, title=elsewhere),
+        )
+        if row.metric.startswith("curve.")
+        else row
+        for row in rows
     ]
 
 
