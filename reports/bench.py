@@ -518,6 +518,8 @@ class Bench:
                 print(f"  - {failure}")
         for line in self.disagreements():
             print(line)
+        if self.run.curve is not None:
+            print(f"scale curve, in the report: {self.run.curve.provenance()[0]}")
         print(f"report: {_rel(self.out_dir / 'index.html')}")
         if self.was_interrupted:
             print("interrupted: recorded as such; the previous complete report stays the latest")
