@@ -139,6 +139,7 @@ class Curve:
             y_label="latency, ms",
             x_names={x: assets_label(x) for x in xs if x > 0},
             x_log=True,
+            y_log=None,
             height=340,
         )
 

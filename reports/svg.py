@@ -346,11 +346,12 @@ def line_chart(
     y_from_zero: bool = True,
     x_names: Mapping[float, str] | None = None,
     x_log: bool = False,
+    y_log: bool | None = False,
 ) -> str:
     """Lines over a numeric x axis; ``refs`` draws labelled horizontal lines (targets);
     ``x_names`` labels x ticks by value (then the ticks are those values); ``x_log`` draws x on
-    a logarithmic axis (sizes that grow tenfold). A series' intervals are vertical error bars;
-    values spanning more than LOG_SPAN put y on a logarithmic axis too."""
+    a logarithmic axis (sizes that grow tenfold); ``y_log`` None puts y on one when the values
+    span more than LOG_SPAN. A series' intervals are vertical error bars."""
     points = [
         (x, y)
         for s in series
@@ -367,7 +368,8 @@ def line_chart(
     ys = [p[1] for p in points] + [r.value for r in refs]
     ys += [b for s in series for iv in s.intervals if iv for b in iv if math.isfinite(b)]
     positive = [y for y in ys if y > 0]
-    if positive and len(positive) == len(ys) and max(ys) / min(positive) > LOG_SPAN:
+    spans = bool(positive) and len(positive) == len(ys) and max(ys) / min(positive) > LOG_SPAN
+    if positive and (y_log or (y_log is None and spans)):
         y_ticks = log_ticks(min(positive), max(positive))
         y_axis = _Axis(y_ticks[0], y_ticks[-1], y_ticks, f"{y_label} (log scale)", log=True)
     else:
