@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--html", type=Path, default=CURVE_PAGE, help="the curve's report page")
     args = parser.parse_args(argv)
     started, clock, load_at_start = datetime.now(UTC), time.perf_counter(), os.getloadavg()
+    commit = git_commit()  # the code measured: taken before the run, which takes minutes
     scales = [s.strip() for s in args.scales.split(",") if s.strip()]
     results: list[RouteLatency] = []
     with provide_database() as info:
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         "paged": sorted(PAGED),
         "measured_at": started.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - clock, 1),
-        "commit": git_commit(),
+        "commit": commit,
         "machine": probe_machine().as_dict(),
         "load_average": {"start": list(load_at_start), "end": list(os.getloadavg())},
     }
