@@ -140,7 +140,8 @@ class Curve:
             x_names={x: assets_label(x) for x in xs if x > 0},
             x_log=True,
             y_log=None,
-            height=340,
+            width=960,
+            height=320,
         )
 
     def provenance(self, run_commit: str = "") -> list[str]:
