@@ -22,6 +22,7 @@ from reports.uncertainty import Estimate
 CURVE_FILE: Final = ROOT / "reports" / "out" / "figures" / "curve.json"
 #: ``make bench-scale``'s page of the curve alone.
 CURVE_PAGE: Final = ROOT / "reports" / "out" / "curve.html"
+#: The figures of each route and scale, as the table shows them.
 STATS: Final = ("p50_ms", "p95_ms")
 #: Chart families by route-name prefix, first match wins; at most len(PALETTE) lines a chart.
 FAMILIES: Final = (

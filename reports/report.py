@@ -20,6 +20,7 @@ from typing import Any, Final
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from reports import browser, svg, uncertainty
+from reports.curve import STATS as CURVE_STATS
 from reports.curve import Curve
 from reports.formatting import (
     fmt_bound,
@@ -1019,7 +1020,7 @@ def _curve_cells(curve: Curve, route: str, scale: str) -> list[Cell]:
         return [Cell(f"failed: {failed} answers not 200", "fail")] * 2
     return [
         Cell(_estimate_text(e), "num", "" if e is None else f"n = {e.n}")
-        for e in (curve.estimate(route, scale, stat) for stat in ("p50_ms", "p95_ms"))
+        for e in (curve.estimate(route, scale, stat) for stat in CURVE_STATS)
     ]
 
 
