@@ -643,16 +643,28 @@ class AgreementRow:
     group: str
     route: str
     client: str
+    n: str
     service: str
     verdict: Cell
 
 
-def _agreement_verdict(client: float, low: float, high: float, disagree: bool) -> Cell:
-    if not disagree:
+def _agreement_verdict(client: float, high: float, row: Mapping[str, Any]) -> Cell:
+    if not row.get("disagree"):
         return Cell("agree", "pass")
-    if client > high:
-        return Cell(f"DISAGREE: Locust {client / high:.1f}x the bucket's upper bound", "fail")
-    return Cell("DISAGREE: Locust below the service's own time", "fail")
+    how = (
+        f"Locust {client / high:.1f}x the bucket's upper bound"
+        if client > high
+        else "Locust below the service's own time"
+    )
+    if row.get("sure", True):
+        return Cell(f"DISAGREE: {how}", "fail")
+    interval = row.get("client_p95_interval_ms") or []
+    spread = ", ".join(format_number(float(b)) for b in interval)
+    return Cell(
+        f"apart, not sure: {how}, but n = {row.get('n')} and Locust's 95% interval "
+        f"[{spread}] ms reaches the band",
+        "inconclusive",
+    )
 
 
 @dataclass(frozen=True)
@@ -687,8 +699,9 @@ def _agreement(run: RunData) -> Agreement:
                     group,
                     f"{method} {route}".strip(),
                     fmt_value(client, "ms"),
+                    f"{row['n']:,}" if isinstance(row.get("n"), int) else "—",
                     f"({format_number(low)}, {format_number(high)}] ms",
-                    _agreement_verdict(client, low, high, bool(row.get("disagree"))),
+                    _agreement_verdict(client, high, row),
                 )
             )
     return Agreement(rows, windows)
