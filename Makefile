@@ -66,7 +66,7 @@ bench: $(STAMP) $(FRONTEND_STAMP) ## the main job: database, data, benchmarks, l
 serve: $(STAMP) $(FRONTEND_STAMP) ## database + SCALE data (if empty) + storage files, then WORKERS service processes on 127.0.0.1:PORT (8080)
 	$(WSBENCH) serve
 
-bench-scale: $(STAMP) ## the scale curve: each route's p50/p95 for the heavy user at SCALES (plan,100k; add 1m), reports/out/figures/curve.json
+bench-scale: $(STAMP) ## the scale curve: each route's p50/p95 for the heavy user at SCALES (plan,100k; add 1m): figures/curve.json, reports/out/curve.html
 	SCALES=$${SCALES:-plan,100k} $(PY) -m benchmarks.scale_curve $(CURVE_ARGS)
 
 bench-micro: $(STAMP) ## the microbenchmarks, timed, at SCALE: reports/out/bench-micro.json + figures/bench.json

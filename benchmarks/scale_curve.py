@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 from uuid import UUID
@@ -52,6 +53,9 @@ from reference.search.query import SortKey
 from reference.settings import Settings
 from reference.workspace.views import Cursor
 from reports import uncertainty
+from reports.curve import CURVE_PAGE, Curve
+from reports.environment import git_commit, probe_machine
+from reports.report import write_curve_page
 from reports.uncertainty import Estimate
 from tests.conftest import SETTINGS, auth_headers
 
@@ -365,7 +369,10 @@ def main(argv: list[str] | None = None) -> int:
         "--cold-rounds", type=int, default=5, help="index builds per cold route (at least 3)"
     )
     parser.add_argument("--json", type=Path, default=FIGURES)
+    parser.add_argument("--html", type=Path, default=CURVE_PAGE, help="the curve's report page")
     args = parser.parse_args(argv)
+    started, clock, load_at_start = datetime.now(UTC), time.perf_counter(), os.getloadavg()
+    commit = git_commit()  # the code measured: taken before the run, which takes minutes
     scales = [s.strip() for s in args.scales.split(",") if s.strip()]
     results: list[RouteLatency] = []
     plans: dict[str, dict[str, str]] = {}
@@ -389,6 +396,11 @@ def main(argv: list[str] | None = None) -> int:
         "plans": plans,
         "routes": {**ROUTES, "workspace_deep": "/v1/workspace?limit=50&cursor=<middle>"},
         "paged": sorted(PAGED),
+        "measured_at": started.isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - clock, 1),
+        "commit": commit,
+        "machine": probe_machine().as_dict(),
+        "load_average": {"start": list(load_at_start), "end": list(os.getloadavg())},
     }
     # The shape of every component file (reports.bench.read_component).
     document = {"figures": figures, "meta": meta}
@@ -398,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     if flat is not None:
         print(f"curve.flatness_p95 = {flat.value:.2f} [{flat.low:.2f}, {flat.high:.2f}]")
     print(f"figures: {args.json}")
+    print(f"report: {write_curve_page(Curve(figures, meta), args.html)}")
     return 0
 
 

@@ -30,7 +30,14 @@ from locust.runners import MasterRunner, WorkerRunner
 from loadtests._config import LoadSettings
 from reports import uncertainty
 from reports.latency import WindowedStats
-from reports.service_metrics import UrlCacheCounters, fetch_url_cache
+from reports.service_metrics import (
+    UrlCacheCounters,
+    compare_with_service,
+    disagreement_lines,
+    fetch_metrics,
+    fetch_url_cache,
+    parse_url_cache,
+)
 from reports.targets import Targets, load_targets
 from reports.thresholds import (
     Check,
@@ -77,6 +84,8 @@ class LoadState:
     targets: Targets | None = None
     started: float | None = None
     cache_before: UrlCacheCounters | None = None
+    #: The service's ``/metrics`` at the end of the warm-up: the start of its histogram's window.
+    metrics_before: str | None = None
     #: The busiest load-generator process's CPU (share of one core), one sample per check.
     cpu: list[float] = field(default_factory=list)
     #: Users running, by second: the load's shape for the report.
@@ -221,6 +230,7 @@ def on_test_start(environment: Environment, **_: Any) -> None:
     STATE.aborted = None
     STATE.reported = False
     STATE.cache_before = None
+    STATE.metrics_before = None
     STATE.stopped = None
     STATE.live_title = ""
     if isinstance(environment.runner, WorkerRunner) or not environment.host:
@@ -264,7 +274,8 @@ def _cache_after_warmup(host: str, delay_s: float) -> None:
     """The cache counters once the warm-up is over, so the hit rate leaves the cold start out."""
     gevent.sleep(delay_s)
     try:
-        STATE.cache_before = fetch_url_cache(host)
+        STATE.metrics_before = fetch_metrics(host)
+        STATE.cache_before = parse_url_cache(STATE.metrics_before)
     except OSError as exc:
         log.warning("cannot read %s/metrics after the warm-up: %s", host, exc)
 
@@ -380,15 +391,11 @@ def _measured_span(started: float) -> tuple[int, int]:
     return first, last
 
 
-def _cache_figures(host: str | None, prefix: str) -> tuple[Estimate | None, dict[str, float]]:
+def _cache_figures(metrics: str | None, prefix: str) -> tuple[Estimate | None, dict[str, float]]:
     """The URL-cache hit rate since the warm-up, and per cache level, from ``/metrics``."""
-    if not host:
+    if metrics is None:
         return None, {}
-    try:
-        counters = fetch_url_cache(host)
-    except OSError as exc:
-        log.warning("cannot read %s/metrics: %s", host, exc)
-        return None, {}
+    counters = parse_url_cache(metrics)
     if STATE.cache_before is not None:
         counters = counters - STATE.cache_before
     log.info("url cache: %d hits, %d misses", counters.hits, counters.misses)
@@ -398,6 +405,30 @@ def _cache_figures(host: str | None, prefix: str) -> tuple[Estimate | None, dict
         if level.hit_rate is not None
     }
     return counters.hit_rate_ci, levels
+
+
+def _metrics_at_end(host: str | None) -> str | None:
+    if not host:
+        return None
+    try:
+        return fetch_metrics(host)
+    except OSError as exc:
+        log.warning("cannot read %s/metrics: %s", host, exc)
+        return None
+
+
+def _service_p95(figures: dict[str, float], prefix: str, metrics: str | None) -> dict[str, Any]:
+    """The client's p95 per group beside the service's own histogram over the same seconds
+    (after the warm-up; since the service started when the warm-up's scrape is missing),
+    printed where they disagree. A ramp's figures are one step's seconds: no comparison."""
+    if metrics is None or STATE.ramp is not None:
+        return {}
+    before = STATE.metrics_before
+    groups = compare_with_service(figures, prefix, metrics, before)
+    for line in disagreement_lines(groups):
+        print(f"client and service disagree: {line}", flush=True)
+    window = "since the service started" if before is None else "after the warm-up"
+    return {"window": window, "groups": groups}
 
 
 def _verdict(environment: Environment, checks: list[Check], total: int) -> None:
@@ -422,7 +453,8 @@ def final_report(environment: Environment) -> None:
     seconds = max(last - first + 1, 1)
     checks = evaluate(targets.thresholds, stats, seconds)
     prefix = settings.figure_prefix
-    hit_rate, level_rates = _cache_figures(environment.host, prefix)
+    metrics = _metrics_at_end(environment.host)
+    hit_rate, level_rates = _cache_figures(metrics, prefix)
     cache_result = cache_hit_check(targets, hit_rate)
     if cache_result is not None:
         checks.append(cache_hit_as_check(cache_result))
@@ -445,6 +477,7 @@ def final_report(environment: Environment) -> None:
         if message:
             print(message, flush=True)
     _verdict(environment, checks, stats["overall"].count)
+    service_p95 = _service_p95(figures, prefix, metrics)
 
     runner = environment.runner
     meta = {
@@ -460,6 +493,7 @@ def final_report(environment: Environment) -> None:
         "aborted": STATE.aborted,
         "checks": [c.as_dict() for c in checks],
         "ramp": None if ramp is None else {"best_users": ramp.best_users, "steps": ramp.steps},
+        "service_p95": service_p95,
     }
     write_figures(settings.out_dir / "figures" / "load.json", figures, prefix, meta)
     series_name = "load_series.json" if prefix == "load" else f"{prefix}_series.json"

@@ -36,6 +36,7 @@ import asyncpg
 
 from fixtures.processes import PROGRESS, ChildError, ServiceProcess, run_child, say
 from reference.settings import child_secrets
+from reports.curve import CURVE_FILE, Curve
 from reports.environment import ROOT, fingerprint, git_commit, probe_machine
 from reports.figures import benchmark_key
 from reports.history import (
@@ -46,8 +47,16 @@ from reports.history import (
     history_path,
     read_history,
 )
-from reports.report import RunData, Step, StepStatus, outcome, summary_table, write_outputs
-from reports.service_metrics import parse_url_cache
+from reports.report import (
+    LOAD_MODES,
+    RunData,
+    Step,
+    StepStatus,
+    outcome,
+    summary_table,
+    write_outputs,
+)
+from reports.service_metrics import disagreement_lines, parse_url_cache
 from reports.targets import Targets, TargetsError, Verdict, load_targets
 
 COUNT_HEAVY_ASSETS: Final = "select count(*) from assets where user_id = $1"
@@ -130,6 +139,8 @@ class Bench:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     #: Where the latest complete run's index.html and summary.json are copied (None: nowhere).
     published_dir: Path | None = None
+    #: ``make bench-scale``'s latest curve, shown in the report when present (None: none).
+    curve_file: Path | None = None
     run: RunData = field(init=False)
     dsn: str = ""
     service: ServiceProcess | None = None
@@ -429,6 +440,7 @@ class Bench:
         plans = self.figures_dir / "plans.json"
         if plans.exists():
             self.run.plans = json.loads(plans.read_text(encoding="utf-8"))
+        self.run.curve = self._latest_curve()
         path = history_path(self.env)
         records = read_history(path)
         self.run.history = comparable(records, fp, self.scale)
@@ -456,6 +468,21 @@ class Bench:
             f"{_rel(self.out_dir / 'index.html')}; history {_rel(path)} "
             f"(regression check, unconfirmed: {regression.regression})"
         )
+
+    def _latest_curve(self) -> Curve | None:
+        """The latest scale curve, copied into this run's folder so that its report keeps
+        showing what it showed; its figures stay out of this run's (another measurement)."""
+        if self.curve_file is None or not self.curve_file.exists():
+            return None
+        kept = self.figures_dir / "curve.json"
+        shutil.copyfile(self.curve_file, kept)
+        try:
+            figures, meta = read_component(kept)
+        except (StepError, ValueError) as exc:
+            say(f"scale curve {_rel(self.curve_file)} not shown: {exc}")
+            return None
+        written = datetime.fromtimestamp(self.curve_file.stat().st_mtime, UTC)
+        return Curve(figures, meta, written.isoformat(timespec="seconds"))
 
     def _regression_check(self, records: list[RunRecord], fp: str) -> RunRecord:
         """The gate's regression check of the microbenchmarks' raw rounds against the history's
@@ -490,6 +517,17 @@ class Bench:
         path = self.figures_dir / f"{name}.json"
         path.write_text(json.dumps({"figures": figures, "meta": meta}, indent=2, default=str))
 
+    def disagreements(self) -> list[str]:
+        """Where Locust's p95 and the service's own histogram disagree, per URL mode."""
+        lines = []
+        for mode, key in LOAD_MODES:
+            found = self.run.meta.get(key, {}).get("service_p95") or {}
+            lines += [
+                f"client vs service ({mode}): {line}"
+                for line in disagreement_lines(found.get("groups") or {})
+            ]
+        return lines
+
     def _finish(self) -> int:
         result = outcome(self.run)
         print(summary_table(self.run))
@@ -505,6 +543,10 @@ class Bench:
             print(f"FAIL ({len(result.failures)}):")
             for failure in result.failures:
                 print(f"  - {failure}")
+        for line in self.disagreements():
+            print(line)
+        if self.run.curve is not None:
+            print(f"scale curve, in the report: {self.run.curve.provenance()[0]}")
         print(f"report: {_rel(self.out_dir / 'index.html')}")
         if self.was_interrupted:
             print("interrupted: recorded as such; the previous complete report stays the latest")
@@ -670,6 +712,7 @@ def main(env: Mapping[str, str] = os.environ) -> int:
         targets=targets,
         out_dir=run_dir(RUNS_DIR, datetime.now(UTC), commit),
         published_dir=RUNS_DIR.parent,
+        curve_file=CURVE_FILE,
         strict=env.get("STRICT", "") not in ("", "0"),
         load_run_time=load_run_time,
         bench_timeout_s=bench_timeout,

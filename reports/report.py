@@ -11,7 +11,7 @@ import json
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -20,6 +20,8 @@ from typing import Any, Final
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from reports import browser, svg, uncertainty
+from reports.curve import STATS as CURVE_STATS
+from reports.curve import Curve
 from reports.formatting import (
     fmt_bound,
     fmt_count,
@@ -30,7 +32,17 @@ from reports.formatting import (
     format_number,
 )
 from reports.history import RunRecord
-from reports.targets import FAILING, Target, TargetResult, Targets, Threshold, Verdict
+from reports.service_metrics import AGREEMENT, GROUP_ROUTES
+from reports.targets import (
+    FAILING,
+    Target,
+    TargetResult,
+    Targets,
+    Threshold,
+    Verdict,
+    evaluate_one,
+    load_targets,
+)
 
 TEMPLATES: Final = Environment(
     loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"),
@@ -102,6 +114,9 @@ class RunData:
     plans: Any = None
     #: Earlier comparable runs (same machine fingerprint and scale), oldest first.
     history: list[RunRecord] = field(default_factory=list)
+    #: The latest scale curve (``make bench-scale``), measured apart from this run: drawn in its
+    #: own section, judged there, and never mixed into this run's figures or history.
+    curve: Curve | None = None
     strict: bool = False
     started: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     seconds: float = 0.0
@@ -338,7 +353,7 @@ def _banner(run: RunData, result: Outcome) -> Banner:
     return Banner("pass" if result.verdict is Verdict.PASS else "fail", head, lines)
 
 
-def _target_rows(run: RunData) -> list[TargetRow]:
+def _target_rows(results: Sequence[TargetResult]) -> list[TargetRow]:
     return [
         TargetRow(
             id=t.id,
@@ -356,7 +371,7 @@ def _target_rows(run: RunData) -> list[TargetRow]:
             goal_verdict=_goal_cell(r.goal_verdict, r.reason),
             reason=r.reason,
         )
-        for r in run.results
+        for r in results
         for t, e in [(r.target, r.estimate)]
     ]
 
@@ -620,6 +635,76 @@ def _percentile_rows(run: RunData) -> list[PercentileRow]:
         legacy_p95 = fmt_value(run.figures.get(f"load_legacy.{group}.p95_ms"), "ms")
         rows.append(PercentileRow(group, cells, legacy_p95, _threshold_text(threshold)))
     return rows
+
+
+@dataclass(frozen=True)
+class AgreementRow:
+    mode: str
+    group: str
+    route: str
+    client: str
+    n: str
+    service: str
+    verdict: Cell
+
+
+def _agreement_verdict(client: float, high: float, row: Mapping[str, Any]) -> Cell:
+    if not row.get("disagree"):
+        return Cell("agree", "pass")
+    how = (
+        f"Locust {client / high:.1f}x the bucket's upper bound"
+        if client > high
+        else "Locust below the service's own time"
+    )
+    if row.get("sure", True):
+        return Cell(f"DISAGREE: {how}", "fail")
+    interval = row.get("client_p95_interval_ms") or []
+    spread = ", ".join(format_number(float(b)) for b in interval)
+    return Cell(
+        f"apart, not sure: {how}, but n = {row.get('n')} and Locust's 95% interval "
+        f"[{spread}] ms reaches the band",
+        "inconclusive",
+    )
+
+
+@dataclass(frozen=True)
+class Agreement:
+    rows: list[AgreementRow]
+    #: Each URL mode's window of the service's histogram.
+    windows: list[str]
+
+
+def _agreement(run: RunData) -> Agreement:
+    """Locust's p95 beside the service's ``/metrics`` histogram, per route and URL mode, and
+    each mode's window."""
+    rows, windows = [], []
+    for mode, key in LOAD_MODES:
+        found = run.meta.get(key, {}).get("service_p95")
+        if not isinstance(found, Mapping):
+            continue
+        groups = found.get("groups")
+        if not isinstance(groups, Mapping) or not groups:
+            continue
+        windows.append(f"{mode}: {found.get('window') or 'window not recorded'}")
+        for group, row in groups.items():
+            client = _as_float(row.get("client_p95_ms")) if isinstance(row, Mapping) else None
+            bucket = row.get("service_p95_bucket_ms") if isinstance(row, Mapping) else None
+            if client is None or not isinstance(bucket, list | tuple) or len(bucket) != 2:
+                continue
+            low, high = (float(b) for b in bucket)
+            method, route = GROUP_ROUTES.get(group, ("", ""))
+            rows.append(
+                AgreementRow(
+                    mode,
+                    group,
+                    f"{method} {route}".strip(),
+                    fmt_value(client, "ms"),
+                    f"{row['n']:,}" if isinstance(row.get("n"), int) else "—",
+                    f"({format_number(low)}, {format_number(high)}] ms",
+                    _agreement_verdict(client, high, row),
+                )
+            )
+    return Agreement(rows, windows)
 
 
 def _threshold_text(threshold: Threshold | None) -> str:
@@ -901,23 +986,142 @@ def _browser(run: RunData, run_dir: Path | None) -> BrowserView | None:
     )
 
 
+def _bench_target_rows(run: RunData) -> list[TargetRow]:
+    """The run's targets; a scale-curve target points to the section that judges it."""
+    rows = _target_rows(run.results)
+    if run.curve is None:
+        return rows
+    elsewhere = "judged in the scale curve section below, from make bench-scale's latest curve"
+    return [
+        replace(
+            row,
+            reason=elsewhere,
+            verdict=replace(row.verdict, title=elsewhere),
+            goal_verdict=replace(row.goal_verdict, title=elsewhere),
+        )
+        if row.metric.startswith("curve.")
+        else row
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True)
+class CurveRow:
+    route: str
+    path: str
+    paged: bool
+    #: p50 and p95 of each scale, smallest scale first.
+    cells: list[Cell]
+    growth: Cell
+
+
+@dataclass(frozen=True)
+class CurveSection:
+    notes: list[str]
+    charts: list[str]
+    #: Column headings: each scale as assets (scale name).
+    scales: list[str]
+    rows: list[CurveRow]
+    targets: list[TargetRow]
+    plans: list[tuple[str, list[tuple[str, str]]]]
+
+
+def _estimate_text(e: uncertainty.Estimate | None) -> str:
+    if e is None:
+        return "—"
+    return f"{format_number(e.value)} [{format_number(e.low)}, {format_number(e.high)}]"
+
+
+def _curve_cells(curve: Curve, route: str, scale: str) -> list[Cell]:
+    failed = curve.failed(route, scale)
+    if failed:
+        return [Cell(f"failed: {failed} answers not 200", "fail")] * 2
+    return [
+        Cell(_estimate_text(e), "num", "" if e is None else f"n = {e.n}")
+        for e in (curve.estimate(route, scale, stat) for stat in CURVE_STATS)
+    ]
+
+
+def _growth_cell(estimate: uncertainty.Estimate | None, flat: Target | None) -> Cell:
+    """p95 growth, judged by the flatness target's bound where the route is paged."""
+    if estimate is None:
+        return Cell("—", "num")
+    text = f"{estimate.value:.2f}x [{estimate.low:.2f}, {estimate.high:.2f}]"
+    bound = None if flat is None else flat.plan if flat.plan is not None else flat.goal
+    if flat is None or bound is None:
+        return Cell(text, "num")
+    verdict = flat.judge(estimate, bound)
+    css = {Verdict.PASS: "pass", Verdict.FAIL: "fail", Verdict.INCONCLUSIVE: "inconclusive"}
+    return Cell(text, f"num {css[verdict]}", f"{verdict.value} against {flat.op} {bound:g}x")
+
+
+def _curve_section(
+    curve: Curve | None, targets: Targets, run_commit: str = ""
+) -> CurveSection | None:
+    if curve is None:
+        return None
+    judged = [
+        evaluate_one(t, curve.figures, None, targets.saturation_cpu)
+        for t in targets.targets
+        if t.metric.startswith("curve.")
+    ]
+    flat = next((r.target for r in judged if r.target.metric == "curve.flatness_p95"), None)
+    scales = curve.scales
+    paged = curve.paged
+    rows = [
+        CurveRow(
+            route,
+            curve.path(route),
+            route in paged,
+            [cell for scale, _ in scales for cell in _curve_cells(curve, route, scale)],
+            _growth_cell(curve.growth(route), flat if route in paged else None),
+        )
+        for route in curve.routes
+    ]
+    return CurveSection(
+        notes=curve.provenance(run_commit),
+        charts=curve.charts(),
+        scales=[curve.scale_label(scale) for scale, _ in scales],
+        rows=rows,
+        targets=_target_rows(judged),
+        plans=curve.plans(),
+    )
+
+
+def render_curve_page(curve: Curve, targets: Targets) -> str:
+    """The scale curve alone, as ``make bench-scale`` leaves it: the section of the report."""
+    return TEMPLATES.get_template("curve.html.j2").render(curve=_curve_section(curve, targets))
+
+
+def write_curve_page(curve: Curve, path: Path, targets: Targets | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    html = render_curve_page(curve, targets or load_targets())
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
 def render_html(run: RunData, run_dir: Path | None = None) -> str:
     result = outcome(run)
     return TEMPLATES.get_template("report.html.j2").render(
         verdict=result.verdict.value,
         scale=run.scale,
         banner=_banner(run, result),
-        targets=_target_rows(run),
+        targets=_bench_target_rows(run),
         claims=_claim_charts(run),
         load_charts=_load_over_time(run),
         percentile_keys=PERCENTILE_KEYS,
         percentiles=_percentile_rows(run),
+        agreement=_agreement(run),
+        agreement_limit=f"{AGREEMENT:.0%}",
         plans=_plans(run),
         steps=_steps(run),
         environment=_environment(run),
         dataset=_dataset(run),
         trends=_trends(run),
         browser=_browser(run, run_dir),
+        curve=_curve_section(
+            run.curve, run.targets, str(run.environment.get("git", {}).get("commit", ""))
+        ),
     )
 
 

@@ -1,5 +1,6 @@
 """Read the service's Prometheus text: the signed-URL cache counters, overall and per level
-(``l1``: each worker's own cache; ``l2``: Redis, shared by the workers, asked for L1's misses)."""
+(``l1``: each worker's own cache; ``l2``: Redis, shared by the workers, asked for L1's misses);
+and its latency histogram per route, beside the load generator's percentiles."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Final
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from reports.uncertainty import Estimate, proportion_ci
+from reports.uncertainty import Estimate, get, proportion_ci
 
 HITS = "url_cache_hits"
 MISSES = "url_cache_misses"
@@ -68,12 +69,17 @@ def parse_url_cache(text: str) -> UrlCacheCounters:
     )
 
 
-def fetch_url_cache(base_url: str, timeout: float = 10.0) -> UrlCacheCounters:
+def fetch_metrics(base_url: str, timeout: float = 10.0) -> str:
+    """The service's ``/metrics`` text."""
     url = base_url.rstrip("/") + "/metrics"
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"not an http(s) URL: {url}")
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (scheme checked)
-        return parse_url_cache(response.read().decode("utf-8"))
+        return str(response.read().decode("utf-8"))
+
+
+def fetch_url_cache(base_url: str, timeout: float = 10.0) -> UrlCacheCounters:
+    return parse_url_cache(fetch_metrics(base_url, timeout))
 
 
 # --- the service's own latency histogram, beside the load generator's percentiles ------------
@@ -155,3 +161,52 @@ def disagreements(
             "disagree": disagree,
         }
     return found
+
+
+def compare_with_service(
+    figures: Mapping[str, float], prefix: str, after: str, before: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """The load run's p95 per group (``<prefix>.<group>.p95_ms``) against the service's own
+    histogram between two scrapes of ``/metrics`` (``before`` None: since the service started).
+
+    Each row also carries the client's 95% interval and n; ``sure`` says whether that whole
+    interval is beyond the agreement band (a p95 of four requests is the slowest of them: a
+    disagreement it shows may be chance)."""
+    estimates = {
+        group: estimate
+        for group in GROUP_ROUTES
+        if (estimate := get(figures, f"{prefix}.{group}.p95_ms")) is not None
+    }
+    window = route_buckets(after)
+    if before is not None:
+        window = subtract(window, route_buckets(before))
+    found = disagreements({g: e.value for g, e in estimates.items()}, window)
+    for group, row in found.items():
+        estimate = estimates[group]
+        low, high = row["service_p95_bucket_ms"]
+        beyond = estimate.low > high * (1 + AGREEMENT) or estimate.high < low * (1 - AGREEMENT)
+        row["client_p95_interval_ms"] = [estimate.low, estimate.high]
+        row["n"] = estimate.n
+        row["sure"] = bool(row["disagree"] and beyond)
+    return found
+
+
+def disagreement_lines(found: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per group whose client and service p95 disagree, for the terminal."""
+    lines = []
+    for group, row in found.items():
+        if not row.get("disagree"):
+            continue
+        low, high = row["service_p95_bucket_ms"]
+        unsure = ""
+        if not row.get("sure", True):
+            c_low, c_high = row.get("client_p95_interval_ms") or (math.nan, math.nan)
+            unsure = (
+                f"; not sure: n = {row.get('n')}, Locust's 95% interval "
+                f"[{c_low:.1f}, {c_high:.1f}] ms reaches the band"
+            )
+        lines.append(
+            f"{group}: Locust p95 {row['client_p95_ms']:.1f} ms, the service's p95 in "
+            f"({low:g}, {high:g}] ms (more than {AGREEMENT:.0%} apart{unsure})"
+        )
+    return lines

@@ -36,6 +36,11 @@ class Series:
     xs: Sequence[float] | None = None
     #: 95% intervals, drawn as error bars where given (None: no interval for that value).
     intervals: Sequence[tuple[float, float] | None] = ()
+    #: Line charts: a colour of its own (several series of one subject share one), a dash
+    #: pattern, and whether the legend names it.
+    color: str = ""
+    dash: str = ""
+    in_legend: bool = True
 
     def interval(self, index: int) -> tuple[float, float] | None:
         return self.intervals[index] if index < len(self.intervals) else None
@@ -312,6 +317,23 @@ def bar_chart(
     return "".join([*parts, *over, "</svg>"])
 
 
+def _log_axis(low: float, high: float, label: str, names: Mapping[float, str]) -> _Axis:
+    """A log axis a little wider than the data, so points at the ends are off the frame;
+    ticks at the named values, else at the powers of ten."""
+    pad = 10**0.12
+    low, high = low / pad, high * pad
+    ticks = sorted(names) if names else log_ticks(low, high)
+    return _Axis(low, high, ticks, f"{label} (log scale)", log=True, names=names)
+
+
+def _error_bar(x: float, y1: float, y2: float, color: str) -> list[str]:
+    return [
+        _line(x, y1, x, y2, color),
+        _line(x - 3, y1, x + 3, y1, color),
+        _line(x - 3, y2, x + 3, y2, color),
+    ]
+
+
 def line_chart(
     title: str,
     series: Sequence[Series],
@@ -323,38 +345,60 @@ def line_chart(
     height: int = 300,
     y_from_zero: bool = True,
     x_names: Mapping[float, str] | None = None,
+    x_log: bool = False,
+    y_log: bool | None = False,
 ) -> str:
     """Lines over a numeric x axis; ``refs`` draws labelled horizontal lines (targets);
-    ``x_names`` labels x ticks by value (then the ticks are those values)."""
+    ``x_names`` labels x ticks by value (then the ticks are those values); ``x_log`` draws x on
+    a logarithmic axis (sizes that grow tenfold); ``y_log`` None puts y on one when the values
+    span more than LOG_SPAN. A series' intervals are vertical error bars."""
     points = [
         (x, y)
         for s in series
         for x, y in zip(s.xs or range(len(s.values)), s.values, strict=False)
         if y is not None and math.isfinite(y)
     ]
+    if x_log:
+        points = [(x, y) for x, y in points if x > 0]
     if not points:
         return _empty(width, height, title, "no data")
-    frame = _Frame(width, height, 64, 20, 34 + _legend_height(len(series)), 46)
+    legend = [s for s in series if s.in_legend]
+    frame = _Frame(width, height, 64, 20, 34 + _legend_height(len(legend)), 46)
     xs = [p[0] for p in points]
     ys = [p[1] for p in points] + [r.value for r in refs]
-    y_ticks = nice_ticks(0.0 if y_from_zero else min(ys), max(ys))
+    ys += [b for s in series for iv in s.intervals if iv for b in iv if math.isfinite(b)]
+    positive = [y for y in ys if y > 0]
+    spans = bool(positive) and len(positive) == len(ys) and max(ys) / min(positive) > LOG_SPAN
+    if positive and (y_log or (y_log is None and spans)):
+        y_ticks = log_ticks(min(positive), max(positive))
+        y_axis = _Axis(y_ticks[0], y_ticks[-1], y_ticks, f"{y_label} (log scale)", log=True)
+    else:
+        y_ticks = nice_ticks(0.0 if y_from_zero else min(ys), max(ys))
+        y_axis = _Axis(y_ticks[0], y_ticks[-1], y_ticks, y_label)
     x_lo, x_hi = min(xs), max(xs)
-    if x_hi == x_lo:
-        x_lo, x_hi = x_lo - 1, x_hi + 1
-    x_ticks = [t for t in nice_ticks(x_lo, x_hi, 6) if x_lo <= t <= x_hi]
-    if all(float(x).is_integer() for x in xs):
-        # Counts (run numbers, seconds) take whole ticks, never 1.2 of a run.
-        x_ticks = sorted({float(round(t)) for t in x_ticks} | {float(x_lo), float(x_hi)})
-    if x_names:
-        step = max(1, math.ceil(len(x_names) / 8))
-        x_ticks = sorted(x_names)[::step]
-    x_axis = _Axis(x_lo, x_hi, x_ticks, x_label, names=x_names or {})
-    y_axis = _Axis(y_ticks[0], y_ticks[-1], y_ticks, y_label)
+    if x_log:
+        x_axis = _log_axis(x_lo, x_hi, x_label, x_names or {})
+    else:
+        if x_hi == x_lo:
+            x_lo, x_hi = x_lo - 1, x_hi + 1
+        x_ticks = [t for t in nice_ticks(x_lo, x_hi, 6) if x_lo <= t <= x_hi]
+        if all(float(x).is_integer() for x in xs):
+            # Counts (run numbers, seconds) take whole ticks, never 1.2 of a run.
+            x_ticks = sorted({float(round(t)) for t in x_ticks} | {float(x_lo), float(x_hi)})
+        if x_names:
+            step = max(1, math.ceil(len(x_names) / 8))
+            x_ticks = sorted(x_names)[::step]
+        x_axis = _Axis(x_lo, x_hi, x_ticks, x_label, names=x_names or {})
     left, right = frame.left, frame.left + frame.plot_width
 
-    colors = [PALETTE[i % len(PALETTE)] for i in range(len(series))]
+    colors = [s.color or PALETTE[i % len(PALETTE)] for i, s in enumerate(series)]
     parts = _open(width, height, title)
-    parts += _legend([s.label for s in series], left + 4, 38, colors)
+    parts += _legend(
+        [s.label for s in legend],
+        left + 4,
+        38,
+        [c for c, s in zip(colors, series, strict=True) if s.in_legend],
+    )
     under, over = _axes(frame, x_axis, y_axis)
     parts += under
     for ref in refs:
@@ -365,21 +409,27 @@ def line_chart(
             f"fill='{ref.color}'>{_t(ref.text)}</text>"
         )
     for color, s in zip(colors, series, strict=True):
-        coords = [
-            f"{frame.x(x_axis, x):.1f},{frame.y(y_axis, y):.1f}"
-            for x, y in zip(s.xs or range(len(s.values)), s.values, strict=False)
-            if y is not None and math.isfinite(y)
+        drawn = [
+            (i, frame.x(x_axis, x), frame.y(y_axis, y))
+            for i, (x, y) in enumerate(zip(s.xs or range(len(s.values)), s.values, strict=False))
+            if y is not None and math.isfinite(y) and (x > 0 or not x_log)
         ]
-        if not coords:
+        if not drawn:
             continue
+        dash = f" stroke-dasharray='{s.dash}'" if s.dash else ""
+        coords = " ".join(f"{px:.1f},{py:.1f}" for _, px, py in drawn)
         parts.append(
-            f"<polyline fill='none' stroke='{color}' stroke-width='2' "
-            f"points='{' '.join(coords)}'><title>{_t(s.label)}</title></polyline>"
+            f"<polyline fill='none' stroke='{color}' stroke-width='2'{dash} "
+            f"points='{coords}'><title>{_t(s.label)}</title></polyline>"
         )
-        if len(coords) <= 40:
+        for i, px, _ in drawn:
+            interval = s.interval(i)
+            if interval is not None:
+                low, high = (frame.y(y_axis, b) for b in interval)
+                parts += _error_bar(px, low, high, color)
+        if len(drawn) <= 40:
             parts += [
-                f"<circle cx='{c.split(',')[0]}' cy='{c.split(',')[1]}' r='3' fill='{color}'/>"
-                for c in coords
+                f"<circle cx='{px:.1f}' cy='{py:.1f}' r='3' fill='{color}'/>" for _, px, py in drawn
             ]
     return "".join([*parts, *over, "</svg>"])
 

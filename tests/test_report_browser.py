@@ -98,3 +98,25 @@ def test_report_renders_in_chromium(browser, tmp_path):
 
     errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
     assert errors == []
+
+
+def test_scale_curve_fits_the_page_and_its_plans_open(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from tests.test_report_curve import curve_document, read_back
+
+    run = synthetic_run(load_targets())
+    run.curve = read_back(curve_document(plans=True), tmp_path)
+    _, html_path = write_outputs(run, tmp_path)
+    browser.get(html_path.as_uri())
+    section = browser.find_element(By.ID, "curve")
+    width = section.size["width"]
+    charts = section.find_elements(By.CSS_SELECTOR, "svg")
+    assert len(charts) >= 4
+    for chart in charts:
+        assert chart.size["width"] > 0.9 * width, chart.size
+    assert browser.find_element(By.ID, "curve-table").size["width"] <= width + 1
+    plan = section.find_element(By.CSS_SELECTOR, "details pre")
+    assert not plan.is_displayed()
+    section.find_element(By.CSS_SELECTOR, "details summary").click()
+    assert plan.is_displayed()
