@@ -40,6 +40,7 @@ PASSING = {
     "browser.saving.dom_nodes_10k": 0.97,
     "browser.saving.initial_kb": 0.96,
     "browser.after.mobile_ratio": 0.97,
+    "browser.phone_rounds": 3,
     "browser.after.search_ms": 420.0,
     "browser.after.shortcuts_ok": 1.0,
     "browser.saving.total_kb": 0.6,
