@@ -10,7 +10,8 @@ run stopped. Exit 0 only when every plan target holds and every step ran (``STRI
 too); otherwise the failures are named and the exit code is 1 (2: bad settings).
 
 Environment: ``SCALE`` (plan), ``STRICT``, ``TARGETS_FILE``, ``LOAD_RUN_TIME`` (3m per URL mode),
-``BENCH_TIMEOUT_S`` (bound of the microbenchmarks, 3600), ``HISTORY_FILE``, ``STORAGE_DIR``,
+``BENCH_TIMEOUT_S`` (bound of the microbenchmarks, 3600), ``BROWSER`` (0: no browser step),
+``HISTORY_FILE``, ``STORAGE_DIR``,
 plus the provider chain's (``DATABASE_URL``, ``DB_PROVIDER``, ...).
 """
 
@@ -373,7 +374,10 @@ class Bench:
 
     def _browser(self) -> str:
         """Both pages in headless Chromium, as a child process like every other measuring
-        step (``python -m benchmarks.browser`` on this run's database and stored files)."""
+        step (``python -m benchmarks.browser`` on this run's database and stored files).
+        ``BROWSER=0`` leaves it out: the browser targets then read "not measured"."""
+        if self.env.get("BROWSER", "1") in ("0", "no", "off"):
+            raise StepError("not run: BROWSER=0 (the browser targets are not measured)")
         command = [
             sys.executable, "-m", "benchmarks.browser", "--dsn", self.dsn,
             "--scale", self.scale, "--out", str(self.out_dir),
