@@ -81,18 +81,18 @@ def signature_pool(prompts: Sequence[str]) -> PromptSignatures:
 async def distinct_prompt_signatures(
     conn: asyncpg.Connection, *, progress: bool = True
 ) -> PromptSignatures:
-    """The signature of every distinct prompt the assets have (read-only: it can run while
-    indexes are built)."""
+    """The signature of every distinct prompt the assets have. The prompts are read in one
+    statement, and hashed with no transaction open: a ``CREATE INDEX CONCURRENTLY`` running
+    meanwhile waits for no snapshot of this."""
+    prompts = [r[0] for r in await conn.fetch(SELECT_DISTINCT_PROMPTS)]
     pool: PromptSignatures = {}
-    bar = tqdm(unit="prompt", unit_scale=True, desc="minhash (distinct prompts)",
-               disable=not progress)  # fmt: skip
+    bar = tqdm(total=len(prompts), unit="prompt", unit_scale=True,
+               desc="minhash (distinct prompts)", disable=not progress)  # fmt: skip
     try:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            cursor = await conn.cursor(SELECT_DISTINCT_PROMPTS)
-            while rows := await cursor.fetch(SIGNATURE_BATCH):
-                prompts = [r[0] for r in rows]
-                pool.update(await asyncio.to_thread(signature_pool, prompts))
-                bar.update(len(rows))
+        for start in range(0, len(prompts), SIGNATURE_BATCH):
+            chunk = prompts[start : start + SIGNATURE_BATCH]
+            pool.update(await asyncio.to_thread(signature_pool, chunk))
+            bar.update(len(chunk))
     finally:
         bar.close()
     return pool
