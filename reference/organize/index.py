@@ -47,6 +47,7 @@ from reference.organize.sql import (
 from reference.web.typedefs import POOL, SETTINGS
 
 SIGNATURE_BATCH: Final = 10_000
+INDEX_ROWS_PER_FETCH: Final = 50_000
 GROUP_SAMPLE: Final = 20
 REDIS_TIMEOUT_S: Final = 5.0
 
@@ -404,7 +405,12 @@ class OrganizeIndexes:
         async with self.pool.acquire() as conn:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 version = await self.version(conn, user_id)
-                rows = await conn.fetch(SELECT_INDEX_ROWS, user_id)
+                # By cursor, a statement per chunk: each stays within the statement timeout
+                # however many assets the user has (1,000,000 at SCALE=1m).
+                rows: list[asyncpg.Record] = []
+                cursor = await conn.cursor(SELECT_INDEX_ROWS, user_id)
+                while chunk := await cursor.fetch(INDEX_ROWS_PER_FETCH):
+                    rows += chunk
             fetched = time.perf_counter()
             index = await asyncio.to_thread(
                 build_index, rows, version, self.threshold, self.themes, user_id, self.shared
