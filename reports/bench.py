@@ -11,7 +11,8 @@ too); otherwise the failures are named and the exit code is 1 (2: bad settings).
 
 Environment: ``SCALE`` (plan), ``STRICT``, ``TARGETS_FILE``, ``LOAD_RUN_TIME`` (3m per URL mode),
 ``LOAD_MODES`` (``unified,legacy``; the quick run at ``SCALE=tiny``: ``unified``),
-``BENCH_TIMEOUT_S`` (bound of the microbenchmarks, 3600), ``HISTORY_FILE``, ``STORAGE_DIR``,
+``BENCH_TIMEOUT_S`` (bound of the microbenchmarks, 3600), ``BROWSER`` (0: no browser step),
+``HISTORY_FILE``, ``STORAGE_DIR``,
 plus the provider chain's (``DATABASE_URL``, ``DB_PROVIDER``, ...).
 """
 
@@ -411,7 +412,8 @@ class Bench:
 
     def _browser(self) -> str:
         """Both pages in headless Chromium, as a child process like every other measuring
-        step (``python -m benchmarks.browser`` on this run's database and stored files)."""
+        step (``python -m benchmarks.browser`` on this run's database and stored files).
+        ``BROWSER=0`` leaves it out: the browser targets then read "not measured"."""
         command = [
             sys.executable, "-m", "benchmarks.browser", "--dsn", self.dsn,
             "--scale", self.scale, "--out", str(self.out_dir),
@@ -585,7 +587,17 @@ MEASURE_STEPS: Final = (
         ("dataset",),
         lambda bench: bench._mode_left_out("legacy"),
     ),
-    StepSpec("browser", "browser: both pages in headless Chromium", Bench._browser, ("dataset",)),
+    StepSpec(
+        "browser",
+        "browser: both pages in headless Chromium",
+        Bench._browser,
+        ("dataset",),
+        lambda bench: (
+            "BROWSER=0 (the browser targets read not measured)"
+            if bench.env.get("BROWSER", "1") in ("0", "no", "off")
+            else None
+        ),
+    ),
 )
 #: After the database and the service are stopped.
 REPORT_STEP: Final = StepSpec("report", "report, summary.json and history", Bench._report)

@@ -68,6 +68,9 @@ class Target:
     requires: Mapping[str, float] = field(default_factory=dict)
     #: Why, in a few words, for the "not applicable" verdict.
     applies_when: str = ""
+    #: The largest SCALE at which the figure can be measured in bounded time (a "before" that
+    #: loads a user's whole list, say); above it the target is not applicable.
+    max_scale: str | None = None
 
     def holds(self, measured: float, bound: float) -> bool:
         return OPS[self.op](measured, bound)
@@ -91,6 +94,13 @@ class Target:
         )
         if small:
             return f"needs SCALE={self.min_scale} or larger (this run: {scale}){why}"
+        large = (
+            self.max_scale is not None
+            and scale in SCALE_ORDER
+            and SCALE_ORDER.index(scale) > SCALE_ORDER.index(self.max_scale)
+        )
+        if large:
+            return f"measured up to SCALE={self.max_scale} (this run: {scale}){why}"
         for key, minimum in self.requires.items():
             value = figures.get(key)
             if value is None or value < minimum:
@@ -257,10 +267,10 @@ def _number(raw: Mapping[str, Any], key: str, where: str) -> float | None:
     return float(value)
 
 
-def _scale(raw: Mapping[str, Any], where: str) -> str | None:
-    value = raw.get("min_scale")
+def _scale(raw: Mapping[str, Any], where: str, key: str = "min_scale") -> str | None:
+    value = raw.get(key)
     if value is not None and value not in SCALE_ORDER:
-        raise TargetsError(f"{where}: min_scale must be one of {', '.join(SCALE_ORDER)}")
+        raise TargetsError(f"{where}: {key} must be one of {', '.join(SCALE_ORDER)}")
     return None if value is None else str(value)
 
 
@@ -290,6 +300,7 @@ def _target(raw: Mapping[str, Any], index: int) -> Target:
         _scale(raw, where),
         _requires(raw, where),
         str(raw.get("applies_when", "")),
+        _scale(raw, where, "max_scale"),
     )
     if target.plan is None and target.goal is None:
         raise TargetsError(f"{where}: needs a plan figure, a goal, or both")

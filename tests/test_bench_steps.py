@@ -167,3 +167,20 @@ def test_the_quick_run_leaves_the_legacy_load_out_by_choice_and_says_so(
     assert "LOAD_MODES=unified (the quick run's default)" in step.detail
     assert "skipped (LOAD_MODES=unified" in capsys.readouterr().err
     assert bench.main({"LOAD_MODES": "legacy,sideways", "SCALE": "tiny"}) == 2
+
+
+def test_browser_0_skips_the_browser_step_and_its_targets_read_not_measured(
+    tmp_path: Path,
+) -> None:
+    from reports.targets import Verdict
+
+    targets = load_targets()
+    run = bench.Bench(scale="plan", targets=targets, out_dir=tmp_path, env={"BROWSER": "0"})
+    spec = next(s for s in bench.STEPS if s.name == "browser")
+    step = run.step(bench.StepSpec(spec.name, spec.title, never_runs, (), spec.left_out))
+    assert (step.status, step.detail) == (
+        StepStatus.SKIPPED,
+        "BROWSER=0 (the browser targets read not measured)",
+    )
+    verdict = {r.target.id: r.verdict for r in targets.evaluate({}, "plan")}
+    assert verdict["browser_initial_load"] is Verdict.NOT_MEASURED

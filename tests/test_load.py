@@ -7,7 +7,17 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from fixtures.generate import Batch, generate, heavy_user_id
+from fixtures.generate import (
+    DEFAULT_BATCH_ASSETS,
+    IMAGE_COLUMNS,
+    JOB_COLUMNS,
+    PROJECT_COLUMNS,
+    TRUTH_COLUMNS,
+    VIDEO_COLUMNS,
+    Batch,
+    generate,
+    heavy_user_id,
+)
 from fixtures.load import load_dataset
 from fixtures.spec import DatasetSpec, spec_for
 from reference.db.migrate import migrate
@@ -127,3 +137,38 @@ async def test_loads_at_schema_0001(fresh_dsn: str) -> None:
         report = await load_dataset(connection, spec, progress=False)
         assert dict(await connection.fetchrow(TABLE_COUNTS)) == counts_of(generate(spec))
         assert report.rows == counts_of(generate(spec))
+
+
+def _comparable(row: tuple[object, ...]) -> tuple[object, ...]:
+    """jsonb compared as values (the server normalizes its text)."""
+    return tuple(json.loads(v) if isinstance(v, str) and v[:1] == "{" else v for v in row)
+
+
+@pytest.mark.parametrize(
+    ("spec", "batch_assets"),
+    [
+        (spec_for("tiny", now=NOW), DEFAULT_BATCH_ASSETS),
+        # The heavy user in many slices, small users gathered into one batch.
+        (DatasetSpec(heavy_assets=3_000, other_users=30, mean_assets=20, now=NOW), 700),
+    ],
+    ids=["tiny", "sliced"],
+)
+async def test_binary_copy_loads_the_reference_rows(
+    conn: asyncpg.Connection, spec: DatasetSpec, batch_assets: int
+) -> None:
+    """The load's binary COPY path gives, row for row and in order, the rows of the reference
+    generator (one Python tuple per row)."""
+    expected = generate(spec)
+    await load_dataset(conn, spec, progress=False, batch_assets=batch_assets)
+    for table, columns, rows in (
+        ("projects", PROJECT_COLUMNS, expected.projects),
+        ("images", IMAGE_COLUMNS, expected.images),
+        ("videos", VIDEO_COLUMNS, expected.videos),
+        ("jobs", JOB_COLUMNS, expected.jobs),
+        ("fixture_dup_truth", TRUTH_COLUMNS, expected.truth),
+    ):
+        names = ", ".join(f"{c}::text" if c == "metadata" else c for c in columns)
+        stored = await conn.fetch(f"select {names} from {table} order by ctid")
+        assert len(stored) == len(rows), table
+        for got, want in zip(stored, rows, strict=True):
+            assert _comparable(tuple(got)) == _comparable(want), table

@@ -64,6 +64,19 @@ def test_below_its_scale_a_target_is_not_applicable_and_says_why():
     assert evaluate_one(target, figures, "1m").verdict is Verdict.FAIL
 
 
+def test_above_its_largest_scale_a_target_is_not_applicable_and_says_why():
+    target = dataclasses.replace(
+        SAVING, max_scale="100k", applies_when="the plan's side loads the whole list"
+    )
+    figures = {SAVING.metric: 0.1}
+    large = evaluate_one(target, figures, "1m")
+    assert large.verdict is Verdict.NOT_APPLICABLE
+    assert "SCALE=100k" in large.reason
+    assert "whole list" in large.reason
+    for scale in ("tiny", "plan", "100k"):
+        assert evaluate_one(target, figures, scale).verdict is Verdict.FAIL
+
+
 def test_a_target_that_needs_a_figure_is_not_applicable_without_it():
     target = dataclasses.replace(SAVING, requires={"load.measured_s": 60.0})
     assert evaluate_one(target, {SAVING.metric: 0.9}).verdict is Verdict.NOT_APPLICABLE
@@ -77,6 +90,7 @@ def test_the_targets_file_marks_what_needs_the_plan_scale():
     targets = {t.id: t for t in load_targets().targets}
     assert targets["assets_per_user"].min_scale == "plan"
     assert all(t.min_scale is None for t in targets.values() if t.metric.startswith("load."))
+    assert targets["first_search"].max_scale == targets["search_vs_in_memory"].max_scale == "100k"
 
 
 def test_a_saturated_load_generator_makes_latency_verdicts_inconclusive():

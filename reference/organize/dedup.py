@@ -76,9 +76,15 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return inter / (len(a) + len(b) - inter)
 
 
+@functools.lru_cache(maxsize=1 << 18)
+def _shingle_hash(shingle: str) -> bytes:
+    return hashlib.sha1(shingle.encode()).digest()[:4]  # noqa: S324
+
+
 def _sha1_32(shingles: Iterable[str]) -> bytes:
-    """datasketch's ``sha1_hash32`` of each shingle, as packed little-endian uint32."""
-    return b"".join(hashlib.sha1(s.encode()).digest()[:4] for s in shingles)  # noqa: S324
+    """datasketch's ``sha1_hash32`` of each shingle, as packed little-endian uint32 (word
+    pairs repeat across prompts: each is hashed once)."""
+    return b"".join(map(_shingle_hash, shingles))
 
 
 @functools.cache

@@ -43,9 +43,12 @@ from reference.organize import dedup
 from reference.organize.sql import (
     COUNT_MISSING,
     INSERT_SIGNATURES,
+    LOCK_PROMPTS,
+    SELECT_DISTINCT_PROMPTS,
     SELECT_INDEX_ROWS,
     SELECT_MISSING,
     SELECT_VERSION,
+    SIGNATURE_COLUMNS,
 )
 from reference.web.errors import Unavailable
 from reference.web.typedefs import POOL, SETTINGS
@@ -77,18 +80,63 @@ async def store_signatures_for(
     await conn.execute(INSERT_SIGNATURES, list(ids), list(prompts), keys, blobs)
 
 
-async def store_signatures(conn: asyncpg.Connection, *, progress: bool = True) -> int:
-    """Compute and store a signature for every asset that lacks one; returns how many."""
+PromptSignatures = dict[str, tuple[int, bytes]]
+
+
+def signature_pool(prompts: Sequence[str]) -> PromptSignatures:
+    """``prompt -> (text_key, signature bytes)`` for distinct prompts (CPU work)."""
+    keys, blobs = _signature_columns(prompts)
+    return dict(zip(prompts, zip(keys, blobs, strict=True), strict=True))
+
+
+async def distinct_prompt_signatures(
+    conn: asyncpg.Connection, *, progress: bool = True
+) -> PromptSignatures:
+    """The signature of every distinct prompt the assets have. The prompts are read in one
+    statement, and hashed with no transaction open: a ``CREATE INDEX CONCURRENTLY`` running
+    meanwhile waits for no snapshot of this."""
+    prompts = [r[0] for r in await conn.fetch(SELECT_DISTINCT_PROMPTS)]
+    pool: PromptSignatures = {}
+    bar = tqdm(total=len(prompts), unit="prompt", unit_scale=True,
+               desc="minhash (distinct prompts)", disable=not progress)  # fmt: skip
+    try:
+        for start in range(0, len(prompts), SIGNATURE_BATCH):
+            chunk = prompts[start : start + SIGNATURE_BATCH]
+            pool.update(await asyncio.to_thread(signature_pool, chunk))
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+    return pool
+
+
+async def store_signatures(
+    conn: asyncpg.Connection,
+    *,
+    progress: bool = True,
+    known: PromptSignatures | None = None,
+) -> int:
+    """Compute and store a signature for every asset that lacks one; returns how many.
+
+    Each distinct prompt is hashed once (``known`` may hold some already), and the rows are
+    written with COPY while the assets' prompts are locked against change.
+    """
     missing: int = await conn.fetchval(COUNT_MISSING)
+    pool: PromptSignatures = dict(known or {})
     stored = 0
-    bar = tqdm(total=missing, unit="asset", unit_scale=True, desc="minhash", disable=not progress)
+    bar = tqdm(total=missing, unit="asset", unit_scale=True, desc="signatures",
+               disable=not progress)  # fmt: skip
     try:
         async with conn.transaction():
+            await conn.execute(LOCK_PROMPTS)
             cursor = await conn.cursor(SELECT_MISSING)
             while rows := await cursor.fetch(SIGNATURE_BATCH):
-                ids = [r["id"] for r in rows]
-                prompts = [r["prompt"] for r in rows]
-                await store_signatures_for(conn, ids, prompts)
+                new = list({r["prompt"] for r in rows if r["prompt"] not in pool})
+                if new:
+                    pool.update(await asyncio.to_thread(signature_pool, new))
+                records = [(r["id"], r["user_id"], *pool[r["prompt"]]) for r in rows]
+                await conn.copy_records_to_table(
+                    "asset_signatures", records=records, columns=SIGNATURE_COLUMNS
+                )
                 stored += len(rows)
                 bar.update(len(rows))
     finally:

@@ -23,9 +23,15 @@ select count(*) from assets a
 where not exists (select 1 from asset_signatures s where s.asset_id = a.id)
 """
 SELECT_MISSING: Final = """
-select a.id, a.prompt from assets a
+select a.id, a.user_id, a.prompt from assets a
 where not exists (select 1 from asset_signatures s where s.asset_id = a.id)
 """
+#: Every distinct prompt: a fresh load's signatures are computed once per prompt, while the
+#: indexes are built (the tables, not the view: it may not exist yet).
+SELECT_DISTINCT_PROMPTS: Final = "select prompt from images union select prompt from videos"
+#: For the bulk backfill: prompts cannot change between the read and the COPY (readers go on).
+LOCK_PROMPTS: Final = "lock table images, videos in share mode"
+SIGNATURE_COLUMNS: Final = ("asset_id", "user_id", "text_key", "signature")
 SELECT_PROMPTS: Final = "select a.id, a.prompt from assets a where a.id = any($1::uuid[])"
 
 #: Stores a signature only if the prompt it was computed from is still the asset's prompt.
