@@ -276,6 +276,11 @@ class Bench:
             sys.executable, "-m", "pytest", *targets, "-q", "-p", "no:cacheprovider",
             f"--benchmark-json={out}",
         ]  # fmt: skip
+        budget = env.get("BENCH_ROUND_BUDGET_S") or self.env.get("BENCH_ROUND_BUDGET_S")
+        if budget:
+            # The same budget for pytest-benchmark's own calibration (plain ``benchmark(f)``
+            # calls) as for ours (``rounds_for``); its minimum rounds stay.
+            command.append(f"--benchmark-max-time={budget}")
         code, tail = run_child(
             command,
             env={**self.env, "DATABASE_URL": self.dsn, "SCALE": self.scale, **env},

@@ -80,13 +80,15 @@ class BrowserSettings:
 #: The scale whose run is the quick one (``make bench SCALE=tiny``, about two minutes in all).
 QUICK_SCALE: Final = "tiny"
 #: ``full`` measures everything. ``quick`` keeps what a small dataset can say within the quick
-#: run's budget: the desktop first screen, bytes, one typed search and the shortcuts, three
-#: rounds. No scroll (the long-list targets need the plan scale anyway), no filmstrip, and no
-#: phone: its targets read "not applicable" with the reason (they need ``browser.phone_rounds``).
+#: run's budget: the desktop first screen, bytes, one typed search and the shortcuts, two
+#: rounds (each figure's interval spans both; a round of the pre-plan page is about 13 s even
+#: at tiny scale, its 600 full-size images). No scroll (the long-list targets need the plan
+#: scale anyway), no filmstrip, and no phone: its targets read "not applicable" with the reason
+#: (they need ``browser.phone_rounds``).
 PROFILES: Final[Mapping[str, BrowserSettings]] = {
     "full": BrowserSettings(),
     "quick": BrowserSettings(
-        scroll_targets=(), mobile=False, filmstrip=False, searches=1, profile="quick"
+        rounds=2, scroll_targets=(), mobile=False, filmstrip=False, searches=1, profile="quick"
     ),
 }
 
@@ -141,9 +143,9 @@ def desktop_round(driver: Any, url: str, variant: str, s: BrowserSettings) -> di
         found[f"heap_{label}_mb"] = memory["heap_mb"]
         found[f"dom_nodes_{label}"] = memory["dom_nodes"]
         found[f"dom_elements_{label}"] = memory["dom_elements"]
-    total = page.transferred(driver)
-    found["total_kb"] = total.bytes / 1000
     if s.scroll_targets:
+        total = page.transferred(driver)
+        found["total_kb"] = total.bytes / 1000
         found["scroll_kb"] = (total.bytes - initial.bytes) / 1000
     found["loaded_assets"] = page.bench_value(driver, "__bench.loaded()")
     searches = [
