@@ -31,9 +31,9 @@ from fixtures.processes import ServiceProcess
 from fixtures.spec import spec_for
 from fixtures.storage_files import storage_dir_from_env
 from reference.db.pool import SERVER_SETTINGS
-from reference.search.query import parse_query
-from reference.search.service import detect_capabilities, search_args
-from reference.search.sql import TEXT_PAGE_SQL
+from reference.search.query import Page, parse_query
+from reference.search.service import detect_capabilities, search_statements
+from reference.settings import Settings
 from reference.workspace.sql import PAGE_ALL
 from tests.conftest import SETTINGS, auth_headers
 
@@ -115,11 +115,12 @@ async def _floor_statements(dsn: str, user: Any) -> dict[str, tuple[str, list[An
         caps = await detect_capabilities(conn)
     finally:
         await conn.close()
-    query = parse_query({"q": "knight"})
-    args = search_args(user, query, caps.mode_for(query.q))
+    # The very statement the service sends for the route (its page carries the capped total).
+    page = Page(parse_query({"q": "knight"}), 51)
+    (text_page,) = search_statements(caps, user, page, Settings.from_env({}).search_count_cap)
     return {
         "workspace": (PAGE_ALL, [user, 51]),
-        "search": (TEXT_PAGE_SQL[query.sort, query.order], [*args, None, None, 51, 10_001]),
+        "search": (text_page.sql, text_page.args),
     }
 
 
