@@ -156,8 +156,7 @@ class Bench:
         """``LOAD_MODES``; by default both URL modes, and the unified one alone in the quick
         run (the legacy baseline is compared, never judged: no target reads it)."""
         default = "unified" if self.scale == QUICK_SCALE else "unified,legacy"
-        raw = self.env.get("LOAD_MODES") or default
-        return tuple(m.strip() for m in raw.split(",") if m.strip())
+        return parse_load_modes(self.env.get("LOAD_MODES") or default)
 
     def _mode_left_out(self, mode: str) -> str | None:
         if mode in self.load_modes:
@@ -187,15 +186,14 @@ class Bench:
         number = f"[{len(self.run.steps)}/{len(STEPS)}]"
         done = {s.name: s.status for s in self.run.steps}
         missing = [n for n in spec.needs if done.get(n) is not StepStatus.OK]
-        by_choice = spec.left_out(self) if spec.left_out is not None else None
-        if self.interrupted or missing or by_choice:
-            step.detail = (
-                "interrupted"
-                if self.interrupted
-                else f"needs {', '.join(missing)}"
-                if missing
-                else str(by_choice)
-            )
+        if self.interrupted:
+            skipped: str | None = "interrupted"
+        elif missing:
+            skipped = f"needs {', '.join(missing)}"
+        else:
+            skipped = spec.left_out(self) if spec.left_out is not None else None
+        if skipped:
+            step.detail = skipped
             say(f"{number} {title}: skipped ({step.detail})")
             return step
         say(f"{number} {title} ...")
@@ -617,6 +615,10 @@ QUICK_SCALE: Final = "tiny"
 QUICK_ROUND_BUDGET_S: Final = 0.25
 
 
+def parse_load_modes(raw: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in raw.split(",") if m.strip())
+
+
 def benchmark_files(bench_json: Mapping[str, Any], metrics: Sequence[str]) -> list[str]:
     """The benchmark files whose benchmarks give ``metrics`` (a pair's two sides, a median, a
     figure a benchmark computed), whole files, in their order: pairs depend on it."""
@@ -714,7 +716,7 @@ def main(env: Mapping[str, str] = os.environ) -> int:
         return 2
     from fixtures.spec import SCALES
 
-    modes = [m.strip() for m in env.get("LOAD_MODES", "unified").split(",") if m.strip()]
+    modes = parse_load_modes(env.get("LOAD_MODES") or "unified")
     if not modes or not set(modes) <= {"unified", "legacy"}:
         say(f"LOAD_MODES={env.get('LOAD_MODES')!r}: unified, legacy or both, comma-separated")
         return 2
