@@ -36,6 +36,7 @@ from typing import Any, Final
 import asyncpg
 
 from fixtures.processes import PROGRESS, ChildError, ServiceProcess, run_child, say
+from fixtures.spec import QUICK_SCALE
 from reference.settings import child_secrets
 from reports.curve import CURVE_FILE, Curve
 from reports.environment import ROOT, fingerprint, git_commit, probe_machine
@@ -611,7 +612,6 @@ REMEASURE_ROUND_BUDGET_S: Final = 12.0
 #: The quick run (``make bench SCALE=tiny``, about two minutes) gives each benchmark a quarter
 #: of the usual timing budget beyond its minimum rounds (BENCH_ROUND_BUDGET_S overrides); an
 #: interval left too wide to decide a target is re-measured like any other.
-QUICK_SCALE: Final = "tiny"
 QUICK_ROUND_BUDGET_S: Final = 0.25
 
 

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from benchmarks.browser import chrome, page
 from fixtures.processes import ServiceProcess
+from fixtures.spec import QUICK_SCALE
 from reports import uncertainty
 from reports.browser import VARIANTS
 
@@ -77,8 +78,6 @@ class BrowserSettings:
         return dataclasses.replace(chosen, rounds=int(raw))
 
 
-#: The scale whose run is the quick one (``make bench SCALE=tiny``, about two minutes in all).
-QUICK_SCALE: Final = "tiny"
 #: ``full`` measures everything. ``quick`` keeps what a small dataset can say within the quick
 #: run's budget: the desktop first screen, bytes, one typed search and the shortcuts, two
 #: rounds (each figure's interval spans both; a round of the pre-plan page is about 13 s even
