@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -38,7 +39,7 @@ from benchmarks.harness import (
 )
 from fixtures.database import DatabaseInfo, create_database, drop_database
 from fixtures.generate import heavy_user_id, user_ids
-from fixtures.prepare import prepare_dataset
+from fixtures.prepare import PreparedDataset, prepare_dataset
 from fixtures.processes import PROGRESS
 from fixtures.spec import DatasetSpec, spec_for
 from reference.db.pool import connect
@@ -75,7 +76,13 @@ def bench_template(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[BenchDataset]:
     """The dataset of the chosen scale, fully migrated, with signatures and stored files; a
-    template only (never connect to it)."""
+    template only (never connect to it). ``make bench`` hands over the database its dataset
+    step prepared (:data:`DATASET_URL_ENV`), so a scale is built once per run: at 1,000,000
+    assets a second build would take minutes."""
+    reused = _prepared_elsewhere(bench_spec)
+    if reused is not None:
+        yield reused
+        return
     storage_dir = tmp_path_factory.mktemp("bench_storage")
     dsn = bench_loop.run(create_database(database.dsn, prefix="wsb_bench_tpl"))
     try:
@@ -93,6 +100,25 @@ def bench_template(
         )
     finally:
         bench_loop.run(drop_database(database.dsn, dsn))
+
+
+#: A database already prepared at this run's scale (by ``make bench``'s dataset step), with
+#: its :meth:`PreparedDataset.as_dict` in :data:`DATASET_JSON_ENV` and its stored files in
+#: ``STORAGE_DIR``. Nobody may be connected to it while the benchmarks copy it.
+DATASET_URL_ENV: Final = "BENCH_DATASET_URL"
+DATASET_JSON_ENV: Final = "BENCH_DATASET_JSON"
+
+
+def _prepared_elsewhere(spec: DatasetSpec) -> BenchDataset | None:
+    dsn = os.environ.get(DATASET_URL_ENV)
+    if not dsn:
+        return None
+    found = json.loads(Path(os.environ[DATASET_JSON_ENV]).read_text(encoding="utf-8"))
+    prepared = PreparedDataset.from_dict(spec, found)
+    storage_dir = Path(os.environ["STORAGE_DIR"])
+    return BenchDataset(
+        dsn, spec, prepared, heavy_user_id(spec), tuple(user_ids(spec)), storage_dir, "run"
+    )
 
 
 async def _vacuum_analyze(dsn: str) -> None:

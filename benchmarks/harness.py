@@ -85,6 +85,8 @@ class BenchDataset:
     heavy_user: UUID
     users: tuple[UUID, ...]
     storage_dir: Path
+    #: "run": the database ``make bench``'s dataset step prepared; "built": by this session.
+    source: str = "built"
 
     @property
     def scale(self) -> str:
@@ -96,6 +98,7 @@ class BenchDataset:
             "seed": self.spec.seed,
             "heavy_assets": self.spec.heavy_assets,
             "assets": self.prepared.load.assets,
+            "dataset_source": self.source,
         }
 
 

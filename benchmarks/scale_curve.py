@@ -95,6 +95,21 @@ ROUTES: Final[dict[str, str]] = {
     "groups": "/v1/organize/groups?limit=50",
     "tags": "/v1/organize/tags",
 }
+#: Batch operations, timed from the POST to the operation's end (polled while it answers 202),
+#: each undone, untimed, before the next round; the download is read to its last byte.
+MUTATIONS: Final[dict[str, str]] = {
+    "dismiss_1000": "POST /v1/batch/dismiss: the newest 1,000 assets by id",
+    "dismiss_job": "POST /v1/batch/dismiss: every asset of the largest job, by job id",
+    "download_100": "POST /v1/batch/download: the newest 100 assets (a ZIP of their files)",
+}
+NEWEST_ASSETS: Final = """
+select id from assets where user_id = $1 order by created_at desc, id desc limit $2
+"""
+LARGEST_JOB: Final = """
+select metadata->>'job_id' from assets where user_id = $1 and metadata->>'job_id' is not null
+group by 1 order by count(*) desc, 1 limit 1
+"""
+OPERATION_POLL_S: Final = 0.01
 MIDDLE_OF_HISTORY: Final = """
 select created_at, id from assets where user_id = $1
 order by created_at desc, id desc offset (select count(*) / 2 from assets where user_id = $1)
@@ -253,6 +268,57 @@ async def _cold_sample(
     return timings, failures
 
 
+async def _mutation_bodies(dsn: str, user: UUID) -> dict[str, dict[str, list[str]]]:
+    async with connect(dsn) as conn:
+        newest = [str(r["id"]) for r in await conn.fetch(NEWEST_ASSETS, user, 1_000)]
+        job = await conn.fetchval(LARGEST_JOB, user)
+    if len(newest) < 100 or job is None:
+        raise RuntimeError("the heavy user has too few assets or no job for the batch routes")
+    return {
+        "dismiss_1000": {"asset_ids": newest},
+        "dismiss_job": {"job_ids": [str(job)]},
+        "download_100": {"asset_ids": newest[:100]},
+    }
+
+
+async def _operation(session: aiohttp.ClientSession, path: str, body: object) -> int:
+    """POST an operation and wait for its end: its final status code (200), or the error's."""
+    async with session.post(path, json=body) as response:
+        await response.read()
+        status, location = response.status, response.headers.get("Location")
+    while status == 202 and location:
+        await asyncio.sleep(OPERATION_POLL_S)
+        async with session.get(location) as response:
+            await response.read()
+            status = response.status
+    return status
+
+
+async def _mutation_sample(
+    session: aiohttp.ClientSession, route: str, body: object, rounds: int
+) -> tuple[list[float], dict[int, int]]:
+    timings: list[float] = []
+    failures: dict[int, int] = {}
+    for _ in range(rounds):
+        started = time.perf_counter()
+        if route.startswith("download"):
+            async with session.post("/v1/batch/download", json=body) as response:
+                await response.read()
+                status = response.status
+        else:
+            status = await _operation(session, "/v1/batch/dismiss", body)
+        elapsed = (time.perf_counter() - started) * 1000
+        if status != 200:
+            failures[status] = failures.get(status, 0) + 1
+            continue
+        timings.append(elapsed)
+        if not route.startswith("download"):
+            undone = await _operation(session, "/v1/batch/undo", {})
+            if undone != 200:
+                raise RuntimeError(f"{route}: undo answered {undone}; the next round would differ")
+    return timings, failures
+
+
 async def measure_routes(
     base_url: str,
     routes: dict[str, str],
@@ -260,8 +326,10 @@ async def measure_routes(
     requests: int,
     warmup: int,
     cold: tuple[str, UUID, int],
+    mutations: int,
 ) -> dict[str, tuple[list[float], dict[int, int]]]:
-    """Each route in turn; ``cold`` is (dsn, user, rounds) of the cold routes."""
+    """Each route in turn; ``cold`` is (dsn, user, rounds) of the cold routes; then each batch
+    route ``mutations`` times."""
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
     samples: dict[str, tuple[list[float], dict[int, int]]] = {}
     async with aiohttp.ClientSession(base_url, headers=headers, timeout=timeout) as session:
@@ -270,6 +338,10 @@ async def measure_routes(
                 samples[route] = await _cold_sample(session, path, *cold)
             else:
                 samples[route] = await _sample(session, path, requests, warmup)
+        dsn, user, _ = cold
+        bodies = await _mutation_bodies(dsn, user)
+        for route in tqdm(MUTATIONS, desc="batch routes", unit=" route"):
+            samples[route] = await _mutation_sample(session, route, bodies[route], mutations)
     return samples
 
 
@@ -278,6 +350,7 @@ class Rounds:
     requests: int
     warmup: int
     cold: int
+    mutations: int
 
 
 def measure_scale(
@@ -296,7 +369,7 @@ def measure_scale(
             samples = asyncio.run(
                 measure_routes(
                     running.url, routes, auth_headers(user), rounds.requests, rounds.warmup,
-                    (dsn, user, rounds.cold),
+                    (dsn, user, rounds.cold), rounds.mutations,
                 )
             )  # fmt: skip
             # After the timed requests, so their caches are the ones the plans see.
@@ -352,7 +425,7 @@ def table(results: Sequence[RouteLatency], scales: Sequence[str]) -> str:
     cells = {(r.route, r.scale): r for r in results}
     lines = ["| route | " + " | ".join(f"{s} p50 / p95 ms [95% of p95]" for s in scales) + " |"]
     lines.append("|---" * (len(scales) + 1) + "|")
-    for route in [*ROUTES, "workspace_deep"]:
+    for route in [*ROUTES, "workspace_deep", *MUTATIONS]:
         row = []
         for scale in scales:
             row.append(_cell(cells.get((route, scale))))
@@ -368,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cold-rounds", type=int, default=5, help="index builds per cold route (at least 3)"
     )
+    parser.add_argument(
+        "--batch-rounds", type=int, default=10, help="rounds of each batch route (each undone)"
+    )
     parser.add_argument("--json", type=Path, default=FIGURES)
     parser.add_argument("--html", type=Path, default=CURVE_PAGE, help="the curve's report page")
     args = parser.parse_args(argv)
@@ -376,7 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     scales = [s.strip() for s in args.scales.split(",") if s.strip()]
     results: list[RouteLatency] = []
     plans: dict[str, dict[str, str]] = {}
-    rounds = Rounds(args.requests, args.warmup, max(COLD_MIN_ROUNDS, args.cold_rounds))
+    rounds = Rounds(
+        args.requests, args.warmup, max(COLD_MIN_ROUNDS, args.cold_rounds), args.batch_rounds
+    )
     with provide_database() as info:
         for scale in scales:
             say(f"scale {scale}: {spec_for(scale).heavy_assets:,} assets for the heavy user")
@@ -394,7 +472,12 @@ def main(argv: list[str] | None = None) -> int:
         "cold": sorted(COLD_ROUTES),
         # EXPLAIN (ANALYZE, BUFFERS) of each route's statements, as the service sends them.
         "plans": plans,
-        "routes": {**ROUTES, "workspace_deep": "/v1/workspace?limit=50&cursor=<middle>"},
+        "batch_rounds": rounds.mutations,
+        "routes": {
+            **ROUTES,
+            "workspace_deep": "/v1/workspace?limit=50&cursor=<middle>",
+            **MUTATIONS,
+        },
         "paged": sorted(PAGED),
         "measured_at": started.isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - clock, 1),

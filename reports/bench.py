@@ -259,6 +259,8 @@ class Bench:
             "dataset.load_rows_per_s": prepared.load.rows_per_second,
         }
         self._write_component("dataset", figures, prepared.as_dict())
+        self.dataset_json.parent.mkdir(parents=True, exist_ok=True)
+        self.dataset_json.write_text(json.dumps(prepared.as_dict()), encoding="utf-8")
         self.run.figures.update(figures)
         return f"{prepared.load.assets:,} assets, heavy user {heavy:,}"
 
@@ -282,7 +284,13 @@ class Bench:
             command.append(f"--benchmark-max-time={budget}")
         code, tail = run_child(
             command,
-            env={**self.env, "DATABASE_URL": self.dsn, "SCALE": self.scale, **env},
+            env={
+                **self.env,
+                "DATABASE_URL": self.dsn,
+                "SCALE": self.scale,
+                **self._dataset_env(),
+                **env,
+            },
             cwd=ROOT,
             log_path=self.logs_dir / log_name,
             timeout_s=timeout_s,
@@ -290,6 +298,23 @@ class Bench:
         )
         if code != 0 or not out.exists():
             raise StepError(f"pytest exited with code {code}: {_last_line(tail)}")
+
+    @property
+    def dataset_json(self) -> Path:
+        return self.out_dir / "raw" / "dataset.json"
+
+    def _dataset_env(self) -> dict[str, str]:
+        """The benchmarks copy this run's prepared database instead of building the scale
+        again (``benchmarks/conftest.py``); it runs before the service step, so nothing is
+        connected to it."""
+        done = {s.name: s.status for s in self.run.steps}
+        if done.get("dataset") is not StepStatus.OK or self.service is not None:
+            return {}
+        return {
+            "BENCH_DATASET_URL": self.dsn,
+            "BENCH_DATASET_JSON": str(self.dataset_json),
+            "STORAGE_DIR": str(self.storage_dir),
+        }
 
     def _benchmarks(self) -> str:
         raw = self.out_dir / "raw" / "benchmarks.json"
@@ -563,7 +588,6 @@ class Bench:
 MEASURE_STEPS: Final = (
     StepSpec("database", "database from the provider chain", Bench._database),
     StepSpec("dataset", "migrate and load the {scale} dataset", Bench._dataset, ("database",)),
-    StepSpec("service", "start the service (URL_MODE=unified)", Bench._start_unified, ("dataset",)),
     StepSpec("benchmarks", "microbenchmarks (pytest-benchmark)", Bench._benchmarks, ("database",)),
     StepSpec(
         "bench_figures",
@@ -577,6 +601,8 @@ MEASURE_STEPS: Final = (
         Bench._remeasure,
         ("bench_figures",),
     ),
+    # After the benchmarks, which copy the dataset's database while nothing is connected to it.
+    StepSpec("service", "start the service (URL_MODE=unified)", Bench._start_unified, ("dataset",)),
     StepSpec(
         "load_unified",
         "load test, URL_MODE=unified, {load_run_time}",

@@ -84,3 +84,37 @@ def test_route_plans_explain_the_statements_the_service_sends() -> None:
         ("page", PAGE_ALL, [user, 51])
     ]
     assert route_statements(ROUTES["duplicates_warm"], user, SETTINGS, caps) is None
+
+
+DISMISSED = "select count(*) from assets where (metadata->>'workspace_dismissed') = 'true'"
+
+
+async def test_the_batch_routes_are_timed_to_their_end_and_each_round_undone(
+    aiohttp_server, seeded_template, seeded_dsn, tmp_path
+) -> None:
+    """Every round of a dismiss starts from the same workspace: the curve undoes it."""
+    from benchmarks.scale_curve import MUTATIONS, measure_routes
+    from reference.app import create_app
+    from reference.db.pool import connect
+    from tests.conftest import auth_headers
+    from tests.conftest import test_settings as settings_for
+
+    server = await aiohttp_server(create_app(settings_for(seeded_dsn, storage_dir=tmp_path)))
+    user = seeded_template.heavy_user
+    async with connect(seeded_dsn) as conn:
+        before = await conn.fetchval(DISMISSED)
+    samples = await measure_routes(
+        str(server.make_url("")),
+        {"workspace_first": ROUTES["workspace_first"]},
+        auth_headers(user),
+        3,
+        1,
+        (seeded_dsn, user, 3),
+        2,
+    )
+    assert set(samples) == {"workspace_first", *MUTATIONS}
+    for route, (timings, failures) in samples.items():
+        assert failures == {}, route
+        assert len(timings) == (3 if route == "workspace_first" else 2), route
+    async with connect(seeded_dsn) as conn:
+        assert await conn.fetchval(DISMISSED) == before
