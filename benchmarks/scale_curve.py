@@ -67,6 +67,7 @@ PAGED: Final = frozenset(
     {"workspace_first", "workspace_deep", "search_text", "filters_only"}
     | {f"search_text_{f}" for f in ("image", "video", "high", "sdxl", "completed")}
     | {f"search_text_sort_{k.value}" for k in SortKey}
+    | {"search_text_high_sort_prompt", "search_video_sort_model"}
 )
 TEXT: Final = "q=knight&limit=50"
 DUPLICATES: Final = "/v1/organize/duplicates?limit=50"
@@ -90,6 +91,9 @@ ROUTES: Final[dict[str, str]] = {
     "search_text_completed": f"/v1/search?{TEXT}&status=completed",
     **{f"search_text_sort_{k.value}": f"/v1/search?{TEXT}&sort={k.value}" for k in SortKey},
     "filters_only": "/v1/search?type=video&quality=high&sort=model&limit=50",
+    # The two searches of the issue's own table, as it wrote them.
+    "search_text_high_sort_prompt": f"/v1/search?{TEXT}&quality=high&sort=prompt",
+    "search_video_sort_model": "/v1/search?type=video&sort=model&limit=50",
     "duplicates_cold": DUPLICATES,
     "duplicates_warm": DUPLICATES,
     "groups": "/v1/organize/groups?limit=50",
