@@ -66,6 +66,75 @@ async def test_edited_migration_is_refused(fresh_dsn: str, tmp_path: Path) -> No
         await migrate(fresh_dsn, sql_dir=tmp_path)
 
 
+#: What 0004 built before it stopped building the raw-prompt trigram index (0009 drops it).
+RAW_PROMPT_TRIGRAM = """
+create index if not exists idx_images_user_prompt_trgm
+    on images using gin (user_id, prompt gin_trgm_ops);
+create index if not exists idx_videos_user_prompt_trgm
+    on videos using gin (user_id, prompt gin_trgm_ops);
+"""
+INDEX_DEFINITIONS = (
+    "select indexname, indexdef from pg_indexes where schemaname = 'public' order by indexname"
+)
+
+
+async def _indexes(dsn: str) -> list[tuple[str, str]]:
+    async with connect(dsn) as conn:
+        return [tuple(r) for r in await conn.fetch(INDEX_DEFINITIONS)]
+
+
+def _copy_migrations(to: Path) -> Path:
+    for path in SQL_DIR.glob("*.sql"):
+        shutil.copy(path, to / path.name)
+    return sorted(to.glob("0004_*.sql"))[0]
+
+
+def test_0004_lists_the_text_databases_applied_before() -> None:
+    (search,) = [m for m in discover() if m.version == 4]
+    assert search.superseded == {"9f3591bfaae3f12d"}
+    assert search.accepts("9f3591bfaae3f12d")
+    assert search.accepts(search.checksum)
+    assert not search.accepts("0" * 16)
+
+
+async def test_a_superseded_text_is_accepted_and_leaves_the_same_schema(
+    fresh_dsn: str, tmp_path: Path
+) -> None:
+    """A database that applied 0004 when it still built the raw-prompt trigram index migrates
+    on, once the file lists that text's checksum, to the very indexes a new database gets."""
+    earlier_dir, later_dir = tmp_path / "earlier", tmp_path / "later"
+    earlier_dir.mkdir()
+    later_dir.mkdir()
+    earlier = _copy_migrations(earlier_dir)
+    earlier.write_text(earlier.read_text() + RAW_PROMPT_TRIGRAM)
+    (old,) = [m for m in discover(earlier_dir) if m.version == 4]
+    later = _copy_migrations(later_dir)
+    later.write_text(f"-- migrate: supersedes {old.checksum}\n" + later.read_text())
+    assert await migrate(fresh_dsn, target=4, sql_dir=earlier_dir) == ALL_VERSIONS[:4]
+    async with connect(fresh_dsn) as conn:
+        assert await conn.fetchval("select to_regclass('idx_images_user_prompt_trgm')")
+    assert await migrate(fresh_dsn, sql_dir=later_dir) == ALL_VERSIONS[4:]
+    async with connect(fresh_dsn) as conn:
+        await conn.execute("create database wsb_test_fresh_schema")
+    fresh = fresh_dsn.rsplit("/", 1)[0] + "/wsb_test_fresh_schema"
+    try:
+        await migrate(fresh)
+        assert await _indexes(fresh_dsn) == await _indexes(fresh)
+    finally:
+        async with connect(fresh_dsn) as conn:
+            await conn.execute("drop database wsb_test_fresh_schema with (force)")
+
+
+async def test_an_edit_not_listed_as_superseded_is_still_refused(
+    fresh_dsn: str, tmp_path: Path
+) -> None:
+    search = _copy_migrations(tmp_path)
+    await migrate(fresh_dsn, target=4, sql_dir=tmp_path)
+    search.write_text(search.read_text() + RAW_PROMPT_TRIGRAM)
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        await migrate(fresh_dsn, sql_dir=tmp_path)
+
+
 async def test_invalid_concurrent_index_is_rebuilt(fresh_dsn: str, tmp_path: Path) -> None:
     (tmp_path / "0001_table.sql").write_text(
         "create table t (k int);\ninsert into t values (1), (1);\n"

@@ -28,6 +28,7 @@ SQL_DIR: Final = Path(__file__).resolve().parents[2] / "sql"
 NO_TRANSACTION_MARKER: Final = "-- migrate: no-transaction"
 LOCK_KEY: Final = 0x5753_4245_4E43  # "WSBENC"
 LOCK_POLL_SECONDS: Final = 0.05
+_SUPERSEDES = re.compile(r"^-- migrate: supersedes ((?:[0-9a-f]{16}[ \t]*)+)$", re.M)
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _INDEX_NAME = re.compile(
     r"create\s+(?:unique\s+)?index\s+concurrently\s+(?:if\s+not\s+exists\s+)?(\w+)", re.I
@@ -69,6 +70,20 @@ class Migration:
     @property
     def checksum(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()[:16]
+
+    @property
+    def superseded(self) -> frozenset[str]:
+        """Checksums of earlier texts of this file that a database may have applied: an edit
+        that later migrations make equivalent (``-- migrate: supersedes CHECKSUM ...``), such
+        as no longer building an index a later migration drops."""
+        return frozenset(
+            checksum
+            for match in _SUPERSEDES.finditer(self.text)
+            for checksum in match[1].split()
+        )
+
+    def accepts(self, checksum: str) -> bool:
+        return checksum == self.checksum or checksum in self.superseded
 
     @property
     def transactional(self) -> bool:
@@ -148,7 +163,7 @@ async def migrate_connection(
             if target is not None and migration.version > target:
                 break
             if migration.version in done:
-                if done[migration.version] != migration.checksum:
+                if not migration.accepts(done[migration.version]):
                     raise MigrationError(
                         f"{migration.path.name} changed after it was applied; "
                         "add a new migration instead"
