@@ -118,6 +118,9 @@ def test_minhash_lsh_same_sample(benchmark: Any, dedup_data: DedupData) -> None:
     assert result.sets
 
 
+#: The warm endpoint waits this long for the index build its first request starts.
+WARM_BUILD_TIMEOUT_S: Final = 600.0
+WARM_POLL_S: Final = 0.25
 EVERY_PROMPT_METHODS: Final = {
     "vectorized": "normalize + vectorized minhash + MinHashLSH + confirm",
     "datasketch": "normalize + MinHash.bulk per prompt + MinHashLSH + confirm",
@@ -179,8 +182,19 @@ def test_duplicates_endpoint_warm(benchmark: Any, dedup_data: DedupData) -> None
             await resp.read()
             return resp.status
 
+    async def built() -> int:
+        """The first request starts the index build and, past ORGANIZE_BUILD_WAIT_MS, answers
+        503 while it runs (a minute at 1,000,000 assets): warm means after it."""
+        status = await get()
+        for _ in range(int(WARM_BUILD_TIMEOUT_S / WARM_POLL_S)):
+            if status != 503:
+                break
+            await asyncio.sleep(WARM_POLL_S)
+            status = await get()
+        return status
+
     try:
-        assert loop.run_until_complete(get()) == 200
+        assert loop.run_until_complete(built()) == 200
         benchmark.extra_info.update(dedup_data.info(warm=True))
         status = benchmark.pedantic(lambda: loop.run_until_complete(get()), rounds=50)
         assert status == 200
