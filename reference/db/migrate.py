@@ -77,9 +77,7 @@ class Migration:
         that later migrations make equivalent (``-- migrate: supersedes CHECKSUM ...``), such
         as no longer building an index a later migration drops."""
         return frozenset(
-            checksum
-            for match in _SUPERSEDES.finditer(self.text)
-            for checksum in match[1].split()
+            checksum for match in _SUPERSEDES.finditer(self.text) for checksum in match[1].split()
         )
 
     def accepts(self, checksum: str) -> bool:
