@@ -32,7 +32,7 @@ from aiohttp import web
 from reference.settings import Settings, UrlMode
 from reference.urls.buckets import BUCKETS, UnsafePath
 from reference.urls.legacy import LegacyUrlService
-from reference.urls.object_store import ObjectStore, StoredObject, check_name
+from reference.urls.object_store import ObjectStore, check_name
 from reference.urls.service import ALGORITHM, URLS, UrlService, make_unified, sign_token
 from reference.web import auth, inputs
 from reference.web.errors import ApiError, BadRequest, json_response
@@ -201,7 +201,7 @@ async def object_response(
 ) -> web.Response:
     """The object's bytes with its strong content ETag, 304 on If-None-Match, one byte range
     (honoured only when If-Range, if sent, names the current ETag)."""
-    found: StoredObject | None = await request.app[STORE].read(request.app[POOL], bucket, path)
+    found = await request.app[STORE].read(request.app[POOL], bucket, path)
     if found is None:
         raise not_found()
     data, etag = found.data, found.etag
