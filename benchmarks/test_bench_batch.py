@@ -39,7 +39,8 @@ from fixtures.spec import SCALES, DatasetSpec, Scale
 from reference.batch.operations import Kind, PurgePolicy, Selection, create_operation, run_operation
 from reference.db.pool import connect
 from reference.settings import Settings, child_secrets
-from reference.urls.buckets import determine_bucket, object_file
+from reference.urls.buckets import determine_bucket
+from reference.urls.object_store import ObjectStore
 from reference.web.auth import issue_token
 from reports.targets import load_targets
 
@@ -118,7 +119,9 @@ async def _set_based(pool: asyncpg.Pool, selected: Selected) -> None:
             Selection(tuple(selected.ids)),
             max_ids=len(selected.ids),
         )
-    await run_operation(pool, op.id, settings.batch_chunk_size, PurgePolicy(Path("/nonexistent")))
+    await run_operation(
+        pool, op.id, settings.batch_chunk_size, PurgePolicy(ObjectStore(Path("/nonexistent")))
+    )
 
 
 VARIANTS: Final[dict[str, Callable[[asyncpg.Pool, Selected], Awaitable[None]]]] = {
@@ -197,16 +200,16 @@ def _high_water_kb(pid: int) -> int:
 
 
 async def _download_files(dsn: str, user: UUID, storage: Path, total_mb: int) -> list[str]:
-    """Large sparse files for a few of the user's assets, in a storage directory of their own."""
+    """Large objects for a few of the user's assets, in a storage directory of their own (one
+    content, so one blob on disk; the service streams it once per asset)."""
+    store = ObjectStore(storage)
     async with connect(dsn, json_codecs=True) as conn:
         rows = await conn.fetch(DOWNLOAD_ASSETS, user)
-    per_file = total_mb * 1024 * 1024 // len(rows)
-    for r in rows:
-        bucket = determine_bucket(r["type"], r["quality"], r["model_type"], r["metadata"])
-        path = object_file(storage, bucket, r["storage_path"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as handle:  # sparse: the service still reads every byte
-            handle.truncate(per_file)
+        per_file = total_mb * 1024 * 1024 // len(rows)
+        content = bytes(per_file)
+        for r in rows:
+            bucket = determine_bucket(r["type"], r["quality"], r["model_type"], r["metadata"])
+            await store.put(conn, bucket, r["storage_path"], content)
     return [str(r["id"]) for r in rows]
 
 
@@ -231,14 +234,14 @@ async def _stream(url: str, token: str, ids: list[str]) -> int:
 
 @pytest.mark.benchmark(group="batch-download-memory")
 def test_download_peak_memory(
-    benchmark: Any, bench_loop: BenchLoop, bench_dataset: BenchDataset, tmp_path: Path
+    benchmark: Any, bench_loop: BenchLoop, bench_dataset_copy: BenchDataset, tmp_path: Path
 ) -> None:
     total_mb = int(os.environ.get("BENCH_DOWNLOAD_MB", "32" if benchmark.disabled else "1024"))
-    user = bench_dataset.heavy_user
-    ids = bench_loop.run(_download_files(bench_dataset.dsn, user, tmp_path, total_mb))
+    user = bench_dataset_copy.heavy_user
+    ids = bench_loop.run(_download_files(bench_dataset_copy.dsn, user, tmp_path, total_mb))
     env = {**os.environ, "DOWNLOAD_MAX_BYTES": str(8 * 1024**3), **child_secrets({})}
     log_path = tmp_path / "service.log"
-    with ServiceProcess(bench_dataset.dsn, "unified", tmp_path, log_path, env=env) as service:
+    with ServiceProcess(bench_dataset_copy.dsn, "unified", tmp_path, log_path, env=env) as service:
         assert service.child is not None
         url, pid = service.url, service.child.pid
         token = issue_token(env["JWT_SECRET"], user)
@@ -250,7 +253,7 @@ def test_download_peak_memory(
         peak_kb = _high_water_kb(pid)
         record(
             benchmark,
-            bench_dataset,
+            bench_dataset_copy,
             archive_bytes=received,
             download_mb=total_mb,
             service_vmhwm_before_mb=round(before_kb / 1024, 1),

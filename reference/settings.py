@@ -148,7 +148,7 @@ class Settings:
     )
     storage_dir: Path = setting(
         "STORAGE_DIR",
-        "where stored objects live on disk",
+        "where stored objects' blobs live on disk (their names map to them in storage_objects)",
         Path(".data/storage"),
         parse=lambda _, raw: Path(raw),
     )

@@ -1,4 +1,5 @@
-"""Rows and files for the batch tests: each test adds its own users' assets to the seeded copy."""
+"""Rows and objects for the batch tests: each test adds its own users' assets to the seeded
+copy, and puts their objects through the object store."""
 
 from __future__ import annotations
 
@@ -6,15 +7,17 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 from reference.db.pool import init_connection
-from reference.urls.buckets import determine_bucket, object_file
+from reference.urls.buckets import determine_bucket
+from reference.urls.object_store import ObjectStore
 
 INSERT_IMAGE = """
 insert into images (id, user_id, prompt, status, quality, model_type, storage_path,
@@ -84,10 +87,40 @@ async def locate(conn: asyncpg.Connection, ids: Sequence[UUID]) -> dict[UUID, tu
     return {r["id"]: (r["place"], r["metadata"]) for r in rows}
 
 
+@dataclass(frozen=True)
+class Stored:
+    """An object a test put, and its bytes."""
+
+    bucket: str
+    name: str
+    data: bytes
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.bucket, self.name
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.name).suffix
+
+
+async def stored(conn: asyncpg.Connection, objects: Iterable[Stored]) -> list[Stored]:
+    """Which of ``objects`` the store still holds."""
+    wanted = list(objects)
+    rows = await conn.fetch(
+        "select bucket, name from storage_objects o"
+        " join unnest($1::text[], $2::text[]) as k(b, n) on o.bucket = k.b and o.name = k.n",
+        [o.bucket for o in wanted],
+        [o.name for o in wanted],
+    )
+    there = {(r["bucket"], r["name"]) for r in rows}
+    return [o for o in wanted if o.key in there]
+
+
 async def asset_files(
     conn: asyncpg.Connection, storage_dir: Path, ids: Sequence[UUID], size: int = 64
-) -> dict[UUID, tuple[Path, Path]]:
-    """Create each live asset's stored file and thumbnail with random bytes."""
+) -> dict[UUID, tuple[Stored, Stored]]:
+    """Put each live asset's object and thumbnail, with random bytes, through the store."""
     rows = await conn.fetch(
         """
         select 'image' as type, id, quality, model_type, metadata, storage_path, thumbnail_path
@@ -98,14 +131,14 @@ async def asset_files(
         """,
         list(ids),
     )
-    files: dict[UUID, tuple[Path, Path]] = {}
+    store = ObjectStore(storage_dir)
+    files: dict[UUID, tuple[Stored, Stored]] = {}
     for r in rows:
         bucket = determine_bucket(r["type"], r["quality"], r["model_type"], r["metadata"])
-        main = object_file(storage_dir, bucket, r["storage_path"])
-        thumb = object_file(storage_dir, bucket, r["thumbnail_path"])
-        for path in (main, thumb):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(os.urandom(size))
+        main = Stored(bucket, r["storage_path"], os.urandom(size))
+        thumb = Stored(bucket, r["thumbnail_path"], os.urandom(size))
+        for put in (main, thumb):
+            await store.put(conn, put.bucket, put.name, put.data)
         files[r["id"]] = (main, thumb)
     return files
 

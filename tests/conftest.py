@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, Final
 from uuid import UUID
 
@@ -14,8 +15,11 @@ import redis
 from aiohttp.test_utils import TestClient
 
 from reference.app import create_app
+from reference.db.pool import connect
 from reference.db.redis_keys import unlink_prefix
 from reference.settings import Settings
+from reference.urls.blob_pool import pool_blob_for, pool_blobs
+from reference.urls.object_store import ObjectStore
 from reference.web.auth import issue_token
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -32,6 +36,20 @@ def test_settings(dsn: str, **overrides: Any) -> Settings:
 def auth_headers(user_id: UUID, settings: Settings | None = None) -> dict[str, str]:
     secret = (settings or SETTINGS).jwt_secret
     return {"Authorization": f"Bearer {issue_token(secret, user_id)}"}
+
+
+def pool_content(name: str) -> bytes:
+    """The bytes the fixture writer gives an object of this name."""
+    return pool_blobs()[pool_blob_for(name)[0]]
+
+
+async def put_objects(dsn: str, storage_dir: Path, objects: Iterable[tuple[str, str]]) -> None:
+    """Put each (bucket, name) through the store with its :func:`pool_content` (the same
+    bytes each time: a shared database may already hold them)."""
+    store = await ObjectStore.open(storage_dir)
+    async with connect(dsn) as conn:
+        for bucket, name in objects:
+            await store.put(conn, bucket, name, pool_content(name))
 
 
 @pytest.fixture

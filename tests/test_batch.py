@@ -12,7 +12,8 @@ import pytest
 
 from reference.batch.operations import PurgePolicy, purge_expired
 from reference.db.pool import create_pool
-from tests._batch_support import add_assets, asset_files, connect, locate, new_user
+from reference.urls.object_store import ObjectStore
+from tests._batch_support import add_assets, asset_files, connect, locate, new_user, stored
 from tests.conftest import auth_headers
 
 METADATA_VARIANTS: list[dict[str, Any] | None] = [
@@ -205,8 +206,8 @@ async def test_undo_redo_sequence_ends_in_the_expected_state(seeded_dsn, make_cl
         assert purge["operation"]["not_found"] == [str(deleted[0])]
         assert purge["operation"]["files_pending"] == 0
         assert set(await locate(conn, deleted)) == {deleted[0]}
-        assert all(p.exists() for p in files[deleted[0]])
-        assert not any(p.exists() for i in deleted[1:] for p in files[i])
+        assert await stored(conn, files[deleted[0]]) == list(files[deleted[0]])
+        assert await stored(conn, [p for i in deleted[1:] for p in files[i]]) == []
         refused = await post(client, "/v1/batch/undo", user, status=409)
         assert "purge" in refused["message"]
 
@@ -358,11 +359,11 @@ async def test_trash_past_retention_is_purged_by_the_worker_pass(seeded_dsn, tmp
         await conn.execute(
             "update trashed_images set deleted_at = now() - interval '2 days' where id = $1", old
         )
-        purged = await purge_expired(pool, 86_400, PurgePolicy(tmp_path))
+        purged = await purge_expired(pool, 86_400, PurgePolicy(ObjectStore(tmp_path)))
         assert purged == 1
         assert set(await locate(conn, [old, recent])) == {recent}
-        assert not any(p.exists() for p in files[old])
-        assert all(p.exists() for p in files[recent])
+        assert await stored(conn, files[old]) == []
+        assert await stored(conn, files[recent]) == list(files[recent])
     finally:
         await pool.close()
         await conn.close()

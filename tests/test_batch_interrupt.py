@@ -20,6 +20,7 @@ import pytest
 
 from reference.batch.operations import Kind, PurgePolicy, Selection, create_operation, run_operation
 from reference.db.pool import create_pool
+from reference.urls.object_store import ObjectStore
 from tests._batch_support import add_assets, connect, locate, new_user, ordered_ids, wait_for
 from tests.conftest import SETTINGS
 
@@ -72,7 +73,7 @@ async def _assert_all_or_nothing(conn, op_id, original) -> int:
 async def test_connection_killed_mid_chunk_then_resumed(seeded_dsn):
     conn, _, ids, original, op_id = await _prepare(seeded_dsn)
     pool = await create_pool(seeded_dsn, 1, 2)
-    purge = PurgePolicy(Path("/nonexistent"))
+    purge = PurgePolicy(ObjectStore(Path("/nonexistent")))
     blocker, transaction = await _hold_lock_in_second_chunk(seeded_dsn, ids)
     try:
         runner = asyncio.create_task(run_operation(pool, op_id, CHUNK, purge))

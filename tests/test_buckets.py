@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 
@@ -14,8 +13,8 @@ from reference.urls.buckets import (
     VIDEO_BUCKETS,
     UnsafePath,
     determine_bucket,
-    object_file,
 )
+from reference.urls.object_store import check_name, quick_name_check
 
 #: model_type column -> (is SDXL, is enhanced) as the column alone says.
 MODELS = {
@@ -92,18 +91,24 @@ def test_every_bucket_is_reachable():
     assert reached == BUCKETS
 
 
-def test_object_file_resolves_inside_bucket(tmp_path):
-    assert object_file(tmp_path, "image_fast", "u/j/0.png") == tmp_path / "image_fast/u/j/0.png"
+@pytest.mark.parametrize("check", [check_name, quick_name_check])
+def test_object_names_inside_a_bucket_pass(check):
+    for name in ("u/j/0.png", "u/j/0.thumb.webp", ".hidden/a.png", "a photo (final) 100%.png"):
+        check("image_fast", name)
 
 
+@pytest.mark.parametrize("check", [check_name, quick_name_check])
 @pytest.mark.parametrize(
-    "path", ["", "../x.png", "a/../../x", "/etc/passwd", "a//b", "a/./b", "a\\b", "a\x00b", "a/.."]
-)
-def test_object_file_refuses_traversal(tmp_path: Path, path):
+    "path",
+    ["", "../x.png", "a/../../x", "/etc/passwd", "a//b", "a/./b", "a\\b", "a\x00b", "a/..", "a/.",
+     ".", "a/"],
+)  # fmt: skip
+def test_object_names_that_would_leave_the_bucket_are_refused(check, path):
     with pytest.raises(UnsafePath):
-        object_file(tmp_path, "image_fast", path)
+        check("image_fast", path)
 
 
-def test_object_file_refuses_unknown_bucket(tmp_path):
+@pytest.mark.parametrize("check", [check_name, quick_name_check])
+def test_object_names_of_an_unknown_bucket_are_refused(check):
     with pytest.raises(UnsafePath):
-        object_file(tmp_path, "secrets", "a.png")
+        check("secrets", "a.png")

@@ -11,14 +11,12 @@ from datetime import UTC, datetime
 import aiohttp
 import pytest
 
-from fixtures.storage_files import BlobStore
 from reference.app import create_app
 from reference.assets import Asset, ContentType
 from reference.settings import Settings, UrlMode
-from reference.urls.buckets import object_file
 from reference.urls.service import URLS, make_unified, sign_token
 from reference.web.metrics import METRICS
-from tests.conftest import SETTINGS, auth_headers
+from tests.conftest import SETTINGS, auth_headers, pool_content, put_objects
 
 OWNER = uuid.UUID("11111111-1111-4111-8111-111111111111")
 OTHER = uuid.UUID("22222222-2222-4222-8222-222222222222")
@@ -33,18 +31,16 @@ OBJECTS = [
 
 
 @pytest.fixture
-def storage_dir(tmp_path):
+async def storage_dir(tmp_path, seeded_template):
     root = tmp_path / "storage"
-    store = BlobStore(root)
-    for bucket, path in OBJECTS:
-        store.place(object_file(root, bucket, path), path)
+    await put_objects(seeded_template.dsn, root, OBJECTS)
     (tmp_path / "secret.txt").write_text("outside every bucket")
     return root
 
 
 @pytest.fixture
-async def client(make_client, database, storage_dir):
-    return await make_client(database.dsn, storage_dir=storage_dir)
+async def client(make_client, seeded_template, storage_dir):
+    return await make_client(seeded_template.dsn, storage_dir=storage_dir)
 
 
 def free_port():
@@ -59,7 +55,7 @@ def assert_storage_error(body, status, code):
     assert body["message"]
 
 
-async def test_sign_one_then_read_with_etag_and_304(client, storage_dir):
+async def test_sign_one_then_read_with_etag_and_304(client):
     path = f"{OWNER}/job/0.png"
     resp = await client.post(
         f"/storage/v1/object/sign/image_fast/{path}", json={"expiresIn": 600}, headers=SERVICE
@@ -69,7 +65,7 @@ async def test_sign_one_then_read_with_etag_and_304(client, storage_dir):
     assert signed.startswith(f"/object/sign/image_fast/{path}?token=")
     got = await client.get("/storage/v1" + signed)
     assert got.status == 200
-    assert await got.read() == (storage_dir / "image_fast" / path).read_bytes()
+    assert await got.read() == pool_content(path)
     assert got.headers["Content-Type"] == "image/png"
     etag = got.headers["ETag"]
     public, max_age, immutable = got.headers["Cache-Control"].split(", ")
@@ -241,12 +237,12 @@ async def test_remote_signer_against_these_routes(client, storage_dir):
 
 @pytest.mark.parametrize("mode", [UrlMode.LEGACY, UrlMode.UNIFIED])
 async def test_both_modes_give_urls_that_serve_the_bytes(
-    aiohttp_server, database, storage_dir, mode
+    aiohttp_server, seeded_template, storage_dir, mode
 ):
     port = free_port()
     settings = dataclasses.replace(
         Settings(),
-        database_url=database.dsn,
+        database_url=seeded_template.dsn,
         storage_dir=storage_dir,
         public_url=f"http://127.0.0.1:{port}",
         url_mode=mode,
@@ -266,7 +262,7 @@ async def test_both_modes_give_urls_that_serve_the_bytes(
         assert f"/{bucket}/{path}?token=" in url
         async with aiohttp.ClientSession() as session, session.get(url) as resp:
             assert resp.status == 200
-            assert await resp.read() == (storage_dir / bucket / path).read_bytes()
+            assert await resp.read() == pool_content(path)
     calls = app[METRICS].registry.get_sample_value(
         "sign_calls_total", {"mode": mode.value, "kind": "single" if mode == "legacy" else "batch"}
     )

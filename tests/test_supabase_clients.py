@@ -21,10 +21,8 @@ import pytest
 from storage3 import AsyncStorageClient
 from storage3.exceptions import StorageApiError
 
-from fixtures.storage_files import BlobStore
 from reference.app import create_app
-from reference.urls.buckets import object_file
-from tests.conftest import auth_headers
+from tests.conftest import auth_headers, pool_content, put_objects
 from tests.conftest import test_settings as settings_for
 
 OWNER = uuid.UUID("aaaaaaaa-2222-4222-8222-22222222222c")
@@ -41,11 +39,8 @@ NODE_TIMEOUT_S = 120
 async def served(aiohttp_server, seeded_template, tmp_path):
     """(storage URL, {path: sha256 of its bytes}) of the service on a real loopback port."""
     root = tmp_path / "storage"
-    store = BlobStore(root)
-    digests = {}
-    for path in (PLAIN, SPACED):
-        store.place(object_file(root, BUCKET, path), path)
-        digests[path] = hashlib.sha256((root / BUCKET / path).read_bytes()).hexdigest()
+    await put_objects(seeded_template.dsn, root, [(BUCKET, PLAIN), (BUCKET, SPACED)])
+    digests = {path: hashlib.sha256(pool_content(path)).hexdigest() for path in (PLAIN, SPACED)}
     server = await aiohttp_server(create_app(settings_for(seeded_template.dsn, storage_dir=root)))
     return str(server.make_url("/storage/v1/")), digests
 

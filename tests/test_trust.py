@@ -13,14 +13,14 @@ import jwt
 import orjson
 import pytest
 
-from fixtures.storage_files import BlobStore
+from reference.db.pool import connect
 from reference.search.query import parse_query
 from reference.settings import Settings, SettingsError, announce_generated
-from reference.urls.buckets import object_file
+from reference.urls.object_store import ObjectStore
 from reference.urls.service import sign_token
 from reference.web import inputs
 from reference.web.errors import BadRequest
-from tests.conftest import SETTINGS, auth_headers
+from tests.conftest import SETTINGS, auth_headers, pool_content, put_objects
 from tests.search_support import user_assets, walk
 
 OWNER = uuid.UUID("aaaaaaaa-1111-4111-8111-11111111111b")
@@ -58,17 +58,16 @@ async def signed_url(client, ttl_s, headers=None):
 
 
 @pytest.fixture
-def storage_dir(tmp_path):
+async def storage_dir(tmp_path, seeded_template):
     root = tmp_path / "storage"
-    store = BlobStore(root)
-    for bucket, path in (OBJECT, SPACED):
-        store.place(object_file(root, bucket, path), path)
+    await put_objects(seeded_template.dsn, root, (OBJECT, SPACED))
     return root
 
 
 @pytest.fixture
 async def client(make_client, seeded_template, storage_dir):
-    """Read-only use of the shared tiny dataset (every write here is refused first)."""
+    """Read-only use of the shared tiny dataset (every write here is refused first; the two
+    objects above are put with the same bytes each time)."""
     return await make_client(seeded_template.dsn, storage_dir=storage_dir)
 
 
@@ -324,15 +323,17 @@ async def test_security_headers_on_every_kind_of_answer(client):
 # --- objects: caching, ETag, If-Range, download -------------------------------------------------
 
 
-async def test_object_etag_is_strong_and_content_based_with_if_range(client, storage_dir):
+async def test_object_etag_is_strong_and_content_based_with_if_range(
+    client, seeded_template, storage_dir
+):
     bucket, path = OBJECT
     url = await signed_url(client, 3600)
     first = await client.get(url)
     etag = first.headers["ETag"]
     assert not etag.startswith("W/")
     data = await first.read()
-    file = storage_dir / bucket / path
-    file.touch()  # a new mtime, the same bytes: the same ETag
+    # Put again: a new row time, the same bytes: the same ETag.
+    await put_objects(seeded_template.dsn, storage_dir, [OBJECT])
     assert (await client.get(url)).headers["ETag"] == etag
     part = await client.get(url, headers={"Range": "bytes=0-9", "If-Range": etag})
     assert part.status == 206
@@ -344,8 +345,11 @@ async def test_object_etag_is_strong_and_content_based_with_if_range(client, sto
     past = await client.get(url, headers={"Range": f"bytes={len(data) + 5}-"})
     assert past.status == 416
     assert (await client.get(url, headers={"If-None-Match": etag})).status == 304
-    file.write_bytes(data + b"changed")
-    assert (await client.get(url)).headers["ETag"] != etag
+    async with connect(seeded_template.dsn) as conn:  # the fixture puts it back for the next
+        await ObjectStore(storage_dir).put(conn, bucket, path, data + b"changed")
+    changed = await client.get(url)
+    assert changed.headers["ETag"] != etag
+    assert await changed.read() == data + b"changed"
 
 
 @pytest.mark.parametrize(
@@ -418,12 +422,12 @@ async def test_signed_url_path_is_not_percent_encoded(client):
 
 
 @pytest.mark.parametrize("prefix", ["/storage/v1/object/authenticated", "/storage/v1/object"])
-async def test_authenticated_download(client, storage_dir, prefix):
+async def test_authenticated_download(client, prefix):
     bucket, path = OBJECT
     url = f"{prefix}/{bucket}/{path}"
     resp = await client.get(url, headers=auth_headers(OWNER))
     assert resp.status == 200
-    assert await resp.read() == (storage_dir / bucket / path).read_bytes()
+    assert await resp.read() == pool_content(path)
     other = await client.get(url, headers=auth_headers(uuid.uuid4()))
     assert other.status == 400
     assert (await other.json())["statusCode"] == "404"

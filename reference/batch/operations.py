@@ -15,7 +15,6 @@ so a request that comes while a short operation runs waits for it, in arrival or
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
@@ -26,7 +25,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, Final
 from uuid import UUID
 
@@ -35,7 +33,8 @@ import orjson
 
 from reference.batch import sql as q
 from reference.db.pool import holds_session_state
-from reference.urls.buckets import UnsafePath, determine_bucket, object_file
+from reference.urls.buckets import UnsafePath, determine_bucket
+from reference.urls.object_store import ObjectStore, check_name
 from reference.web.errors import Conflict, NotFound, PayloadTooLarge
 
 log = logging.getLogger(__name__)
@@ -132,7 +131,7 @@ class Operation:
 
 @dataclass(frozen=True)
 class PurgePolicy:
-    storage_dir: Path
+    store: ObjectStore
     retry_base_s: float = 30.0
     retry_max_s: float = 3600.0
 
@@ -471,24 +470,20 @@ async def purge_rows(conn: asyncpg.Connection, user_id: UUID, ids: Sequence[UUID
     return len(gone)
 
 
-def remove_file(path: Path) -> None:
-    """Remove one stored file; a file already gone counts as removed."""
-    path.unlink(missing_ok=True)
-
-
-def _remove_all(
-    storage_dir: Path, files: list[tuple[int, str, str]]
-) -> tuple[list[int], list[tuple[int, str]]]:
-    removed: list[int] = []
-    failed: list[tuple[int, str]] = []
-    for file_id, bucket, path in files:
+def _accepted(
+    files: list[asyncpg.Record],
+) -> tuple[list[asyncpg.Record], list[tuple[int, str]]]:
+    """The queued objects the store accepts to remove, and the refused ones with the reason."""
+    accepted: list[asyncpg.Record] = []
+    refused: list[tuple[int, str]] = []
+    for row in files:
         try:
-            remove_file(object_file(storage_dir, bucket, path))
-        except (OSError, UnsafePath) as exc:
-            failed.append((file_id, f"{type(exc).__name__}: {exc}"))
+            check_name(row["bucket"], row["path"])
+        except UnsafePath as exc:
+            refused.append((row["id"], f"{type(exc).__name__}: {exc}"))
         else:
-            removed.append(file_id)
-    return removed, failed
+            accepted.append(row)
+    return accepted, refused
 
 
 async def remove_due_files(
@@ -498,21 +493,24 @@ async def remove_due_files(
     asset_ids: Sequence[UUID] | None = None,
     limit: int = 1000,
 ) -> tuple[int, int]:
-    """Remove queued files that are due; ``(removed, failed)``. Failures wait for a retry."""
+    """Remove queued objects that are due; ``(removed, failed)``. The objects' rows go in the
+    transaction that takes them off the queue (an object already gone counts as removed), so a
+    database that goes away midway leaves both as they were, for the next pass. A name the store
+    refuses waits for a retry, with backoff."""
     async with conn.transaction():
         due = await conn.fetch(q.DUE_FILES, None if asset_ids is None else list(asset_ids), limit)
         if not due:
             return 0, 0
-        removed, failed = await asyncio.to_thread(
-            _remove_all, purge.storage_dir, [(r["id"], r["bucket"], r["path"]) for r in due]
-        )
+        accepted, failed = _accepted(due)
+        await purge.store.remove_many(conn, [(r["bucket"], r["path"]) for r in accepted])
+        removed = [r["id"] for r in accepted]
         await conn.execute(q.FILES_REMOVED, removed)
         await conn.executemany(
             q.FILE_FAILED,
             [(i, error, purge.retry_base_s, purge.retry_max_s) for i, error in failed],
         )
     for file_id, error in failed:
-        log.warning("purge: file %s not removed (%s); will retry", file_id, error)
+        log.warning("purge: object %s not removed (%s); will retry", file_id, error)
     return len(removed), len(failed)
 
 

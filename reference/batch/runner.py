@@ -44,8 +44,9 @@ from reference.batch.operations import (
 )
 from reference.db.lease import lease_context
 from reference.settings import Settings
+from reference.urls.object_store import ObjectStore
 from reference.web.errors import Conflict, dependency_failure
-from reference.web.typedefs import POOL, SETTINGS
+from reference.web.typedefs import POOL, SETTINGS, STORE
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,10 @@ def describe_failure(exc: BaseException) -> str:
 class BatchRunner:
     """Runs operations to completion: small ones in the request, large ones as tasks."""
 
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, store: ObjectStore) -> None:
         self.pool = pool
         self.settings = settings
-        self.purge = PurgePolicy(
-            settings.storage_dir, settings.purge_retry_base_s, settings.purge_retry_max_s
-        )
+        self.purge = PurgePolicy(store, settings.purge_retry_base_s, settings.purge_retry_max_s)
         self.lease = Lease.for_this_process(settings.batch_lease_s)
         self._tasks: dict[UUID, asyncio.Task[None]] = {}
 
@@ -227,7 +226,7 @@ BATCH_RUNNER: Final = web.AppKey("batch_runner", BatchRunner)
 
 
 async def runner_context(app: web.Application) -> AsyncIterator[None]:
-    runner = BatchRunner(app[POOL], app[SETTINGS])
+    runner = BatchRunner(app[POOL], app[SETTINGS], app[STORE])
     app[BATCH_RUNNER] = runner
     try:
         yield
@@ -235,10 +234,8 @@ async def runner_context(app: web.Application) -> AsyncIterator[None]:
         await runner.close()
 
 
-async def _trash_worker(pool: asyncpg.Pool, settings: Settings) -> None:
-    purge = PurgePolicy(
-        settings.storage_dir, settings.purge_retry_base_s, settings.purge_retry_max_s
-    )
+async def _trash_worker(pool: asyncpg.Pool, settings: Settings, store: ObjectStore) -> None:
+    purge = PurgePolicy(store, settings.purge_retry_base_s, settings.purge_retry_max_s)
     while True:
         try:
             purged = await purge_expired(pool, settings.trash_retention_s, purge)
@@ -256,7 +253,7 @@ async def _trash_worker(pool: asyncpg.Pool, settings: Settings) -> None:
 
 async def _background(app: web.Application) -> None:
     sweeper = app[BATCH_RUNNER].sweep()
-    await asyncio.gather(sweeper, _trash_worker(app[POOL], app[SETTINGS]))
+    await asyncio.gather(sweeper, _trash_worker(app[POOL], app[SETTINGS], app[STORE]))
 
 
 trash_context: Final = lease_context("batch-background", _background)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any, Final
 from uuid import UUID
 
@@ -31,14 +31,15 @@ from reference.batch.operations import (
 from reference.batch.runner import BATCH_RUNNER, runner_context, trash_context
 from reference.batch.zip import Member, archive_size, write_archive
 from reference.settings import Settings
-from reference.urls.buckets import UnsafePath, determine_bucket, object_file
+from reference.urls.buckets import UnsafePath, determine_bucket
+from reference.urls.object_store import Located, ObjectStore, check_name
 from reference.web import inputs, paging
 from reference.web.auth import current_user
 from reference.web.errors import BadRequest, PayloadTooLarge, json_response
 from reference.web.feature import Feature
 from reference.web.openapi import ERROR, ApiRoutes, Param, ResponseSpec
 from reference.web.schemas import ASSET_FIELDS, CURSOR, OPERATION, STRING, array, obj
-from reference.web.typedefs import POOL, SETTINGS
+from reference.web.typedefs import POOL, SETTINGS, STORE
 
 log = logging.getLogger(__name__)
 
@@ -300,22 +301,56 @@ async def trash(request: web.Request) -> web.Response:
 # --- download --------------------------------------------------------------------------------
 
 
-def _members(storage_dir: Path, rows: list[asyncpg.Record]) -> tuple[list[Member], int]:
-    members: list[Member] = []
-    missing = 0
+def _object_keys(rows: list[asyncpg.Record]) -> list[tuple[str, str] | None]:
+    """Each row's object (bucket, name); None where the store would refuse the name."""
+    keys: list[tuple[str, str] | None] = []
     for r in rows:
         bucket = determine_bucket(r["type"], r["quality"], r["model_type"], r["metadata"])
         try:
-            path = object_file(storage_dir, bucket, r["storage_path"])
-            size = os.stat(path).st_size
-        except (OSError, UnsafePath):
+            check_name(bucket, r["storage_path"])
+        except UnsafePath:
+            keys.append(None)
+        else:
+            keys.append((bucket, r["storage_path"]))
+    return keys
+
+
+def _intact(located: Located) -> bool:
+    """The blob is there, as large as the row says (the archive's size is summed up front)."""
+    try:
+        return os.stat(located.blob).st_size == located.size
+    except OSError:
+        return False
+
+
+def _members(
+    rows: list[asyncpg.Record],
+    keys: list[tuple[str, str] | None],
+    found: dict[tuple[str, str], Located],
+) -> tuple[list[Member], int]:
+    """The archive's members, streamed from the objects' blobs; an asset without an object,
+    or whose blob is not the size its row says, is left out and counted."""
+    members: list[Member] = []
+    missing = 0
+    for r, key in zip(rows, keys, strict=True):
+        located = found.get(key) if key is not None else None
+        if located is None or not _intact(located):
             missing += 1
             continue
         suffix = PurePosixPath(r["storage_path"]).suffix or (
             ".png" if r["type"] == "image" else ".mp4"
         )
-        members.append(Member(f"{r['type']}s/{r['id']}{suffix}", path, size, r["created_at"]))
+        name = f"{r['type']}s/{r['id']}{suffix}"
+        members.append(Member(name, located.blob, located.size, r["created_at"]))
     return members, missing
+
+
+async def _archive_members(
+    store: ObjectStore, pool: asyncpg.Pool, rows: list[asyncpg.Record]
+) -> tuple[list[Member], int]:
+    keys = _object_keys(rows)
+    found = await store.locate_many(pool, [k for k in keys if k is not None])
+    return await asyncio.to_thread(_members, rows, keys, found)
 
 
 @routes.operation(
@@ -347,7 +382,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         )
     found = {r["id"] for r in rows}
     not_found = sum(1 for i in set(selection.asset_ids) if i not in found)
-    members, missing = await asyncio.to_thread(_members, settings.storage_dir, rows)
+    members, missing = await _archive_members(request.app[STORE], request.app[POOL], rows)
     size = archive_size(members)
     if size > settings.download_max_bytes:
         raise PayloadTooLarge(

@@ -14,6 +14,7 @@ from uuid import UUID
 from reference.batch.operations import PurgePolicy, resume_all, run_operation
 from reference.db.pool import Limits, create_pool
 from reference.settings import Settings
+from reference.urls.object_store import ObjectStore
 
 
 async def _print_chunk(op_id: UUID, number: int) -> None:
@@ -23,7 +24,7 @@ async def _print_chunk(op_id: UUID, number: int) -> None:
 async def _main(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     purge = PurgePolicy(
-        args.storage_dir or settings.storage_dir,
+        ObjectStore(args.storage_dir or settings.storage_dir),
         settings.purge_retry_base_s,
         settings.purge_retry_max_s,
     )

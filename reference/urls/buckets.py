@@ -1,4 +1,4 @@
-"""One bucket rule for every asset, and where a bucket's objects live on local disk.
+"""One bucket rule for every asset, and which object names stay inside their bucket.
 
 The plan's ``determineBucket`` covers images only; videos get the same rule with their own
 buckets. SDXL wins over the enhanced flag, as in the plan's order of tests.
@@ -6,7 +6,7 @@ buckets. SDXL wins over the enhanced flag, as in the plan's order of tests.
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any, Final
 
 from reference.assets import ContentType, ModelType, Quality
@@ -65,10 +65,3 @@ def safe_object_path(path: str) -> PurePosixPath:
     if pure.is_absolute() or any(part in ("..", ".", "") for part in path.split("/")):
         raise UnsafePath(path)
     return pure
-
-
-def object_file(storage_dir: Path, bucket: str, path: str) -> Path:
-    """The file behind ``bucket/path``; refuses unknown buckets and traversal."""
-    if bucket not in BUCKETS:
-        raise UnsafePath(f"unknown bucket {bucket!r}")
-    return storage_dir / bucket / safe_object_path(path)

@@ -1,4 +1,4 @@
-"""Supabase Storage's REST routes for signed URLs and object reads, served from local disk.
+"""Supabase Storage's REST routes for signed URLs and object reads, served from the object store.
 
 Compatible with ``storage-api``, so supabase-js (``createSignedUrl(s)``, ``download``) and
 storage3 work unchanged: sign one object, sign many (``paths``), read by signed URL (with
@@ -10,18 +10,18 @@ storage-api's shape and statuses: ``{"statusCode": "404", "error": ..., "code": 
 ...}`` with HTTP 400 for a missing object or bucket, as storage-api answers.
 
 A signed URL is the capability, so its object is cacheable by any cache, a CDN included, for
-the rest of the URL's life (``public, max-age, immutable``); the ETag is a hash of the bytes.
+the rest of the URL's life (``public, max-age, immutable``); the ETag is a hash of the bytes,
+the blob's name in :mod:`reference.urls.object_store` (kept with the object, not computed per
+read).
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import hmac
 import re
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any, Final
 from urllib.parse import quote
 from uuid import UUID
@@ -30,15 +30,16 @@ import jwt
 from aiohttp import web
 
 from reference.settings import Settings, UrlMode
-from reference.urls.buckets import BUCKETS, UnsafePath, object_file
+from reference.urls.buckets import BUCKETS, UnsafePath
 from reference.urls.legacy import LegacyUrlService
+from reference.urls.object_store import ObjectStore, check_name
 from reference.urls.service import ALGORITHM, URLS, UrlService, make_unified, sign_token
 from reference.web import auth, inputs
 from reference.web.errors import ApiError, BadRequest, json_response
 from reference.web.feature import Feature
 from reference.web.metrics import METRICS
 from reference.web.openapi import ApiRoutes, Param, ResponseSpec
-from reference.web.typedefs import SETTINGS
+from reference.web.typedefs import POOL, SETTINGS, STORE
 
 routes = ApiRoutes(tag="storage")
 
@@ -104,11 +105,12 @@ def no_such_bucket() -> StorageError:
     )
 
 
-def object_path(settings: Settings, bucket: str, path: str) -> Path:
+def checked_name(bucket: str, path: str) -> None:
+    """storage-api's refusals of a bucket or an object name, before the store is asked."""
     if bucket not in BUCKETS:
         raise no_such_bucket()
     try:
-        return object_file(settings.storage_dir, bucket, path)
+        check_name(bucket, path)
     except UnsafePath:
         raise invalid_request(f"invalid object path {path!r}", "path") from None
 
@@ -177,10 +179,8 @@ def signed_url_path(bucket: str, path: str, token: str) -> str:
     return f"/object/sign/{bucket}/{path}?token={token}"
 
 
-def sign_one(settings: Settings, bucket: str, path: str, ttl_s: int) -> str | None:
-    """storage-api's ``signObject``: the object must exist; ``iat`` is now, ``exp`` now+ttl."""
-    if not object_path(settings, bucket, path).is_file():
-        return None
+def signed(settings: Settings, bucket: str, path: str, ttl_s: int) -> str:
+    """storage-api's ``signObject`` of an existing object: ``iat`` is now, ``exp`` now+ttl."""
     now = int(time.time())
     token = sign_token(settings.storage_key, bucket, path, now, now + ttl_s)
     return signed_url_path(bucket, path, token)
@@ -196,22 +196,18 @@ def content_disposition(download: str | None) -> dict[str, str]:
     return {"Content-Disposition": f"attachment; filename={name}; filename*=UTF-8''{name}"}
 
 
-def _etag(data: bytes) -> str:
-    return '"' + hashlib.blake2b(data, digest_size=16).hexdigest() + '"'
-
-
 async def object_response(
-    request: web.Request, file: Path, headers: dict[str, str]
+    request: web.Request, bucket: str, path: str, headers: dict[str, str]
 ) -> web.Response:
-    """The file's bytes with a strong content ETag, 304 on If-None-Match, one byte range
+    """The object's bytes with its strong content ETag, 304 on If-None-Match, one byte range
     (honoured only when If-Range, if sent, names the current ETag)."""
-    try:
-        data = await asyncio.to_thread(file.read_bytes)
-    except (FileNotFoundError, IsADirectoryError):
-        raise not_found() from None
-    etag = _etag(data)
+    found = await request.app[STORE].read(request.app[POOL], bucket, path)
+    if found is None:
+        raise not_found()
+    data, etag = found.data, found.etag
     headers = {**OBJECT_HEADERS, **headers, "ETag": etag}
-    content_type = CONTENT_TYPES.get(file.suffix, "application/octet-stream")
+    suffix = PurePosixPath(path).suffix
+    content_type = CONTENT_TYPES.get(suffix, "application/octet-stream")
     wanted = request.if_none_match
     if wanted is not None and any(tag.value in ("*", etag.strip('"')) for tag in wanted):
         return web.Response(status=304, headers=headers)
@@ -289,11 +285,11 @@ async def sign_object(request: web.Request) -> web.Response:
     ttl = expires_in(await read_json(request))
     if not may_read(owner, path):
         raise not_found()
-    signed = sign_one(settings, bucket, path, ttl)
-    if signed is None:
+    checked_name(bucket, path)
+    if not await request.app[STORE].exists_many(request.app[POOL], bucket, [path]):
         raise not_found()
     request.app[METRICS].urls_signed.labels("storage", bucket).inc()
-    return json_response({"signedURL": signed})
+    return json_response({"signedURL": signed(settings, bucket, path, ttl)})
 
 
 @routes.operation(
@@ -347,18 +343,22 @@ async def sign_objects(request: web.Request) -> web.Response:
         raise invalid_request(f"paths must name 1 to {MAX_BATCH_PATHS} objects", "paths")
     if bucket not in BUCKETS:
         raise no_such_bucket()
+    refused: dict[str, str] = {}
+    for path in paths:
+        if not may_read(owner, path):
+            refused[path] = BATCH_NOT_FOUND
+            continue
+        try:
+            checked_name(bucket, path)
+        except StorageError as exc:
+            refused[path] = exc.message
+    asked = [p for p in dict.fromkeys(paths) if p not in refused]
+    existing = await request.app[STORE].exists_many(request.app[POOL], bucket, asked)
     items: list[dict[str, Any]] = []
     for path in paths:
-        signed: str | None = None
-        error: str | None = BATCH_NOT_FOUND
-        if may_read(owner, path):
-            try:
-                signed = sign_one(settings, bucket, path, ttl)
-            except StorageError as exc:
-                error = exc.message
-            else:
-                error = None if signed is not None else BATCH_NOT_FOUND
-        items.append({"error": error, "path": path, "signedURL": signed})
+        url = signed(settings, bucket, path, ttl) if path in existing else None
+        error = None if url is not None else refused.get(path, BATCH_NOT_FOUND)
+        items.append({"error": error, "path": path, "signedURL": url})
     signed_count = sum(1 for item in items if item["signedURL"] is not None)
     request.app[METRICS].urls_signed.labels("storage", bucket).inc(signed_count)
     return json_response(items)
@@ -388,22 +388,22 @@ async def read_signed_object(request: web.Request) -> web.StreamResponse:
     if not token:
         raise invalid_request("querystring must have required property 'token'", "token")
     claims = verify_object_token(settings.storage_key, token, bucket, path)
-    file = object_path(settings, bucket, path)
+    checked_name(bucket, path)
     max_age = max(0, int(claims["exp"]) - int(time.time()))
     headers = {"Cache-Control": f"public, max-age={max_age}, immutable"}
     headers.update(content_disposition(request.query.get("download")))
-    return await object_response(request, file, headers)
+    return await object_response(request, bucket, path, headers)
 
 
 async def read_object(request: web.Request) -> web.StreamResponse:
     bucket, path = request.match_info["bucket"], request.match_info["path"]
     owner = bearer_owner(request)
-    file = object_path(request.app[SETTINGS], bucket, path)
+    checked_name(bucket, path)
     if not may_read(owner, path):
         raise not_found()
     headers = {"Cache-Control": "private, no-cache"}
     headers.update(content_disposition(request.query.get("download")))
-    return await object_response(request, file, headers)
+    return await object_response(request, bucket, path, headers)
 
 
 for _prefix, _summary in (
@@ -421,6 +421,13 @@ for _prefix, _summary in (
     )(read_object)
 
 
+async def store_context(app: web.Application) -> AsyncIterator[None]:
+    """The object store under ``STORAGE_DIR``, its pool blobs written if missing; the batch
+    feature (purge, download) uses it too."""
+    app[STORE] = await ObjectStore.open(app[SETTINGS].storage_dir)
+    yield
+
+
 async def url_service_context(app: web.Application) -> AsyncIterator[None]:
     """The app's URL service: unified, or the legacy baseline (``URL_MODE=legacy``)."""
     settings = app[SETTINGS]
@@ -436,4 +443,4 @@ async def url_service_context(app: web.Application) -> AsyncIterator[None]:
         await service.close()
 
 
-FEATURE = Feature("storage", routes, contexts=(url_service_context,))
+FEATURE = Feature("storage", routes, contexts=(store_context, url_service_context))

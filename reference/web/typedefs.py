@@ -9,9 +9,12 @@ import asyncpg
 from aiohttp import web
 
 from reference.settings import Settings
+from reference.urls.object_store import ObjectStore
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL = web.AppKey("pool", asyncpg.Pool)
+#: Opened by the storage feature; the batch feature (purge, download) uses it too.
+STORE = web.AppKey("object_store", ObjectStore)
 USER_ID = web.RequestKey("user_id", UUID)
