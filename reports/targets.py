@@ -71,6 +71,8 @@ class Target:
     #: The largest SCALE at which the figure can be measured in bounded time (a "before" that
     #: loads a user's whole list, say); above it the target is not applicable.
     max_scale: str | None = None
+    #: Why above ``max_scale``, when ``applies_when`` speaks of the smaller scales only.
+    max_scale_why: str = ""
 
     def holds(self, measured: float, bound: float) -> bool:
         return OPS[self.op](measured, bound)
@@ -100,7 +102,8 @@ class Target:
             and SCALE_ORDER.index(scale) > SCALE_ORDER.index(self.max_scale)
         )
         if large:
-            return f"measured up to SCALE={self.max_scale} (this run: {scale}){why}"
+            above = f": {self.max_scale_why}" if self.max_scale_why else why
+            return f"measured up to SCALE={self.max_scale} (this run: {scale}){above}"
         for key, minimum in self.requires.items():
             value = figures.get(key)
             if value is None or value < minimum:
@@ -301,6 +304,7 @@ def _target(raw: Mapping[str, Any], index: int) -> Target:
         _requires(raw, where),
         str(raw.get("applies_when", "")),
         _scale(raw, where, "max_scale"),
+        str(raw.get("max_scale_why", "")),
     )
     if target.plan is None and target.goal is None:
         raise TargetsError(f"{where}: needs a plan figure, a goal, or both")

@@ -193,3 +193,26 @@ def test_browser_0_skips_the_browser_step_and_its_targets_read_not_measured(
     )
     verdict = {r.target.id: r.verdict for r in targets.evaluate({}, "plan")}
     assert verdict["browser_initial_load"] is Verdict.NOT_MEASURED
+
+
+@pytest.mark.parametrize(
+    ("scale", "env", "skipped"),
+    [("plan", {}, False), ("100k", {}, True), ("1m", {}, True), ("1m", {"BROWSER": "1"}, False)],
+)
+def test_above_the_browser_targets_max_scale_the_step_is_left_out_and_they_say_why(
+    tmp_path: Path, scale: str, env: dict[str, str], skipped: bool
+) -> None:
+    from reports.targets import Verdict
+
+    targets = load_targets()
+    run = bench.Bench(scale=scale, targets=targets, out_dir=tmp_path, env=env)
+    spec = next(s for s in bench.STEPS if s.name == "browser")
+    assert spec.left_out is not None
+    reason = spec.left_out(run)
+    assert (reason is not None) is skipped
+    if skipped:
+        assert reason is not None
+        assert "measured up to SCALE=plan" in reason
+        found = {r.target.id: r for r in targets.evaluate({}, scale)}
+        assert found["browser_initial_load"].verdict is Verdict.NOT_APPLICABLE
+        assert "signs each asset" in (found["browser_initial_load"].reason or "")
