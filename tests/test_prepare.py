@@ -34,3 +34,31 @@ def test_a_loaded_database_gets_its_stored_files(
     assert run_async(ensure_dataset(seeded_dsn, seeded_template.spec, tmp_path)) is False
     assert run_async(_images(seeded_dsn)) == before
     assert any(path.is_file() for path in tmp_path.rglob("*"))
+
+
+SIGNED = """
+select (select count(*) from assets) as assets,
+       (select count(*) from asset_signatures) as signed,
+       (select count(*) from assets a where not exists
+          (select 1 from asset_signatures s where s.asset_id = a.id)) as unsigned
+"""
+
+
+def test_prepared_signatures_cover_every_asset_once(fresh_dsn: str, tmp_path: Path) -> None:
+    """Signatures are stored while the later migrations build their indexes (after 0008,
+    which empties their table): every asset ends with exactly one."""
+    from fixtures.prepare import prepare_dataset
+
+    prepared = run_async(
+        prepare_dataset(fresh_dsn, spec_for("tiny", heavy=80), progress=False, storage_dir=tmp_path)
+    )
+    assert {"signatures", "signatures_wait", "storage_objects"} <= set(prepared.steps)
+
+    async def counts() -> tuple[int, int, int]:
+        async with connect(fresh_dsn) as conn:
+            row = await conn.fetchrow(SIGNED)
+        return row["assets"], row["signed"], row["unsigned"]
+
+    assets, signed, unsigned = run_async(counts())
+    assert assets == prepared.load.assets
+    assert (signed, unsigned) == (assets, 0)
