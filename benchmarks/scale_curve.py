@@ -46,6 +46,7 @@ from fixtures.generate import GENERATOR_VERSION, heavy_user_id
 from fixtures.prepare import prepare_dataset, settle
 from fixtures.processes import ServiceProcess, say
 from fixtures.spec import spec_for
+from fixtures.storage_files import write_storage_objects_in_child
 from reference.db.migrate import discover, migrate
 from reference.db.pool import connect
 from reference.organize.index import store_signatures
@@ -158,7 +159,9 @@ async def _build(admin_dsn: str, name: str, scale: str) -> None:
         await conn.execute(f"create database \"{name}\" template template0 encoding 'UTF8'")
     dsn = with_database(admin_dsn, name)
     started = time.perf_counter()
-    await prepare_dataset(dsn, spec_for(scale))
+    with tempfile.TemporaryDirectory() as blobs:
+        # The stored objects are rows; their shared blobs are regenerated where they are read.
+        await prepare_dataset(dsn, spec_for(scale), storage_dir=Path(blobs))
     async with connect(admin_dsn) as conn:
         await conn.execute(f"comment on database \"{name}\" is '{READY_MARK}'")
     say(f"{name}: built in {time.perf_counter() - started:.0f} s")
@@ -188,6 +191,8 @@ async def _upgrade(admin_dsn: str, name: str, scale: str) -> bool:
     applied = await migrate(dsn)
     async with connect(dsn) as conn:
         await store_signatures(conn, progress=False)
+    with tempfile.TemporaryDirectory() as blobs:
+        await write_storage_objects_in_child(dsn, Path(blobs))  # the ones it lacks
     await settle(dsn)
     async with connect(admin_dsn) as conn:
         await conn.execute(f"comment on database \"{name}\" is '{READY_MARK}'")
@@ -309,6 +314,9 @@ async def _mutation_sample(
             async with session.post("/v1/batch/download", json=body) as response:
                 await response.read()
                 status = response.status
+                missing = response.headers.get("X-Assets-Missing-Files", "0")
+            if status == 200 and missing != "0":
+                raise RuntimeError(f"{route}: {missing} files missing; the archive is not the one")
         else:
             status = await _operation(session, "/v1/batch/dismiss", body)
         elapsed = (time.perf_counter() - started) * 1000

@@ -94,11 +94,13 @@ async def test_the_batch_routes_are_timed_to_their_end_and_each_round_undone(
 ) -> None:
     """Every round of a dismiss starts from the same workspace: the curve undoes it."""
     from benchmarks.scale_curve import MUTATIONS, measure_routes
+    from fixtures.storage_files import write_storage_objects_in_child
     from reference.app import create_app
     from reference.db.pool import connect
     from tests.conftest import auth_headers
     from tests.conftest import test_settings as settings_for
 
+    await write_storage_objects_in_child(seeded_dsn, tmp_path, progress=False)
     server = await aiohttp_server(create_app(settings_for(seeded_dsn, storage_dir=tmp_path)))
     user = seeded_template.heavy_user
     async with connect(seeded_dsn) as conn:
