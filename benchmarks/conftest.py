@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 import time
@@ -156,6 +157,21 @@ def bench_dataset_copy(
     """A private copy of the dataset for a benchmark that writes."""
     with _copy_of(database, bench_loop, bench_template) as dataset:
         yield dataset
+
+
+@pytest.fixture(autouse=True)
+def _harness_heap_frozen() -> Iterator[None]:
+    """The session's own objects (datasets, earlier benchmarks' leftovers) moved out of the
+    garbage collector's reach for each benchmark, as a server does after start-up
+    (``gc.freeze``): a collection then walks what the measured code allocated, not the
+    harness's heap. Without it, a warm URL lookup of 0.19 ms measured 0.26-0.40 ms in half of
+    the processes, whenever a full collection fell inside its rounds."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @pytest.fixture(autouse=True)
