@@ -291,15 +291,17 @@ async def _mutation_bodies(dsn: str, user: UUID) -> dict[str, dict[str, list[str
 
 
 async def _operation(session: aiohttp.ClientSession, path: str, body: object) -> int:
-    """POST an operation and wait for its end: its final status code (200), or the error's."""
+    """POST an operation and wait for its end (at most ``REQUEST_TIMEOUT_S``): its final status
+    code (200), or the error's."""
     async with session.post(path, json=body) as response:
         await response.read()
         status, location = response.status, response.headers.get("Location")
-    while status == 202 and location:
-        await asyncio.sleep(OPERATION_POLL_S)
-        async with session.get(location) as response:
-            await response.read()
-            status = response.status
+    async with asyncio.timeout(REQUEST_TIMEOUT_S):
+        while status == 202 and location:
+            await asyncio.sleep(OPERATION_POLL_S)
+            async with session.get(location) as response:
+                await response.read()
+                status = response.status
     return status
 
 
