@@ -30,7 +30,7 @@ from fixtures.generate import heavy_user_id
 from fixtures.processes import ServiceProcess
 from fixtures.spec import spec_for
 from fixtures.storage_files import storage_dir_from_env
-from reference.db.pool import SERVER_SETTINGS
+from reference.db.pool import GENERIC_PLAN_SETTINGS, SERVER_SETTINGS
 from reference.search.query import Page, parse_query
 from reference.search.service import detect_capabilities, search_statements
 from reference.settings import Settings
@@ -84,11 +84,14 @@ def wrk(url: str, token: str, seconds: float, connections: int = CONNECTIONS) ->
     return {"requests_per_s": float(rate[1]), **latency}
 
 
-async def floor(dsn: str, sql: str, args: list[Any], seconds: float) -> float:
-    """Pages/s when PostgreSQL builds the whole JSON page: the cost of the query alone."""
+async def floor(
+    dsn: str, sql: str, args: list[Any], seconds: float, settings: dict[str, str]
+) -> float:
+    """Pages/s when PostgreSQL builds the whole JSON page: the cost of the query alone, on
+    connections set up as the route's pool (``settings``)."""
     wrapped = f"select json_agg(t)::text from ({sql}) t"
     pool = await asyncpg.create_pool(
-        dsn, min_size=CONNECTIONS, max_size=CONNECTIONS, server_settings=SERVER_SETTINGS
+        dsn, min_size=CONNECTIONS, max_size=CONNECTIONS, server_settings=settings
     )
     assert pool is not None
     done = 0
@@ -109,7 +112,9 @@ async def floor(dsn: str, sql: str, args: list[Any], seconds: float) -> float:
         await pool.close()
 
 
-async def _floor_statements(dsn: str, user: Any) -> dict[str, tuple[str, list[Any]]]:
+async def _floor_statements(
+    dsn: str, user: Any
+) -> dict[str, tuple[str, list[Any], dict[str, str]]]:
     conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
     try:
         caps = await detect_capabilities(conn)
@@ -119,12 +124,34 @@ async def _floor_statements(dsn: str, user: Any) -> dict[str, tuple[str, list[An
     page = Page(parse_query({"q": "knight"}), 51)
     (text_page,) = search_statements(caps, user, page, Settings.from_env({}).search_count_cap)
     return {
-        "workspace": (PAGE_ALL, [user, 51]),
-        "search": (text_page.sql, text_page.args),
+        "workspace": (PAGE_ALL, [user, 51], GENERIC_PLAN_SETTINGS),
+        "search": (text_page.sql, text_page.args, SERVER_SETTINGS),
     }
 
 
-def measure(dsn: str, scale: str, seconds: float) -> list[Throughput]:
+#: py-spy's output formats, by the file suffix written.
+PROFILE_FORMATS: Final = {"flamegraph": "svg", "raw": "txt", "speedscope": "json"}
+
+
+def profiled(pid: int, seconds: float, out: Path, fmt: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling the service for ``seconds`` into ``out`` (started beside wrk): a flame
+    graph, or collapsed stacks (``raw``) to read as text."""
+    if shutil.which("py-spy") is None:
+        raise SystemExit("--profile needs py-spy (pip install py-spy)")
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(pid), "--duration", f"{seconds:.0f}", "--rate", "250",
+         "--nonblocking", "--format", fmt, "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def measure(
+    dsn: str,
+    scale: str,
+    seconds: float,
+    profile_dir: Path | None = None,
+    profile_format: str = "flamegraph",
+) -> list[Throughput]:
     user = heavy_user_id(spec_for(scale))
     token = auth_headers(user)["Authorization"]
     # One process, verifying the tokens signed here with the tests' secrets.
@@ -140,12 +167,18 @@ def measure(dsn: str, scale: str, seconds: float) -> list[Throughput]:
         pid = running.child.pid
         for name, path in ROUTES.items():
             wrk(base_url + path, token, 3)  # warm: URL cache, plans, buffers
+            spy = None
+            if profile_dir is not None:
+                out = profile_dir / f"{name}.{PROFILE_FORMATS[profile_format]}"
+                spy = profiled(pid, seconds, out, profile_format)
             cpu_before = cpu_seconds(pid)
             http = wrk(base_url + path, token, seconds)
             cpu = cpu_seconds(pid) - cpu_before
             answered = http["requests_per_s"] * seconds
-            sql, args = statements[name]
-            pg = asyncio.run(floor(dsn, sql, args, seconds))
+            if spy is not None:
+                spy.wait(timeout=60)
+            sql, args, server_settings = statements[name]
+            pg = asyncio.run(floor(dsn, sql, args, seconds, server_settings))
             results.append(
                 Throughput(
                     name, http["requests_per_s"], http.get("p50_ms"), http.get("p99_ms"), pg,
@@ -161,8 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default="plan")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--profile", type=Path, default=None, metavar="DIR",
+        help="sample the service with py-spy during each measured run: DIR/<route>.svg",
+    )  # fmt: skip
+    parser.add_argument("--profile-format", choices=sorted(PROFILE_FORMATS), default="flamegraph")
     args = parser.parse_args(argv)
-    results = measure(args.dsn, args.scale, args.seconds)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    results = measure(args.dsn, args.scale, args.seconds, args.profile, args.profile_format)
     for r in results:
         print(
             f"{r.route:10s} {r.requests_per_s:8.0f} req/s  p50 {r.p50_ms} ms  p99 {r.p99_ms} ms"

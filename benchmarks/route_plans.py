@@ -15,7 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
-from reference.db.pool import SERVER_SETTINGS, connect
+from reference.db.pool import GENERIC_PLAN_SETTINGS, SERVER_SETTINGS, connect
 from reference.search.query import parse_page
 from reference.search.service import detect_capabilities, search_statements
 from reference.settings import Settings
@@ -24,13 +24,17 @@ from reference.workspace.views import WorkspaceQuery, page_statement
 EXPLAIN: Final = "explain (analyze, buffers) "
 
 
+#: Routes whose statements the service sends on its generic-plan pool.
+GENERIC_ROUTES: Final = frozenset({"/v1/workspace"})
+
+
 def route_statements(
     path: str, user: UUID, settings: Settings, caps: Any
 ) -> list[tuple[str, str, list[Any]]] | None:
     """(name, sql, args) of each statement ``path`` sends for ``user``; None: no SQL plan."""
     parts = urlsplit(path)
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
-    if parts.path == "/v1/workspace":
+    if parts.path in GENERIC_ROUTES:
         sql, args = page_statement(user, WorkspaceQuery.parse(params, settings))
         return [("page", sql, list(args))]
     if parts.path == "/v1/search":
@@ -45,6 +49,21 @@ async def _explain(conn: asyncpg.Connection, sql: str, args: list[Any]) -> str:
     return "\n".join(r[0] for r in rows)
 
 
+async def explain_generic(
+    conn: asyncpg.Connection, sql: str, args: list[Any], explain: str = EXPLAIN
+) -> str:
+    """The plan a generic-plan connection runs: EXPLAIN of the statement's bound arguments
+    plans for their values, so the statement is prepared and its EXECUTE explained (PostgreSQL
+    15 has no ``EXPLAIN (GENERIC_PLAN)``; EXECUTE takes its arguments as literals)."""
+    literals = [await conn.fetchval("select quote_literal($1::text)", str(a)) for a in args]
+    await conn.execute(f"prepare wsb_explained as {sql}")
+    try:
+        rows = await conn.fetch(f"{explain}execute wsb_explained({', '.join(literals)})")
+    finally:
+        await conn.execute("deallocate wsb_explained")
+    return "\n".join(str(r[0]) for r in rows)
+
+
 async def route_plans(
     dsn: str, routes: Mapping[str, str], user: UUID, settings: Settings
 ) -> dict[str, str]:
@@ -52,15 +71,24 @@ async def route_plans(
     has each plan under a ``-- name`` line. Each statement runs once first, so the plan shows
     warm caches as the measured requests see them."""
     plans: dict[str, str] = {}
-    async with connect(dsn, server_settings=SERVER_SETTINGS, json_codecs=True) as conn:
+    async with (
+        connect(dsn, server_settings=SERVER_SETTINGS, json_codecs=True) as conn,
+        connect(dsn, server_settings=GENERIC_PLAN_SETTINGS, json_codecs=True) as generic,
+    ):
         caps = await detect_capabilities(conn)
         for route, path in routes.items():
             statements = route_statements(path, user, settings, caps)
             if statements is None:
                 continue
+            on_generic = urlsplit(path).path in GENERIC_ROUTES
             texts = []
             for name, sql, args in statements:
-                await conn.fetch(sql, *args)
-                texts.append(f"-- {name}\n{await _explain(conn, sql, args)}")
+                if on_generic:
+                    await generic.fetch(sql, *args)
+                    plan = await explain_generic(generic, sql, args)
+                else:
+                    await conn.fetch(sql, *args)
+                    plan = await _explain(conn, sql, args)
+                texts.append(f"-- {name}\n{plan}")
             plans[route] = "\n\n".join(texts)
     return plans

@@ -42,7 +42,7 @@ from reference.urls.legacy import EXPIRES_IN_S, LegacyUrlService
 from reference.urls.service import URLS, UrlService, make_unified
 from reference.web.auth import issue_token
 from reference.web.metrics import METRICS, Metrics
-from reference.web.typedefs import POOL
+from reference.web.typedefs import GENERIC_POOL
 from reference.workspace.views import WorkspaceMode, WorkspaceQuery, fetch_page
 
 PAGE = 50
@@ -91,9 +91,8 @@ class Service:
 
     async def newest_assets(self, user_id, n):
         query = WorkspaceQuery(WorkspaceMode.ALL, n, None, False)
-        return [
-            Asset.from_record(r) for r in (await fetch_page(self.app[POOL], user_id, query))[:n]
-        ]
+        rows = await fetch_page(self.app[GENERIC_POOL], user_id, query)
+        return [Asset.from_record(r) for r in rows[:n]]
 
     async def first_page(self, token, cold):
         if cold:

@@ -7,7 +7,13 @@ import asyncio
 from typing import Any
 
 from fixtures.database import DatabaseInfo
-from reference.db.pool import ServiceConnection, create_pool, holds_session_state
+from reference.db.pool import (
+    GENERIC_PLAN_SETTINGS,
+    Limits,
+    ServiceConnection,
+    create_pool,
+    holds_session_state,
+)
 
 LOCK = 4_242_424
 
@@ -51,3 +57,31 @@ async def _check(dsn: str) -> None:
 
 def test_release_resets_only_a_connection_that_took_session_state(database: DatabaseInfo):
     asyncio.run(_check(database.dsn))
+
+
+async def _plans_made(dsn: str, limits: Limits | None) -> tuple[int, int]:
+    """How many of 8 runs of one statement used the generic plan and how many a custom one
+    (PostgreSQL's own count for the connection's prepared statement)."""
+    pool = await create_pool(dsn, min_size=1, max_size=1, limits=limits)
+    sql = "select count(*) from pg_class where relname = $1 and relpages >= $2"
+    try:
+        async with pool.acquire() as conn:
+            for _ in range(8):
+                await conn.fetchval(sql, "pg_class", 0)
+            row = await conn.fetchrow(
+                "select generic_plans, custom_plans from pg_prepared_statements "
+                "where statement = $1",
+                sql,
+            )
+            return row["generic_plans"], row["custom_plans"]
+    finally:
+        await pool.close()
+
+
+def test_generic_pool_reuses_a_plan_and_the_main_pool_plans_every_run(
+    database: DatabaseInfo,
+) -> None:
+    generic, custom = asyncio.run(_plans_made(database.dsn, Limits(base=GENERIC_PLAN_SETTINGS)))
+    assert (generic, custom) == (8, 0)
+    generic, custom = asyncio.run(_plans_made(database.dsn, Limits()))
+    assert (generic, custom) == (0, 8)

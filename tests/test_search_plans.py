@@ -1,8 +1,10 @@
-"""Query plans of the common searches for the heavy user: indexes, never a sequential scan.
+"""Query plans of the common searches and of the workspace pages for the heavy user: indexes,
+never a sequential scan.
 
 The ``small`` dataset (2,000 assets for the heavy user, 4,500 in all) is loaded the way
 ``make bench`` does it (data first, indexes after), vacuumed and analysed, and every search is
 explained with the exact statements and arguments the endpoint sends, under the pool's settings.
+The workspace's statements run on the generic-plan pool, so their generic plan is explained.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ from typing import Any
 import orjson
 import pytest
 
+from benchmarks.route_plans import explain_generic
 from fixtures.database import DatabaseInfo, create_database, drop_database, run_async
 from fixtures.generate import heavy_user_id
 from fixtures.prepare import prepare_dataset
 from fixtures.spec import spec_for
-from reference.db.pool import SERVER_SETTINGS, connect
+from reference.db.pool import GENERIC_PLAN_SETTINGS, SERVER_SETTINGS, connect
 from reference.search.query import TRIGRAM_INDEXES, Page, parse_query
 from reference.search.service import detect_capabilities, search_statements
+from reference.settings import Settings
+from reference.workspace.sql import ONE_ASSET
+from reference.workspace.views import Cursor, WorkspaceMode, WorkspaceQuery, page_statement
 
 ASSET_TABLES = {"images", "videos"}
 #: The small dataset's ``videos`` holds about 700 rows: reading them all is the cheapest way to
@@ -186,3 +192,56 @@ def test_frequent_text_search_walks_the_sort_index_past_the_cap(
         explain_search(dsn, spec, {"q": "the", "sort": "prompt"}, analyze=True, cap=50)
     )["page"]
     assert _walks(plan, "_prompt_c") >= 51, plan
+
+
+async def explain_workspace(dsn: str, spec: Any, mode: WorkspaceMode, deep: bool) -> Any:
+    """The generic plan of a workspace page: the first, or one from the middle of the history."""
+    user = heavy_user_id(spec)
+    async with connect(dsn, server_settings=GENERIC_PLAN_SETTINGS) as conn:
+        cursor = None
+        if deep:
+            row = await conn.fetchrow(
+                "select created_at, id from assets where user_id = $1 "
+                "order by created_at desc, id desc offset 1000 limit 1",
+                user,
+            )
+            cursor = Cursor(row["created_at"], row["id"])
+        limit = Settings.from_env({}).page_size_default
+        sql, args = page_statement(user, WorkspaceQuery(mode, limit, cursor, False))
+        raw = await explain_generic(conn, sql, list(args), "explain (format json) ")
+        return orjson.loads(raw)
+
+
+@pytest.mark.parametrize("mode", list(WorkspaceMode))
+@pytest.mark.parametrize("deep", [False, True], ids=["first", "deep"])
+def test_workspace_generic_plan_reads_the_users_index_in_order(
+    small_dataset: tuple[str, Any], mode: WorkspaceMode, deep: bool
+) -> None:
+    """The page's plan, made once for every user, never sorts and never scans a table: a plan
+    that did would be paid by the heavy user on every page."""
+    dsn, spec = small_dataset
+    plan = asyncio.run(explain_workspace(dsn, spec, mode, deep))
+    nodes = list(plan_nodes(plan))
+    assert not any(n["Node Type"] == "Sort" for n in nodes), plan
+    assert not any(n["Node Type"] == "Seq Scan" for n in nodes), plan
+    scans = {n["Relation Name"]: n.get("Index Name") for n in nodes if "Relation Name" in n}
+    assert {"images", "videos"} <= set(scans), plan
+    assert all(str(scans[t]).startswith(f"idx_{t}_") for t in ("images", "videos")), plan
+
+
+def test_one_asset_generic_plan_is_a_key_lookup(small_dataset: tuple[str, Any]) -> None:
+    dsn, spec = small_dataset
+
+    async def explain() -> Any:
+        async with connect(dsn, server_settings=GENERIC_PLAN_SETTINGS) as conn:
+            asset_id = await conn.fetchval(
+                "select id from assets where user_id = $1 limit 1", heavy_user_id(spec)
+            )
+            args = [asset_id, heavy_user_id(spec)]
+            return orjson.loads(
+                await explain_generic(conn, ONE_ASSET, args, "explain (format json) ")
+            )
+
+    nodes = list(plan_nodes(asyncio.run(explain())))
+    scans = {n["Relation Name"]: n.get("Index Name") for n in nodes if "Relation Name" in n}
+    assert (scans["images"], scans["videos"]) == ("images_pkey", "videos_pkey"), scans

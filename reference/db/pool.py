@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import asyncpg
@@ -13,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from reference.settings import Settings
-from reference.web.typedefs import POOL, SETTINGS
+from reference.web.typedefs import GENERIC_POOL, POOL, SETTINGS
 
 #: ``force_custom_plan``: users differ by orders of magnitude in size, and after five
 #: executions PostgreSQL would switch a prepared statement to a generic plan sized for the
@@ -23,6 +24,10 @@ SERVER_SETTINGS: Final = {
     "jit": "off",
     "application_name": "workspace-bench",
 }
+#: For statements whose best plan is the same for every user (a keyset page read from the
+#: ``(user_id, created_at, id)`` index): planned once per connection, where a custom plan
+#: costs about as much planning as executing. The plan is checked at every scale (tests).
+GENERIC_PLAN_SETTINGS: Final = {**SERVER_SETTINGS, "plan_cache_mode": "force_generic_plan"}
 #: The client gives a statement this much longer than the server does: a server that is alive
 #: cancels it itself (the connection stays usable); one that is frozen cannot.
 CLIENT_MARGIN_S: Final = 1.0
@@ -35,13 +40,16 @@ class Limits:
     statement_timeout_ms: int | None = None
     lock_timeout_ms: int | None = None
     acquire_timeout_ms: int | None = None
+    #: The session's settings these bounds are added to.
+    base: Mapping[str, str] = field(default_factory=lambda: SERVER_SETTINGS)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
+    def from_settings(cls, settings: Settings, base: Mapping[str, str] = SERVER_SETTINGS) -> Limits:
         return cls(
             settings.db_statement_timeout_ms,
             settings.db_lock_timeout_ms,
             settings.db_acquire_timeout_ms,
+            base,
         )
 
     def server_settings(self) -> dict[str, str]:
@@ -49,7 +57,7 @@ class Limits:
             "statement_timeout": self.statement_timeout_ms,
             "lock_timeout": self.lock_timeout_ms,
         }
-        return {**SERVER_SETTINGS, **{k: str(v) for k, v in bounds.items() if v is not None}}
+        return {**self.base, **{k: str(v) for k, v in bounds.items() if v is not None}}
 
     def connect_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {"server_settings": self.server_settings()}
@@ -176,6 +184,8 @@ async def create_pool(
 
 
 async def pool_context(app: web.Application) -> AsyncIterator[None]:
+    """The service's pools: :data:`POOL` plans every statement for its arguments;
+    :data:`GENERIC_POOL` (at most half as many connections) reuses one plan per statement."""
     settings = app[SETTINGS]
     pool = await create_pool(
         settings.database_url,
@@ -183,8 +193,19 @@ async def pool_context(app: web.Application) -> AsyncIterator[None]:
         settings.pool_max_size,
         Limits.from_settings(settings),
     )
+    try:
+        generic = await create_pool(
+            settings.database_url,
+            min(settings.pool_min_size, 1),
+            max(1, settings.pool_max_size // 2),
+            Limits.from_settings(settings, GENERIC_PLAN_SETTINGS),
+        )
+    except BaseException:
+        await pool.close()
+        raise
     app[POOL] = pool
+    app[GENERIC_POOL] = generic
     try:
         yield
     finally:
-        await pool.close()
+        await asyncio.gather(pool.close(), generic.close())
