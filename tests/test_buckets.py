@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 
-from reference.assets import ContentType, Quality
+from reference.assets import Asset, ContentType, Quality
 from reference.urls.buckets import (
     BUCKETS,
     IMAGE_BUCKETS,
@@ -15,6 +17,7 @@ from reference.urls.buckets import (
     determine_bucket,
 )
 from reference.urls.object_store import check_name, quick_name_check
+from reference.urls.service import asset_bucket
 
 #: model_type column -> (is SDXL, is enhanced) as the column alone says.
 MODELS = {
@@ -112,3 +115,25 @@ def test_object_names_that_would_leave_the_bucket_are_refused(check, path):
 def test_object_names_of_an_unknown_bucket_are_refused(check):
     with pytest.raises(UnsafePath):
         check("secrets", "a.png")
+
+
+#: Metadata values the remembered bucket must keep apart (True and 1 compare equal in Python)
+#: or decide afresh (a JSON object or list cannot be a cache key).
+TRICKY_VALUES = [
+    "absent", None, True, 1, 1.0, False, 0, "true", "TRUE", "sdxl", "SDXL", {"a": 1}, ["true"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("content_type", list(ContentType))
+@pytest.mark.parametrize("key", ["is_sdxl", "enhanced", "model_type"])
+def test_remembered_bucket_is_the_rule(content_type: ContentType, key: str) -> None:
+    for quality, model, value in itertools.product(("fast", "high"), MODELS, TRICKY_VALUES):
+        meta = {} if value == "absent" else {key: value}
+        asset = Asset(
+            content_type, uuid.uuid4(), uuid.uuid4(), None, "p", "completed", quality, model,
+            "u/a.png", "u/a.thumb.webp", None, meta, datetime.now(UTC),
+        )  # fmt: skip
+        expected = determine_bucket(content_type, quality, model, meta)
+        # Twice: the second answer comes from the cache.
+        assert asset_bucket(asset) == expected, (quality, model, meta)
+        assert asset_bucket(asset) == expected, (quality, model, meta)

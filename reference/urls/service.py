@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import logging
 import time
 from collections import OrderedDict, defaultdict
@@ -264,8 +265,20 @@ class UrlService(abc.ABC):
         return None
 
 
+#: ``determine_bucket`` without metadata, remembered: the type, quality and model columns take
+#: a handful of values, and a page asks 50 times.
+_plain_bucket: Final = functools.lru_cache(maxsize=1024)(
+    lambda content_type, quality, model_type: determine_bucket(
+        content_type, quality, model_type, None
+    )
+)
+
+
 def asset_bucket(asset: Asset) -> str:
-    return determine_bucket(asset.type, asset.quality, asset.model_type, asset.metadata)
+    meta = asset.metadata
+    if "is_sdxl" in meta or "enhanced" in meta or "model_type" in meta:
+        return determine_bucket(asset.type, asset.quality, asset.model_type, meta)
+    return str(_plain_bucket(asset.type, asset.quality, asset.model_type))
 
 
 class UnifiedUrlService(UrlService):
