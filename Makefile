@@ -60,7 +60,7 @@ faults: $(STAMP) ## the fault suite alone, verbose: cut, restart and freeze Post
 data: $(STAMP) ## bring up a database (provider chain), migrate, load the SCALE dataset, report, tear down
 	$(WSBENCH) data --scale $(SCALE)
 
-bench: $(STAMP) $(FRONTEND_STAMP) ## the main job: database, data, benchmarks, load, HTML report in reports/out/ (exit 1 if a plan target fails)
+bench: $(STAMP) $(FRONTEND_STAMP) ## the main job: database, data, benchmarks, load, hot path, HTML report in reports/out/ (exit 1 if a plan target fails)
 	$(WSBENCH) bench
 
 serve: $(STAMP) $(FRONTEND_STAMP) ## database + SCALE data (if empty) + storage files, then WORKERS service processes on 127.0.0.1:PORT (8080)

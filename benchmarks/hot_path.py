@@ -3,9 +3,13 @@
 ``python -m benchmarks.hot_path DSN`` serves the database at DSN (already loaded, stored files
 under ``STORAGE_DIR``) from one ``python -m reference`` process, warms its caches, then drives
 each route with ``wrk`` (a fixed number of connections, each sending its next request as soon as
-the previous one is answered) and reports requests/s with p50/p99 latency. Beside each HTTP
-route it measures the floor: the same page built as JSON by PostgreSQL (``json_agg``), fetched
-over asyncpg on as many connections, with no HTTP and no Python per row.
+the previous one is answered) for ``--rounds`` rounds. Each round measures the route, then its
+floor: the same page built as JSON by PostgreSQL (``json_agg``), fetched over asyncpg on as many
+connections, with no HTTP and no Python per row; the two alternate, so that drift on the machine
+hits both. Per route it reports the median of the rounds and its 95% interval
+(:func:`reports.uncertainty.median_ci`) of requests/s, the floor's pages/s, their ratio, the
+service's CPU per request and wrk's p50/p99 latency. ``--json`` writes every round and the
+estimates as a component file of ``make bench`` (``{"figures": ..., "meta": ...}``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -27,7 +32,7 @@ from typing import Any, Final
 import asyncpg
 
 from fixtures.generate import heavy_user_id
-from fixtures.processes import ServiceProcess
+from fixtures.processes import PROGRESS, ServiceProcess
 from fixtures.spec import spec_for
 from fixtures.storage_files import storage_dir_from_env
 from reference.db.pool import GENERIC_PLAN_SETTINGS, SERVER_SETTINGS
@@ -35,6 +40,7 @@ from reference.search.query import Page, parse_query
 from reference.search.service import detect_capabilities, search_statements
 from reference.settings import Settings
 from reference.workspace.sql import PAGE_ALL
+from reports.uncertainty import Estimate, median_ci, put
 from tests.conftest import SETTINGS, auth_headers
 
 CONNECTIONS: Final = 8
@@ -48,9 +54,25 @@ _WRK_LATENCY = re.compile(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 _UNIT_MS: Final = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
+#: What each round gives, in the order the summary prints it; ``ratio_to_floor`` is the
+#: round's requests/s over its own floor.
+STATS: Final = (
+    "requests_per_s",
+    "floor_per_s",
+    "ratio_to_floor",
+    "cpu_ms_per_request",
+    "p50_ms",
+    "p99_ms",
+)
+#: The run's figures are ``hot.<route>.<stat>``.
+FIGURE_PREFIX: Final = "hot"
+
+
 @dataclass(frozen=True)
-class Throughput:
+class Round:
     route: str
+    #: 1-based, in the order measured.
+    round: int
     requests_per_s: float
     p50_ms: float | None
     p99_ms: float | None
@@ -58,6 +80,83 @@ class Throughput:
     #: The service process's CPU (user + system) per answered request: unlike requests/s, it
     #: hardly moves when other work shares the cores.
     cpu_ms_per_request: float
+
+    @property
+    def ratio_to_floor(self) -> float | None:
+        return self.requests_per_s / self.floor_per_s if self.floor_per_s > 0 else None
+
+    def stat(self, name: str) -> float | None:
+        value = getattr(self, name)
+        return None if value is None else float(value)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio_to_floor": self.ratio_to_floor}
+
+
+def estimates(rounds: Sequence[Round]) -> dict[str, dict[str, Estimate]]:
+    """Per route (in the order first measured), the median of its rounds and its 95% interval
+    for each of :data:`STATS`; a statistic no round has (wrk printed no p99) is left out."""
+    by_route: dict[str, list[Round]] = {}
+    for r in rounds:
+        by_route.setdefault(r.route, []).append(r)
+    found: dict[str, dict[str, Estimate]] = {}
+    for route, measured in by_route.items():
+        found[route] = {}
+        for stat in STATS:
+            estimate = median_ci([v for r in measured if (v := r.stat(stat)) is not None])
+            if estimate is not None:
+                found[route][stat] = estimate
+    return found
+
+
+def figures(found: Mapping[str, Mapping[str, Estimate]]) -> dict[str, float]:
+    """The run's figures (``hot.<route>.<stat>``, each with its interval)."""
+    flat: dict[str, float] = {}
+    for route, stats in found.items():
+        for stat, estimate in stats.items():
+            put(flat, f"{FIGURE_PREFIX}.{route}.{stat}", estimate)
+    return flat
+
+
+def summary_line(route: str, stats: Mapping[str, Estimate]) -> str:
+    """One route as ``median [low, high]`` per statistic, with the number of rounds."""
+
+    def shown(stat: str, unit: str, digits: int) -> str:
+        e = stats.get(stat)
+        if e is None:
+            return f"- {unit}"
+        return f"{e.value:,.{digits}f} [{e.low:,.{digits}f}, {e.high:,.{digits}f}] {unit}"
+
+    n = max((e.n for e in stats.values()), default=0)
+    return (
+        f"{route:10s} {shown('requests_per_s', 'req/s', 0)}"
+        f"  floor {shown('floor_per_s', 'pages/s', 0)}"
+        f"  ratio {shown('ratio_to_floor', '', 2).rstrip()}"
+        f"  CPU {shown('cpu_ms_per_request', 'ms/request', 2)}"
+        f"  p50 {shown('p50_ms', 'ms', 1)}  p99 {shown('p99_ms', 'ms', 1)}  ({n} rounds)"
+    )
+
+
+def component(
+    rounds: Sequence[Round], scale: str, seconds: float, requested_rounds: int
+) -> dict[str, Any]:
+    """``--json``'s content: the figures, and every round and estimate in ``meta``."""
+    found = estimates(rounds)
+    return {
+        "figures": figures(found),
+        "meta": {
+            "scale": scale,
+            "seconds": seconds,
+            "rounds": requested_rounds,
+            "connections": CONNECTIONS,
+            "routes": dict(ROUTES),
+            "measured": [r.as_dict() for r in rounds],
+            "estimates": {
+                route: {stat: asdict(e) for stat, e in stats.items()}
+                for route, stats in found.items()
+            },
+        },
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -151,7 +250,12 @@ def measure(
     seconds: float,
     profile_dir: Path | None = None,
     profile_format: str = "flamegraph",
-) -> list[Throughput]:
+    rounds: int = 3,
+    storage_dir: Path | None = None,
+) -> list[Round]:
+    """``rounds`` rounds of each route, each wrk for ``seconds`` then the floor as long; with
+    ``profile_dir``, py-spy samples each route's first round. Stored files: ``storage_dir``
+    (default ``STORAGE_DIR``)."""
     user = heavy_user_id(spec_for(scale))
     token = auth_headers(user)["Authorization"]
     # One process, verifying the tokens signed here with the tests' secrets.
@@ -159,7 +263,8 @@ def measure(
     statements = asyncio.run(_floor_statements(dsn, user))
     results = []
     log = Path(tempfile.gettempdir()) / "hot-path-service.log"
-    service = ServiceProcess(dsn, "unified", storage_dir_from_env(), log, env=env, workers=1)
+    storage = storage_dir or storage_dir_from_env()
+    service = ServiceProcess(dsn, "unified", storage, log, env=env, workers=1)
     with service as running:
         base_url = running.url
         if running.child is None:
@@ -167,24 +272,31 @@ def measure(
         pid = running.child.pid
         for name, path in ROUTES.items():
             wrk(base_url + path, token, 3)  # warm: URL cache, plans, buffers
-            spy = None
-            if profile_dir is not None:
-                out = profile_dir / f"{name}.{PROFILE_FORMATS[profile_format]}"
-                spy = profiled(pid, seconds, out, profile_format)
-            cpu_before = cpu_seconds(pid)
-            http = wrk(base_url + path, token, seconds)
-            cpu = cpu_seconds(pid) - cpu_before
-            answered = http["requests_per_s"] * seconds
-            if spy is not None:
-                spy.wait(timeout=60)
             sql, args, server_settings = statements[name]
-            pg = asyncio.run(floor(dsn, sql, args, seconds, server_settings))
-            results.append(
-                Throughput(
-                    name, http["requests_per_s"], http.get("p50_ms"), http.get("p99_ms"), pg,
-                    1000 * cpu / answered,
+            for number in range(1, rounds + 1):
+                spy = None
+                if profile_dir is not None and number == 1:
+                    out = profile_dir / f"{name}.{PROFILE_FORMATS[profile_format]}"
+                    spy = profiled(pid, seconds, out, profile_format)
+                cpu_before = cpu_seconds(pid)
+                http = wrk(base_url + path, token, seconds)
+                cpu = cpu_seconds(pid) - cpu_before
+                answered = http["requests_per_s"] * seconds
+                if spy is not None:
+                    spy.wait(timeout=60)
+                pg = asyncio.run(floor(dsn, sql, args, seconds, server_settings))
+                done = Round(
+                    name, number, http["requests_per_s"], http.get("p50_ms"),
+                    http.get("p99_ms"), pg, 1000 * cpu / answered,
+                )  # fmt: skip
+                results.append(done)
+                print(
+                    f"{PROGRESS} {name} round {number}/{rounds}: "
+                    f"{done.requests_per_s:,.0f} req/s, floor {done.floor_per_s:,.0f} pages/s, "
+                    f"CPU {done.cpu_ms_per_request:.2f} ms/request, p50 {done.p50_ms} ms, "
+                    f"p99 {done.p99_ms} ms",
+                    flush=True,
                 )
-            )  # fmt: skip
     return results
 
 
@@ -192,25 +304,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("dsn")
     parser.add_argument("--scale", default="plan")
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=10.0, help="of wrk, then of the floor")
+    parser.add_argument("--rounds", type=int, default=3, help="per route (at least 1)")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
         "--profile", type=Path, default=None, metavar="DIR",
-        help="sample the service with py-spy during each measured run: DIR/<route>.svg",
+        help="sample the service with py-spy during each route's first round: DIR/<route>.svg",
     )  # fmt: skip
     parser.add_argument("--profile-format", choices=sorted(PROFILE_FORMATS), default="flamegraph")
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.seconds < 1:
+        parser.error("--rounds and --seconds must be at least 1")
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
-    results = measure(args.dsn, args.scale, args.seconds, args.profile, args.profile_format)
-    for r in results:
-        print(
-            f"{r.route:10s} {r.requests_per_s:8.0f} req/s  p50 {r.p50_ms} ms  p99 {r.p99_ms} ms"
-            f"  CPU {r.cpu_ms_per_request:.2f} ms/request"
-            f"   floor (PostgreSQL json_agg) {r.floor_per_s:8.0f} pages/s"
-        )
+    rounds = measure(
+        args.dsn, args.scale, args.seconds, args.profile, args.profile_format, args.rounds
+    )
+    print("median [95% interval] of the rounds; floor: the page as JSON from PostgreSQL")
+    for route, stats in estimates(rounds).items():
+        print(summary_line(route, stats))
     if args.json is not None:
-        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+        found = component(rounds, args.scale, args.seconds, args.rounds)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(found, indent=2), encoding="utf-8")
     return 0
 
 

@@ -4,14 +4,17 @@ After the targets file is read, the steps of :data:`STEPS` run in order, each ti
 starts: a database from the provider chain; migrate and load the ``SCALE`` dataset; the service in
 its own process; the microbenchmarks (pytest-benchmark, then ``reports.figures``); the Locust
 journeys headless in both URL modes, each against a fresh service, with its ``/metrics`` read after
-the run; the report, ``summary.json`` and one history line. A step that fails is recorded with its
-error and the steps that need it are skipped; the report is written in any case and says where the
-run stopped. Exit 0 only when every plan target holds and every step ran (``STRICT=1``: our goals
-too); otherwise the failures are named and the exit code is 1 (2: bad settings).
+the run; the hot path (``benchmarks.hot_path``: one service process at its limit under ``wrk``,
+beside the floor PostgreSQL sets); the browser; the report, ``summary.json`` and one history
+line. A step that fails is recorded with its error and the steps that need it are skipped; the
+report is written in any case and says where the run stopped. Exit 0 only when every plan target
+holds and every step ran (``STRICT=1``: our goals too); otherwise the failures are named and the
+exit code is 1 (2: bad settings).
 
 Environment: ``SCALE`` (plan), ``STRICT``, ``TARGETS_FILE``, ``LOAD_RUN_TIME`` (3m per URL mode),
 ``LOAD_MODES`` (``unified,legacy``; the quick run at ``SCALE=tiny``: ``unified``),
 ``BENCH_TIMEOUT_S`` (bound of the microbenchmarks, 3600), ``BROWSER`` (0: no browser step),
+``HOT_PATH`` (0: no hot path step), ``HOT_PATH_SECONDS`` (5), ``HOT_PATH_ROUNDS`` (3),
 ``HISTORY_FILE``, ``STORAGE_DIR``,
 plus the provider chain's (``DATABASE_URL``, ``DB_PROVIDER``, ...).
 """
@@ -439,6 +442,53 @@ class Bench:
         self.service.start()
         return self.service
 
+    def _hot_path_left_out(self) -> str | None:
+        """``HOT_PATH=0``, or no ``wrk`` on the run's ``PATH``: the hot path targets then read
+        not applicable."""
+        if self.env.get("HOT_PATH", "") in ("0", "no", "off"):
+            return "HOT_PATH=0 (the hot path targets read not applicable)"
+        if shutil.which("wrk", path=self.env.get("PATH")) is None:
+            return (
+                "wrk is not installed (Debian: apt-get install wrk); the hot path targets read"
+                " not applicable"
+            )
+        return None
+
+    def _hot_path(self) -> str:
+        """``python -m benchmarks.hot_path`` on this run's database and stored files: its own
+        single-process service, so the load steps' service is stopped first."""
+        seconds, rounds = hot_path_settings(self.env)
+        if self.service is not None:
+            self.service.stop()
+            self.service = None
+        found = self.figures_dir / "hot_path.json"
+        found.unlink(missing_ok=True)
+        command = [
+            sys.executable, "-m", "benchmarks.hot_path", self.dsn, "--scale", self.scale,
+            "--seconds", f"{seconds:g}", "--rounds", str(rounds), "--json", str(found),
+        ]  # fmt: skip
+        # Per route: a 3 s warm-up, then each round wrk and the floor, each for ``seconds``.
+        budget = HOT_PATH_ROUTES * (3 + rounds * (2 * seconds + 5)) + 120
+        code, tail = run_child(
+            command,
+            env={**self.env, "STORAGE_DIR": str(self.storage_dir)},
+            cwd=ROOT,
+            log_path=self.logs_dir / "hot_path.log",
+            timeout_s=budget,
+            echo_only=PROGRESS,
+        )
+        if code != 0 or not found.exists():
+            raise StepError(f"benchmarks.hot_path exited with code {code}: {_last_line(tail)}")
+        figures, meta = read_component(found)
+        self.run.figures.update(figures)
+        self.run.meta["hot"] = meta
+        rates = ", ".join(
+            f"{route} {figures[key]:,.0f} req/s"
+            for route in meta.get("routes") or {}
+            if (key := f"hot.{route}.requests_per_s") in figures
+        )
+        return f"{rates} (median of {rounds} rounds of {seconds:g} s)"
+
     def _browser_left_out(self) -> str | None:
         """``BROWSER=0``; or a scale above the browser targets' ``max_scale`` (targets.toml: the
         pre-plan page reads and signs the whole list, hours a round at 1,000,000 assets),
@@ -640,6 +690,14 @@ MEASURE_STEPS: Final = (
         ("dataset",),
         lambda bench: bench._mode_left_out("legacy"),
     ),
+    # After the load steps: its own single-process service, alone on the machine.
+    StepSpec(
+        "hot_path",
+        "hot path: one service process under wrk, beside the PostgreSQL floor",
+        Bench._hot_path,
+        ("dataset",),
+        lambda bench: bench._hot_path_left_out(),
+    ),
     StepSpec(
         "browser",
         "browser: both pages in headless Chromium",
@@ -658,6 +716,27 @@ REMEASURE_ROUND_BUDGET_S: Final = 12.0
 #: of the usual timing budget beyond its minimum rounds (BENCH_ROUND_BUDGET_S overrides); an
 #: interval left too wide to decide a target is re-measured like any other.
 QUICK_ROUND_BUDGET_S: Final = 0.25
+
+
+#: ``benchmarks.hot_path``'s routes (workspace page, text search), for the step's time bound.
+HOT_PATH_ROUTES: Final = 2
+
+
+def hot_path_settings(env: Mapping[str, str]) -> tuple[float, int]:
+    """``HOT_PATH_SECONDS`` (of wrk, then of the floor, each round; 5) and ``HOT_PATH_ROUNDS``
+    (per route; 3)."""
+    raw_seconds = env.get("HOT_PATH_SECONDS") or "5"
+    raw_rounds = env.get("HOT_PATH_ROUNDS") or "3"
+    try:
+        seconds, rounds = float(raw_seconds), int(raw_rounds)
+    except ValueError:
+        seconds, rounds = 0.0, 0
+    if seconds < 1 or rounds < 1:
+        raise ValueError(
+            f"HOT_PATH_SECONDS={raw_seconds!r}, HOT_PATH_ROUNDS={raw_rounds!r}: a number of"
+            " seconds and a count of rounds, each at least 1"
+        )
+    return seconds, rounds
 
 
 def parse_load_modes(raw: str) -> tuple[str, ...]:
@@ -756,6 +835,7 @@ def main(env: Mapping[str, str] = os.environ) -> int:
     try:
         parse_duration(load_run_time)
         bench_timeout = float(env.get("BENCH_TIMEOUT_S", "3600"))
+        hot_path_settings(env)
     except ValueError as exc:
         say(f"bad setting: {exc}")
         return 2

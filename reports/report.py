@@ -1005,6 +1005,80 @@ def _bench_target_rows(run: RunData) -> list[TargetRow]:
     ]
 
 
+#: The hot path's columns: each statistic of ``benchmarks.hot_path`` and its unit.
+HOT_STATS: Final = (
+    ("requests_per_s", "req/s"),
+    ("floor_per_s", "pages/s"),
+    ("ratio_to_floor", ""),
+    ("cpu_ms_per_request", "ms"),
+    ("p50_ms", "ms"),
+    ("p99_ms", "ms"),
+)
+
+
+@dataclass(frozen=True)
+class HotRow:
+    route: str
+    path: str
+    #: Median [interval] of each of :data:`HOT_STATS`.
+    cells: list[Cell]
+    rounds: str
+
+
+@dataclass(frozen=True)
+class HotPathView:
+    #: Why nothing was measured (the step left out or failed); empty when measured.
+    reason: str = ""
+    rows: list[HotRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _hot_routes(run: RunData, known: Sequence[str]) -> list[str]:
+    found = {
+        key.split(".")[1]
+        for key in run.figures
+        if key.startswith("hot.") and key.endswith(".requests_per_s") and key.count(".") == 2
+    }
+    return [r for r in known if r in found] + sorted(found - set(known))
+
+
+def _hot_path(run: RunData) -> HotPathView | None:
+    """Per route, requests/s of one service process beside its floor, from the ``hot.*``
+    figures; the step's reason when it measured nothing, no section when it was not in the run."""
+    meta = run.meta.get("hot") or {}
+    found = meta.get("routes")
+    paths: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    routes = _hot_routes(run, list(paths))
+    if not routes:
+        step = next((s for s in run.steps if s.name == "hot_path"), None)
+        if step is None:
+            return None
+        return HotPathView(reason=step.error or step.detail or "the step did not run")
+    rows = []
+    for route in routes:
+        estimates = [uncertainty.get(run.figures, f"hot.{route}.{stat}") for stat, _ in HOT_STATS]
+        cells = [Cell(_estimate_text(e), "num") for e in estimates]
+        rounds = estimates[0].n if estimates[0] is not None else 0
+        rows.append(HotRow(route, str(paths.get(route, "")), cells, f"{rounds:,}"))
+    seconds = _as_float(meta.get("seconds"))
+    how = (
+        f"Each round runs wrk for {seconds:g} s, then the floor as long, alternating so that "
+        "drift on the machine hits both; "
+        if seconds is not None
+        else ""
+    )
+    notes = [
+        "The floor is the same page built as JSON by PostgreSQL (json_agg over the statement "
+        f"the route sends), fetched over asyncpg on as many connections "
+        f"({meta.get('connections', 8)}), with no HTTP and no Python per row: what the database "
+        "alone allows. The ratio is each round's requests/s over its floor.",
+        f"{how}one service process (WORKERS=1) after a warm-up, its caches warm. Each cell: the "
+        "median of the rounds [95% interval]; below 5 rounds the interval is the rounds' range. "
+        "CPU: the service process's user and system time per answered request.",
+    ]
+    return HotPathView(rows=rows, notes=notes)
+
+
 @dataclass(frozen=True)
 class CurveRow:
     route: str
@@ -1119,6 +1193,7 @@ def render_html(run: RunData, run_dir: Path | None = None) -> str:
         dataset=_dataset(run),
         trends=_trends(run),
         browser=_browser(run, run_dir),
+        hot_path=_hot_path(run),
         curve=_curve_section(
             run.curve, run.targets, str(run.environment.get("git", {}).get("commit", ""))
         ),

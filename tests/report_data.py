@@ -8,6 +8,7 @@ import random
 from reports.history import RunRecord
 from reports.report import LOAD_GROUPS, RunData, Step, StepStatus
 from reports.targets import Targets
+from reports.uncertainty import Estimate, put
 
 #: A passing value for every target of the real targets file, by metric.
 PASSING = {
@@ -46,7 +47,28 @@ PASSING = {
     "browser.saving.total_kb": 0.6,
     "browser.after.console_error_count": 0.0,
     "curve.flatness_p95": 1.2,
+    "hot.workspace.requests_per_s": 1800.0,
+    "hot.search.requests_per_s": 1200.0,
 }
+HOT_ROUTES = {"workspace": "/v1/workspace?limit=50", "search": "/v1/search?q=knight&limit=50"}
+
+
+def hot_figures() -> dict[str, float]:
+    """``benchmarks.hot_path``'s figures for 3 rounds a route: median [low, high]."""
+    figures: dict[str, float] = {}
+    for route in HOT_ROUTES:
+        rps = PASSING[f"hot.{route}.requests_per_s"]
+        floor = rps * 2.5
+        for stat, value in (
+            ("requests_per_s", rps),
+            ("floor_per_s", floor),
+            ("ratio_to_floor", rps / floor),
+            ("cpu_ms_per_request", 0.45),
+            ("p50_ms", 4.2),
+            ("p99_ms", 11.0),
+        ):
+            put(figures, f"hot.{route}.{stat}", Estimate(value, value * 0.9, value * 1.1, 3))
+    return figures
 
 
 def load_figures(prefix: str, factor: float) -> dict[str, float]:
@@ -96,6 +118,7 @@ def synthetic_run(targets: Targets, *, overrides: dict[str, float] | None = None
     figures = dict(PASSING)
     figures.update(load_figures("load", 1.0))
     figures.update(load_figures("load_legacy", 2.5))
+    figures.update(hot_figures())
     figures.update(PASSING)
     figures.update(overrides or {})
     run = RunData(scale="plan", targets=targets, figures=figures)
@@ -105,6 +128,7 @@ def synthetic_run(targets: Targets, *, overrides: dict[str, float] | None = None
         Step("benchmarks", "microbenchmarks", StepStatus.OK, 300.0),
         Step("load_unified", "load test, unified", StepStatus.OK, 61.0),
         Step("load_legacy", "load test, legacy", StepStatus.OK, 61.0),
+        Step("hot_path", "hot path", StepStatus.OK, 70.0),
     ]
     fingerprint = "abc123"
     run.environment = {
@@ -147,6 +171,13 @@ def synthetic_run(targets: Targets, *, overrides: dict[str, float] | None = None
         },
         "load": load_meta(1),
         "load_legacy": load_meta(2),
+        "hot": {
+            "scale": "plan",
+            "seconds": 5.0,
+            "rounds": 3,
+            "connections": 8,
+            "routes": HOT_ROUTES,
+        },
     }
     run.plans = {
         "scale": "plan",

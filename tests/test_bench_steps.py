@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -216,3 +217,137 @@ def test_above_the_browser_targets_max_scale_the_step_is_left_out_and_they_say_w
         found = {r.target.id: r for r in targets.evaluate({}, scale)}
         assert found["browser_initial_load"].verdict is Verdict.NOT_APPLICABLE
         assert "signs each asset" in (found["browser_initial_load"].reason or "")
+
+
+def test_the_hot_path_step_comes_after_the_load_steps() -> None:
+    names = [s.name for s in bench.STEPS]
+    assert names.index("hot_path") > max(names.index("load_unified"), names.index("load_legacy"))
+
+
+def hot_path_step() -> bench.StepSpec:
+    spec = next(s for s in bench.STEPS if s.name == "hot_path")
+    return bench.StepSpec(spec.name, spec.title, never_runs, (), spec.left_out)
+
+
+def with_wrk(directory: Path) -> str:
+    """A PATH whose only ``wrk`` is a stand-in (the step runs nothing here)."""
+    wrk = directory / "wrk"
+    wrk.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+    wrk.chmod(0o755)
+    return str(directory)
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"PATH": "/nonexistent"}, "wrk is not installed (Debian: apt-get install wrk)"),
+        ({"HOT_PATH": "0"}, "HOT_PATH=0"),
+    ],
+)
+def test_the_hot_path_step_is_left_out_without_wrk_or_with_hot_path_0_and_says_why(
+    tmp_path: Path, env: dict[str, str], reason: str
+) -> None:
+    from reports.targets import Verdict
+
+    targets = load_targets()
+    run = bench.Bench(scale="tiny", targets=targets, out_dir=tmp_path, env=env)
+    step = run.step(hot_path_step())
+    assert step.status is StepStatus.SKIPPED
+    assert step.detail.startswith(reason)
+    assert "hot path targets read not applicable" in step.detail
+    found = {r.target.id: r for r in targets.evaluate(run.run.figures, "tiny")}
+    for target_id in ("hot_workspace_rps", "hot_search_rps"):
+        assert found[target_id].goal_verdict is Verdict.NOT_APPLICABLE
+        assert "hot_path step" in found[target_id].reason
+
+
+def test_with_wrk_on_path_the_hot_path_step_is_not_left_out(tmp_path: Path) -> None:
+    run = bench.Bench(
+        scale="tiny", targets=load_targets(), out_dir=tmp_path, env={"PATH": with_wrk(tmp_path)}
+    )
+    spec = hot_path_step()
+    assert spec.left_out is not None
+    assert spec.left_out(run) is None
+
+
+class StoppedService:
+    stopped = 0
+
+    def stop(self) -> None:
+        self.stopped += 1
+
+
+@pytest.mark.parametrize(
+    ("env", "seconds", "rounds"),
+    [({}, "5", "3"), ({"HOT_PATH_SECONDS": "2", "HOT_PATH_ROUNDS": "4"}, "2", "4")],
+)
+def test_the_hot_path_step_stops_the_service_and_puts_its_figures_with_intervals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], seconds: str, rounds: str
+) -> None:
+    from benchmarks.hot_path import Round, component
+    from reports.targets import Verdict
+    from reports.uncertainty import Estimate, get
+
+    measured = [
+        Round(route, i, rps + 100 * (i - 2), 2.0, 9.0, 3000.0, 0.4)
+        for route, rps in (("workspace", 1800.0), ("search", 800.0))
+        for i in (1, 2, 3)
+    ]
+    seen: list[tuple[list[str], dict[str, str]]] = []
+
+    def hot_path(command: list[str], env: dict[str, str], **_: object) -> tuple[int, str]:
+        seen.append((command, env))
+        out = Path(command[command.index("--json") + 1])
+        out.write_text(json.dumps(component(measured, "tiny", 5.0, 3)), encoding="utf-8")
+        return 0, ""
+
+    monkeypatch.setattr(bench, "run_child", hot_path)
+    run = bench.Bench(scale="tiny", targets=load_targets(), out_dir=tmp_path, env=env)
+    run.figures_dir.mkdir(parents=True)
+    run.dsn = "postgresql://127.0.0.1/wsb_run"
+    service = StoppedService()
+    run.service = service  # type: ignore[assignment]
+
+    detail = run._hot_path()
+
+    assert service.stopped == 1
+    assert run.service is None
+    ((command, child_env),) = seen
+    assert command[1:4] == ["-m", "benchmarks.hot_path", run.dsn]
+    assert command[command.index("--seconds") + 1] == seconds
+    assert command[command.index("--rounds") + 1] == rounds
+    assert child_env["STORAGE_DIR"] == str(run.storage_dir)
+    assert (run.figures_dir / "hot_path.json").exists()
+    assert "workspace 1,800 req/s, search 800 req/s" in detail
+    figures = run.run.figures
+    assert get(figures, "hot.workspace.requests_per_s") == Estimate(1800, 1700, 1900, 3)
+    for route in ("workspace", "search"):
+        for stat in ("requests_per_s", "floor_per_s", "cpu_ms_per_request", "p50_ms", "p99_ms"):
+            assert f"hot.{route}.{stat}:low" in figures, (route, stat)
+    assert run.run.meta["hot"]["routes"]["workspace"].startswith("/v1/workspace")
+    # Judged once measured: 1,700-1,900 req/s holds >= 1,500, 700-900 misses >= 1,000.
+    found = {r.target.id: r for r in run.targets.evaluate(figures, "tiny")}
+    assert found["hot_workspace_rps"].goal_verdict is Verdict.PASS
+    assert found["hot_search_rps"].goal_verdict is Verdict.FAIL
+    assert found["hot_search_rps"].verdict is Verdict.NO_FIGURE  # a goal: never the run's verdict
+
+
+def test_a_hot_path_child_that_fails_fails_the_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        bench, "run_child", lambda *_, **__: (1, "RuntimeError: wrk printed no rate")
+    )
+    run = bench.Bench(scale="tiny", targets=load_targets(), out_dir=tmp_path, env={})
+    run.figures_dir.mkdir(parents=True)
+    with pytest.raises(bench.StepError, match="exited with code 1: RuntimeError: wrk printed"):
+        run._hot_path()
+
+
+@pytest.mark.parametrize(
+    "env", [{"HOT_PATH_SECONDS": "0"}, {"HOT_PATH_ROUNDS": "two"}, {"HOT_PATH_ROUNDS": "0"}]
+)
+def test_bad_hot_path_settings_are_bad_settings(env: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="HOT_PATH_SECONDS="):
+        bench.hot_path_settings(env)
+    assert bench.main({**env, "SCALE": "tiny"}) == 2

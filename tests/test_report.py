@@ -345,3 +345,46 @@ def test_make_bench_line_has_rounds_and_the_gates_regression_check(tmp_path, tar
     second = run._regression_check(history.read_history(tmp_path / "h.jsonl"), "fp")
     assert second.regression == "ok"
     assert second.baseline.startswith("line 1 (bench")
+
+
+def hot_path_section(html: str) -> str:
+    found = re.search(r"<section id='s4b'>.*?</section>", html, re.DOTALL)
+    assert found is not None
+    return found.group(0)
+
+
+def test_the_hot_path_section_shows_each_route_beside_its_floor(targets):
+    section = hot_path_section(render_html(synthetic_run(targets)))
+    rows = re.findall(r"<tr data-route='(\w+)'>(.*?)</tr>", section, re.DOTALL)
+    assert [route for route, _ in rows] == ["workspace", "search"]
+    cells = re.findall(r"<td class='num'>([^<]*)</td>", dict(rows)["workspace"])
+    # requests/s, floor, ratio, CPU per request, p50, p99: median [interval]; then the rounds.
+    assert cells == [
+        "1,800 [1,620, 1,980]",
+        "4,500 [4,050, 4,950]",
+        "0.4 [0.36, 0.44]",
+        "0.45 [0.405, 0.495]",
+        "4.2 [3.78, 4.62]",
+        "11 [9.9, 12.1]",
+        "3",
+    ]
+    assert "<code>/v1/workspace?limit=50</code>" in dict(rows)["workspace"]
+    assert "The floor is the same page built as JSON by PostgreSQL" in section
+    assert "Each round runs wrk for 5 s, then the floor as long" in section
+
+
+def test_the_hot_path_section_says_why_when_the_step_was_left_out(targets):
+    run = synthetic_run(targets)
+    run.figures = {k: v for k, v in run.figures.items() if not k.startswith("hot.")}
+    del run.meta["hot"]
+    run.steps = [s for s in run.steps if s.name != "hot_path"]
+    assert "id='s4b'" not in render_html(run)  # no such step in the run: no section
+
+    reason = "HOT_PATH=0 (the hot path targets read not applicable)"
+    run.steps.append(Step("hot_path", "hot path", StepStatus.SKIPPED, detail=reason))
+    section = hot_path_section(render_html(run))
+    assert f"Not measured: {reason}" in section
+    assert "<table id='hot-path'>" not in section
+    rows = {r.target.id: r for r in run.results}
+    assert rows["hot_workspace_rps"].goal_verdict is Verdict.NOT_APPLICABLE
+    assert outcome(run).exit_code == 0
