@@ -244,30 +244,42 @@ def with_wrk(directory: Path) -> str:
         ({"HOT_PATH": "0"}, "HOT_PATH=0"),
     ],
 )
+@pytest.mark.parametrize("scale", ["tiny", "plan"])
 def test_the_hot_path_step_is_left_out_without_wrk_or_with_hot_path_0_and_says_why(
-    tmp_path: Path, env: dict[str, str], reason: str
+    tmp_path: Path, env: dict[str, str], reason: str, scale: str
 ) -> None:
     from reports.targets import Verdict
 
     targets = load_targets()
-    run = bench.Bench(scale="tiny", targets=targets, out_dir=tmp_path, env=env)
+    if scale == "tiny":
+        env = {**env, "HOT_PATH": env.get("HOT_PATH", "1")}
+    run = bench.Bench(scale=scale, targets=targets, out_dir=tmp_path, env=env)
     step = run.step(hot_path_step())
     assert step.status is StepStatus.SKIPPED
     assert step.detail.startswith(reason)
     assert "hot path targets read not applicable" in step.detail
-    found = {r.target.id: r for r in targets.evaluate(run.run.figures, "tiny")}
+    found = {r.target.id: r for r in targets.evaluate(run.run.figures, scale)}
     for target_id in ("hot_workspace_rps", "hot_search_rps"):
         assert found[target_id].goal_verdict is Verdict.NOT_APPLICABLE
         assert "hot_path step" in found[target_id].reason
 
 
-def test_with_wrk_on_path_the_hot_path_step_is_not_left_out(tmp_path: Path) -> None:
-    run = bench.Bench(
-        scale="tiny", targets=load_targets(), out_dir=tmp_path, env={"PATH": with_wrk(tmp_path)}
-    )
+@pytest.mark.parametrize(
+    ("scale", "hot_path", "runs"),
+    [("plan", "", True), ("tiny", "", False), ("tiny", "1", True), ("plan", "off", False)],
+)
+def test_the_hot_path_runs_by_default_except_in_the_quick_run(
+    tmp_path: Path, scale: str, hot_path: str, runs: bool
+) -> None:
+    env = {"PATH": with_wrk(tmp_path), "HOT_PATH": hot_path}
+    run = bench.Bench(scale=scale, targets=load_targets(), out_dir=tmp_path, env=env)
     spec = hot_path_step()
     assert spec.left_out is not None
-    assert spec.left_out(run) is None
+    reason = spec.left_out(run)
+    assert (reason is None) is runs, reason
+    if scale == "tiny" and not runs:
+        assert reason is not None
+        assert "HOT_PATH=1 runs it" in reason
 
 
 class StoppedService:
