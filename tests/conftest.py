@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import uuid
@@ -14,6 +15,9 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient
 
+from fixtures.database import create_database, drop_database, run_async
+from fixtures.prepare import prepare_dataset
+from fixtures.spec import spec_for
 from reference.app import create_app
 from reference.db.pool import connect
 from reference.db.redis_keys import unlink_prefix
@@ -50,6 +54,33 @@ async def put_objects(dsn: str, storage_dir: Path, objects: Iterable[tuple[str, 
     async with connect(dsn) as conn:
         for bucket, name in objects:
             await store.put(conn, bucket, name, pool_content(name))
+
+
+@contextlib.contextmanager
+def prepared_database(
+    admin_dsn: str,
+    scale: str,
+    prefix: str,
+    *,
+    storage_dir: Path | None = None,
+    analyze: bool = False,
+) -> Iterator[str]:
+    """A database of its own holding the ``scale`` dataset loaded as ``make bench`` loads it
+    (``analyze``: vacuumed and analysed too), dropped afterwards."""
+
+    async def prepare() -> str:
+        dsn = await create_database(admin_dsn, prefix=prefix)
+        await prepare_dataset(dsn, spec_for(scale), progress=False, storage_dir=storage_dir)
+        if analyze:
+            async with connect(dsn) as conn:
+                await conn.execute("vacuum analyze")
+        return dsn
+
+    dsn = run_async(prepare())
+    try:
+        yield dsn
+    finally:
+        run_async(drop_database(admin_dsn, dsn))
 
 
 @pytest.fixture

@@ -11,10 +11,9 @@ import pytest
 
 from benchmarks import hot_path
 from benchmarks.hot_path import Round
-from fixtures.database import DatabaseInfo, create_database, drop_database, run_async
-from fixtures.prepare import prepare_dataset
-from fixtures.spec import spec_for
+from fixtures.database import DatabaseInfo
 from reports.uncertainty import Estimate, get
+from tests.conftest import prepared_database
 
 
 def rounds_of(route: str, rps: list[float], floor: list[float]) -> list[Round]:
@@ -92,17 +91,8 @@ def tiny_dataset(
     database: DatabaseInfo, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Path]]:
     storage = tmp_path_factory.mktemp("hot-path-storage")
-
-    async def prepare() -> str:
-        dsn = await create_database(database.dsn, prefix="wsb_hot")
-        await prepare_dataset(dsn, spec_for("tiny"), progress=False, storage_dir=storage)
-        return dsn
-
-    dsn = run_async(prepare())
-    try:
+    with prepared_database(database.dsn, "tiny", "wsb_hot", storage_dir=storage) as dsn:
         yield dsn, storage
-    finally:
-        run_async(drop_database(database.dsn, dsn))
 
 
 @pytest.mark.slow

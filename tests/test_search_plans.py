@@ -17,9 +17,8 @@ import orjson
 import pytest
 
 from benchmarks.route_plans import explain_generic
-from fixtures.database import DatabaseInfo, create_database, drop_database, run_async
+from fixtures.database import DatabaseInfo
 from fixtures.generate import heavy_user_id
-from fixtures.prepare import prepare_dataset
 from fixtures.spec import spec_for
 from reference.db.pool import GENERIC_PLAN_SETTINGS, SERVER_SETTINGS, connect
 from reference.search.query import TRIGRAM_INDEXES, Page, parse_query
@@ -27,6 +26,7 @@ from reference.search.service import detect_capabilities, search_statements
 from reference.settings import Settings
 from reference.workspace.sql import ONE_ASSET
 from reference.workspace.views import Cursor, WorkspaceMode, WorkspaceQuery, page_statement
+from tests.conftest import prepared_database
 
 ASSET_TABLES = {"images", "videos"}
 #: The small dataset's ``videos`` holds about 700 rows: reading them all is the cheapest way to
@@ -60,20 +60,8 @@ COMMON_SEARCHES: list[dict[str, str]] = [
 
 @pytest.fixture(scope="module")
 def small_dataset(database: DatabaseInfo) -> Iterator[tuple[str, Any]]:
-    spec = spec_for("small")
-
-    async def prepare() -> str:
-        dsn = await create_database(database.dsn, prefix="wsb_plans")
-        await prepare_dataset(dsn, spec, progress=False)
-        async with connect(dsn) as conn:
-            await conn.execute("vacuum analyze")
-        return dsn
-
-    dsn = run_async(prepare())
-    try:
-        yield dsn, spec
-    finally:
-        run_async(drop_database(database.dsn, dsn))
+    with prepared_database(database.dsn, "small", "wsb_plans", analyze=True) as dsn:
+        yield dsn, spec_for("small")
 
 
 def plan_nodes(plan: Any) -> Iterator[dict[str, Any]]:
