@@ -138,7 +138,11 @@ def summary_line(route: str, stats: Mapping[str, Estimate]) -> str:
 
 
 def component(
-    rounds: Sequence[Round], scale: str, seconds: float, requested_rounds: int
+    rounds: Sequence[Round],
+    scale: str,
+    seconds: float,
+    requested_rounds: int,
+    connections: int = CONNECTIONS,
 ) -> dict[str, Any]:
     """``--json``'s content: the figures, and every round and estimate in ``meta``."""
     found = estimates(rounds)
@@ -148,7 +152,7 @@ def component(
             "scale": scale,
             "seconds": seconds,
             "rounds": requested_rounds,
-            "connections": CONNECTIONS,
+            "connections": connections,
             "routes": dict(ROUTES),
             "measured": [r.as_dict() for r in rounds],
             "estimates": {
@@ -184,13 +188,18 @@ def wrk(url: str, token: str, seconds: float, connections: int = CONNECTIONS) ->
 
 
 async def floor(
-    dsn: str, sql: str, args: list[Any], seconds: float, settings: dict[str, str]
+    dsn: str,
+    sql: str,
+    args: list[Any],
+    seconds: float,
+    settings: dict[str, str],
+    connections: int = CONNECTIONS,
 ) -> float:
     """Pages/s when PostgreSQL builds the whole JSON page: the cost of the query alone, on
-    connections set up as the route's pool (``settings``)."""
+    ``connections`` connections set up as the route's pool (``settings``)."""
     wrapped = f"select json_agg(t)::text from ({sql}) t"
     pool = await asyncpg.create_pool(
-        dsn, min_size=CONNECTIONS, max_size=CONNECTIONS, server_settings=settings
+        dsn, min_size=connections, max_size=connections, server_settings=settings
     )
     assert pool is not None
     done = 0
@@ -205,7 +214,7 @@ async def floor(
 
     try:
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+        await asyncio.gather(*(worker() for _ in range(connections)))
         return done / (time.perf_counter() - started)
     finally:
         await pool.close()
@@ -252,6 +261,7 @@ def measure(
     profile_format: str = "flamegraph",
     rounds: int = 3,
     storage_dir: Path | None = None,
+    connections: int = CONNECTIONS,
 ) -> list[Round]:
     """``rounds`` rounds of each route, each wrk for ``seconds`` then the floor as long; with
     ``profile_dir``, py-spy samples each route's first round. Stored files: ``storage_dir``
@@ -271,7 +281,7 @@ def measure(
             raise RuntimeError("the service did not start")
         pid = running.child.pid
         for name, path in ROUTES.items():
-            wrk(base_url + path, token, 3)  # warm: URL cache, plans, buffers
+            wrk(base_url + path, token, 3, connections)  # warm: URL cache, plans, buffers
             sql, args, server_settings = statements[name]
             for number in range(1, rounds + 1):
                 spy = None
@@ -279,12 +289,12 @@ def measure(
                     out = profile_dir / f"{name}.{PROFILE_FORMATS[profile_format]}"
                     spy = profiled(pid, seconds, out, profile_format)
                 cpu_before = cpu_seconds(pid)
-                http = wrk(base_url + path, token, seconds)
+                http = wrk(base_url + path, token, seconds, connections)
                 cpu = cpu_seconds(pid) - cpu_before
                 answered = http["requests_per_s"] * seconds
                 if spy is not None:
                     spy.wait(timeout=60)
-                pg = asyncio.run(floor(dsn, sql, args, seconds, server_settings))
+                pg = asyncio.run(floor(dsn, sql, args, seconds, server_settings, connections))
                 done = Round(
                     name, number, http["requests_per_s"], http.get("p50_ms"),
                     http.get("p99_ms"), pg, 1000 * cpu / answered,
@@ -306,6 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default="plan")
     parser.add_argument("--seconds", type=float, default=10.0, help="of wrk, then of the floor")
     parser.add_argument("--rounds", type=int, default=3, help="per route (at least 1)")
+    parser.add_argument(
+        "--connections", type=int, default=CONNECTIONS,
+        help="of wrk and of the floor (1 for a profile of CPU alone)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
         "--profile", type=Path, default=None, metavar="DIR",
@@ -313,18 +327,19 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--profile-format", choices=sorted(PROFILE_FORMATS), default="flamegraph")
     args = parser.parse_args(argv)
-    if args.rounds < 1 or args.seconds < 1:
-        parser.error("--rounds and --seconds must be at least 1")
+    if args.rounds < 1 or args.seconds < 1 or args.connections < 1:
+        parser.error("--rounds, --seconds and --connections must be at least 1")
     if args.profile is not None:
         args.profile.mkdir(parents=True, exist_ok=True)
     rounds = measure(
-        args.dsn, args.scale, args.seconds, args.profile, args.profile_format, args.rounds
-    )
+        args.dsn, args.scale, args.seconds, args.profile, args.profile_format, args.rounds,
+        connections=args.connections,
+    )  # fmt: skip
     print("median [95% interval] of the rounds; floor: the page as JSON from PostgreSQL")
     for route, stats in estimates(rounds).items():
         print(summary_line(route, stats))
     if args.json is not None:
-        found = component(rounds, args.scale, args.seconds, args.rounds)
+        found = component(rounds, args.scale, args.seconds, args.rounds, args.connections)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(found, indent=2), encoding="utf-8")
     return 0

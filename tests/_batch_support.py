@@ -7,7 +7,8 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -15,6 +16,8 @@ from uuid import UUID
 
 import asyncpg
 
+from reference.batch.runner import BACKGROUND_LEASE
+from reference.db.lease import LOCK
 from reference.db.pool import init_connection
 from reference.urls.buckets import determine_bucket
 from reference.urls.object_store import ObjectStore
@@ -153,3 +156,17 @@ async def wait_for(conn: asyncpg.Connection, sql: str, *args: Any, limit_s: floa
         if time.monotonic() > deadline:
             raise TimeoutError(sql)
         await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def background_held(dsn: str, timeout_s: float = 30.0) -> AsyncIterator[None]:
+    """Hold the service's background lease, so no app started meanwhile runs its sweeper or
+    trash worker: a test that purges files itself is not raced by a pass starting at a moment
+    that depends on the machine's load (an app waits ``RETRY_S`` when an earlier test's app
+    still holds the lease)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.fetchval(LOCK, BACKGROUND_LEASE, timeout=timeout_s)
+        yield
+    finally:
+        await conn.close()  # the session's end releases the lock

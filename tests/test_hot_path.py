@@ -101,7 +101,8 @@ def tiny_dataset(
 )
 def test_one_real_round_of_each_route_gives_every_figure(tiny_dataset: tuple[str, Path]) -> None:
     dsn, storage = tiny_dataset
-    measured = hot_path.measure(dsn, "tiny", 1, rounds=1, storage_dir=storage)
+    # Two connections: what --connections gives wrk and the floor.
+    measured = hot_path.measure(dsn, "tiny", 1, rounds=1, storage_dir=storage, connections=2)
 
     assert [(r.route, r.round) for r in measured] == [("workspace", 1), ("search", 1)]
     for r in measured:
@@ -111,7 +112,9 @@ def test_one_real_round_of_each_route_gives_every_figure(tiny_dataset: tuple[str
         assert r.p50_ms is not None, r
         assert r.p99_ms is not None, r
         assert r.p50_ms <= r.p99_ms, r
-    figures = hot_path.component(measured, "tiny", 1, 1)["figures"]
+    found = hot_path.component(measured, "tiny", 1, 1, connections=2)
+    assert found["meta"]["connections"] == 2
+    figures = found["figures"]
     for route in hot_path.ROUTES:
         for stat in hot_path.STATS:
             assert get(figures, f"hot.{route}.{stat}") is not None, (route, stat)

@@ -256,4 +256,6 @@ async def _background(app: web.Application) -> None:
     await asyncio.gather(sweeper, _trash_worker(app[POOL], app[SETTINGS], app[STORE]))
 
 
-trash_context: Final = lease_context("batch-background", _background)
+#: The lease whose holder runs the sweeper and the trash worker.
+BACKGROUND_LEASE: Final = "batch-background"
+trash_context: Final = lease_context(BACKGROUND_LEASE, _background)

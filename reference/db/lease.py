@@ -23,6 +23,8 @@ from reference.web.typedefs import SETTINGS
 log = logging.getLogger(__name__)
 
 TRY_LOCK: Final = "select pg_try_advisory_lock(hashtextextended($1, 0))"
+#: Waiting for the lease instead (tests hold it to keep a worker's job from running).
+LOCK: Final = "select pg_advisory_lock(hashtextextended($1, 0))"
 HEARTBEAT: Final = "select 1"
 RETRY_S: Final = 2.0
 HEARTBEAT_S: Final = 5.0
