@@ -126,6 +126,38 @@ async def test_cache_hits_and_counters():
     assert sample(service, "urls_signed_total", mode="unified", bucket="image_fast") == 4
 
 
+COUNTERS = [
+    ("url_cache_hits_total", {"mode": "unified"}),
+    ("url_cache_misses_total", {"mode": "unified"}),
+    ("url_cache_level_hits_total", {"mode": "unified", "level": "l1"}),
+    ("url_cache_level_misses_total", {"mode": "unified", "level": "l1"}),
+    ("url_cache_entries", {"mode": "unified"}),
+]
+
+
+@pytest.mark.parametrize("warm", [4, 2], ids=["every-url-cached", "half-cached"])
+async def test_page_urls_are_sign_objects_urls_with_the_same_counts(warm: int) -> None:
+    """The page routes' shortcut (no result object when the whole page is cached) answers and
+    counts exactly as the general path."""
+    clock = Clock(T0 + 5)
+    shortcut, general = make_service(clock), make_service(clock)
+    assets = [make_asset(f"u/j/{i}") for i in range(4)]
+    objects = [("image_fast", a.thumbnail_path) for a in assets]
+    for service in (shortcut, general):
+        await service.thumbnail_urls(assets[:warm])
+    found = await shortcut.object_urls(objects)
+    expected = [r.url for r in await general.sign_objects(objects)]
+    assert found == expected
+    assert None not in found
+    assert (shortcut.cache.hits, shortcut.cache.misses) == (
+        general.cache.hits,
+        general.cache.misses,
+    )
+    for name, labels in COUNTERS:
+        assert sample(shortcut, name, **labels) > 0, name  # a name that exists
+        assert sample(shortcut, name, **labels) == sample(general, name, **labels), name
+
+
 async def test_cache_is_bounded_and_evicts_least_recently_used():
     service = make_service(Clock(T0 + 5), url_cache_size=3)
     a, b, c, d, e = (make_asset(f"u/j/{i}") for i in range(5))

@@ -305,10 +305,35 @@ class UnifiedUrlService(UrlService):
         """Signed URLs for ``(bucket, path)`` pairs, in order: cache first, then one signing
         call per bucket for the misses. A failed item (or bucket) does not fail the others."""
         now = self.clock()
+        return await self._complete(objects, self._cached(objects, now), now)
+
+    def _cached(self, objects: Sequence[tuple[str, str]], now: float) -> list[str | None]:
         _, window_expiry = window_bounds(now, self.settings.url_window_s)
+        return self.cache.get_many(objects, now, window_expiry)
+
+    async def object_urls(self, objects: Sequence[tuple[str, str]]) -> list[str | None]:
+        """:meth:`sign_objects`' URLs alone (None where signing failed). A page whose every
+        object is in this process's cache is answered from the lookup, with no result object
+        per URL (they cost a warm page more than the lookups)."""
+        now = self.clock()
+        cached = self._cached(objects, now)
+        if None not in cached:
+            self._count_cached(len(objects))
+            return cached
+        return [r.url for r in await self._complete(objects, cached, now)]
+
+    def _count_cached(self, hits: int) -> None:
+        """The metrics of a call answered wholly from this process's cache."""
+        self._count_level("l1", hits, 0)
+        self.metrics.url_cache_hits.labels(self._label).inc(hits)
+        self.metrics.url_cache_misses.labels(self._label).inc(0)
+        self.metrics.url_cache_size.labels(self._label).set(len(self.cache))
+
+    async def _complete(
+        self, objects: Sequence[tuple[str, str]], cached: Sequence[str | None], now: float
+    ) -> list[SignResult]:
         results: list[SignResult | None] = [None] * len(objects)
         missing: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-        cached = self.cache.get_many(objects, now, window_expiry)
         for index, ((bucket, path), url) in enumerate(zip(objects, cached, strict=True)):
             if url is None:
                 missing[bucket][path].append(index)
@@ -384,12 +409,10 @@ class UnifiedUrlService(UrlService):
         return signed
 
     async def thumbnail_urls(self, assets: Sequence[Asset]) -> list[str | None]:
-        results = await self.sign_objects([(asset_bucket(a), a.thumbnail_path) for a in assets])
-        return [r.url for r in results]
+        return await self.object_urls([(asset_bucket(a), a.thumbnail_path) for a in assets])
 
     async def high_res_urls(self, assets: Sequence[Asset]) -> list[str | None]:
-        results = await self.sign_objects([(asset_bucket(a), a.storage_path) for a in assets])
-        return [r.url for r in results]
+        return await self.object_urls([(asset_bucket(a), a.storage_path) for a in assets])
 
     def clear_cache(self) -> None:
         self.cache.clear()
