@@ -197,18 +197,8 @@ class Settings:
     page_size_max: int = setting(
         "PAGE_SIZE_MAX", "largest page a client may ask for", 200, parse=_integer(1)
     )
-    pool_min_size: int = setting(
-        "POOL_MIN_SIZE",
-        "asyncpg pool bounds (the generic-plan pool: 1 / half the maximum)",
-        2,
-        parse=_integer(1),
-    )
-    pool_max_size: int = setting(
-        "POOL_MAX_SIZE",
-        "asyncpg pool bounds (the generic-plan pool: 1 / half the maximum)",
-        20,
-        parse=_integer(1),
-    )
+    pool_min_size: int = setting("POOL_MIN_SIZE", "asyncpg pool bounds", 2, parse=_integer(1))
+    pool_max_size: int = setting("POOL_MAX_SIZE", "asyncpg pool bounds", 20, parse=_integer(1))
     db_statement_timeout_ms: int = setting(
         "DB_STATEMENT_TIMEOUT_MS",
         "a statement's bound, on the server (the client gives up a second later)",

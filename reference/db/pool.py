@@ -196,7 +196,7 @@ async def pool_context(app: web.Application) -> AsyncIterator[None]:
     try:
         generic = await create_pool(
             settings.database_url,
-            min(settings.pool_min_size, 1),
+            1,
             max(1, settings.pool_max_size // 2),
             Limits.from_settings(settings, GENERIC_PLAN_SETTINGS),
         )

@@ -265,20 +265,18 @@ class UrlService(abc.ABC):
         return None
 
 
-#: ``determine_bucket`` without metadata, remembered: the type, quality and model columns take
-#: a handful of values, and a page asks 50 times.
-_plain_bucket: Final = functools.lru_cache(maxsize=1024)(
-    lambda content_type, quality, model_type: determine_bucket(
-        content_type, quality, model_type, None
-    )
-)
+@functools.lru_cache(maxsize=1024)
+def _plain_bucket(content_type: str, quality: str, model_type: str | None) -> str:
+    """``determine_bucket`` without metadata, remembered: the type, quality and model columns
+    take a handful of values, and a page asks 50 times."""
+    return determine_bucket(content_type, quality, model_type, None)
 
 
 def asset_bucket(asset: Asset) -> str:
     meta = asset.metadata
     if "is_sdxl" in meta or "enhanced" in meta or "model_type" in meta:
         return determine_bucket(asset.type, asset.quality, asset.model_type, meta)
-    return str(_plain_bucket(asset.type, asset.quality, asset.model_type))
+    return _plain_bucket(asset.type, asset.quality, asset.model_type)
 
 
 class UnifiedUrlService(UrlService):
@@ -318,16 +316,18 @@ class UnifiedUrlService(UrlService):
         now = self.clock()
         cached = self._cached(objects, now)
         if None not in cached:
-            self._count_cached(len(objects))
+            # Nothing was stored: the cache's size gauge, set by the last call that stored,
+            # still holds.
+            self._count(len(objects), 0, 0)
             return cached
         return [r.url for r in await self._complete(objects, cached, now)]
 
-    def _count_cached(self, hits: int) -> None:
-        """The metrics of a call answered wholly from this process's cache."""
-        self._count_level("l1", hits, 0)
-        self.metrics.url_cache_hits.labels(self._label).inc(hits)
-        self.metrics.url_cache_misses.labels(self._label).inc(0)
-        self.metrics.url_cache_size.labels(self._label).set(len(self.cache))
+    def _count(self, total: int, l1_misses: int, unsigned: int) -> None:
+        """A call's metrics: of ``total`` objects, ``l1_misses`` not in this process's cache
+        and ``unsigned`` in no cache level (signed, or failed, now)."""
+        self._count_level("l1", total - l1_misses, l1_misses)
+        self.metrics.url_cache_hits.labels(self._label).inc(total - unsigned)
+        self.metrics.url_cache_misses.labels(self._label).inc(unsigned)
 
     async def _complete(
         self, objects: Sequence[tuple[str, str]], cached: Sequence[str | None], now: float
@@ -340,12 +340,10 @@ class UnifiedUrlService(UrlService):
             else:
                 results[index] = SignResult(bucket, path, url, 0)
         l1_misses = sum(len(by_path) for by_path in missing.values())
-        self._count_level("l1", len(objects) - l1_misses, l1_misses)
         if missing and self.shared is not None:
             await self._from_shared(self.shared, missing, results, now)
         unsigned = sum(len(v) for by_path in missing.values() for v in by_path.values())
-        self.metrics.url_cache_hits.labels(self._label).inc(len(objects) - unsigned)
-        self.metrics.url_cache_misses.labels(self._label).inc(unsigned)
+        self._count(len(objects), l1_misses, unsigned)
         if missing:
             batches = await asyncio.gather(
                 *(self._sign_bucket(bucket, list(by_path)) for bucket, by_path in missing.items())
