@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -92,7 +93,12 @@ def js(driver, script: str, *args: Any) -> Any:
 
 
 def wait(driver, what: str, script: str, *args: Any) -> Any:
-    return page.wait_for(what, lambda: js(driver, script, *args), TIMEOUT_S)
+    """Wait for ``script`` to answer; a timeout names the page's console errors (a failed
+    request shows there), so a failure on a loaded machine says what the page saw."""
+    try:
+        return page.wait_for(what, lambda: js(driver, script, *args), TIMEOUT_S)
+    except page.PageError as error:
+        raise page.PageError(f"{error}; console errors: {chrome.console_errors(driver)}") from None
 
 
 def results_text(driver) -> str:
@@ -103,6 +109,13 @@ def css(driver, selector: str):
     from selenium.webdriver.common.by import By
 
     return driver.find_element(By.CSS_SELECTOR, selector)
+
+
+#: An image card of the grid (a video card has a badge).
+IMAGE_CARD = (
+    "return [...document.querySelectorAll('.asset-card[data-index]')]"
+    ".find((c) => !c.querySelector('.badge')) || null"
+)
 
 
 RESULTS_START = (
@@ -139,12 +152,7 @@ def test_first_screen_scroll_to_the_end_and_high_res(driver, unified, token):
     cards = js(driver, "return document.querySelectorAll('.asset-card').length")
     assert cards < total / 2, "the grid renders only the rows near the viewport"
 
-    image_card = wait(
-        driver,
-        "an image card",
-        "return [...document.querySelectorAll('.asset-card[data-index]')]"
-        ".find((c) => !c.querySelector('.badge')) || null",
-    )
+    image_card = wait(driver, "an image card", IMAGE_CARD)
     image_card.click()
     high = wait(
         driver,
@@ -158,6 +166,33 @@ def test_first_screen_scroll_to_the_end_and_high_res(driver, unified, token):
     page.press(driver, Keys.ESCAPE)
     wait(driver, "the viewer to close", "return document.querySelector('.viewer') === null")
     no_console_errors(driver)
+
+
+def test_a_failed_high_res_load_is_tried_again(driver, unified, token):
+    """The opened image's high-res file fails to load (the browser blocks it, as a dropped
+    connection would): the viewer keeps the thumbnail, says it is retrying, and shows the
+    high-res image once the file can be fetched again."""
+    open_app(driver, unified, token)
+    card = wait(driver, "an image card", IMAGE_CARD)
+    asset = api(unified, token, f"/v1/assets/{card.get_attribute('data-asset-id')}")
+    high_path = urllib.parse.urlsplit(asset["high_res_url"]).path
+    assert high_path != urllib.parse.urlsplit(asset["thumbnail_url"]).path
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": [f"*{high_path}*"]})
+    card.click()
+    wait(
+        driver,
+        "the failed high-res load to be retried",
+        "return document.querySelector('.viewer [data-high-res=retrying]')",
+    )
+    assert js(driver, "return document.querySelector('.viewer [data-quality=thumbnail] img')")
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+    high = wait(
+        driver,
+        "the high-res image after a retry",
+        "return document.querySelector('.viewer [data-high-res=shown][data-quality=high] img')",
+    )
+    assert urllib.parse.urlsplit(high.get_attribute("src")).path == high_path
 
 
 def test_search_with_filters(driver, unified, token):

@@ -1,5 +1,8 @@
 // The plan's ProgressiveImageLoader: the thumbnail first; with ``priority`` (the opened
 // asset), the high-res image is fetched and decoded in the background and then swapped in.
+// A high-res load that fails (a dropped connection, a busy server) is tried again with a
+// growing pause, so one bad response never leaves the viewer on the thumbnail for good;
+// ``data-high-res`` says where it stands: pending, retrying, failed (given up) or shown.
 import { useEffect, useState } from "react";
 import type { Asset } from "../api";
 import { imageShown } from "../perf";
@@ -11,38 +14,65 @@ interface Props {
   highResUrl?: string | null;
 }
 
+type HighRes = "pending" | "retrying" | "failed" | "shown";
+
+/** Pauses before each new try of a failed high-res load (ms): five tries in about 8 s. */
+export const HIGH_RES_RETRY_MS = [500, 1000, 2000, 4000] as const;
+
 export function ProgressiveImageLoader({ asset, index, priority = false, highResUrl }: Props) {
   const [state, setState] = useState<"loading" | "loaded" | "error">("loading");
   const [src, setSrc] = useState(asset.thumbnail_url);
   const [quality, setQuality] = useState<"thumbnail" | "high">("thumbnail");
+  const [highRes, setHighRes] = useState<HighRes>("pending");
 
   useEffect(() => {
     setSrc(asset.thumbnail_url);
     setQuality("thumbnail");
     setState("loading");
+    setHighRes("pending");
   }, [asset.id, asset.thumbnail_url]);
 
   useEffect(() => {
     if (!priority || !highResUrl || asset.type !== "image") return;
     let live = true;
-    const image = new Image();
-    image.src = highResUrl;
-    image.decode().then(
-      () => {
-        if (!live) return;
-        setSrc(highResUrl);
-        setQuality("high");
-      },
-      () => undefined,
-    );
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const attempt = (failures: number) => {
+      const image = new Image();
+      image.src = highResUrl;
+      image.decode().then(
+        () => {
+          if (!live) return;
+          setSrc(highResUrl);
+          setQuality("high");
+          setHighRes("shown");
+        },
+        () => {
+          if (!live) return;
+          const pause = HIGH_RES_RETRY_MS[failures];
+          if (pause === undefined) {
+            setHighRes("failed");
+            return;
+          }
+          setHighRes("retrying");
+          timer = setTimeout(() => attempt(failures + 1), pause);
+        },
+      );
+    };
+    attempt(0);
     return () => {
       live = false;
+      clearTimeout(timer);
     };
   }, [priority, highResUrl, asset.type]);
 
   if (!src) return <div className="image-fallback">no preview</div>;
   return (
-    <div className="progressive-image-loader" data-state={state} data-quality={quality}>
+    <div
+      className="progressive-image-loader"
+      data-state={state}
+      data-quality={quality}
+      data-high-res={priority ? highRes : undefined}
+    >
       {state === "loading" && <span className="spinner" aria-hidden="true" />}
       {state === "error" && <div className="image-fallback">could not load</div>}
       <img
