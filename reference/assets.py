@@ -94,10 +94,15 @@ class Asset(NamedTuple):
         value = self.metadata.get("job_id")
         return None if value is None else str(value)
 
-    def to_json(self) -> dict[str, Any]:
+    def answer(self) -> dict[str, Any]:
+        """The asset as the API writes it, for ``orjson``: the content type and the creation time
+        are left as objects, which orjson writes as the enum's value and ``isoformat()`` would
+        (the ids are asyncpg's own UUID type, which orjson does not know). A page is one dictionary
+        per asset and one ``orjson.dumps``; PostgreSQL building the same JSON field by field
+        cost more CPU than the whole query without it."""
         return {
             "id": str(self.id),
-            "type": self.type.value,
+            "type": self.type,
             "prompt": self.prompt,
             "status": self.status,
             "quality": self.quality,
@@ -107,5 +112,5 @@ class Asset(NamedTuple):
             "dismissed": self.dismissed,
             "duration_s": self.duration_s,
             "metadata": self.metadata,
-            "created_at": self.created_at.isoformat(),
+            "created_at": self.created_at,
         }

@@ -13,6 +13,7 @@ What the workers share lives outside them: PostgreSQL (data, the background leas
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -48,6 +49,10 @@ def serve(settings: Settings) -> int:
         from reference.app import create_app
 
         app = create_app(settings)
+        # Everything made so far (modules, routes, the app) lives as long as the process:
+        # frozen, the collector's full passes stop walking it. They were the workspace page's
+        # p99 under load: 32 ms unfrozen, 10 ms frozen (benchmarks.hot_path, 8 connections).
+        gc.freeze()
         web.run_app(app, host=settings.host, port=settings.port, access_log=None, reuse_port=worker)
         return 0
     if settings.port == 0:

@@ -114,8 +114,6 @@ def search_args(user_id: UUID, query: SearchQuery, mode: TextMode | None) -> lis
 @dataclass(frozen=True, slots=True)
 class SearchResult:
     assets: list[Asset]
-    #: Each asset's answer as JSON text, built by PostgreSQL (:mod:`reference.asset_json`).
-    items: list[str]
     next_cursor: str | None
     total: int
     total_is_exact: bool
@@ -196,5 +194,4 @@ async def search_assets(
     assets = [Asset.from_record(r) for r in rows]
     next_cursor = encode_cursor(query, assets[-1]) if more else None
     exact = total <= count_cap
-    items = [r["item"] for r in rows]
-    return SearchResult(assets, items, next_cursor, min(total, count_cap), exact, mode)
+    return SearchResult(assets, next_cursor, min(total, count_cap), exact, mode)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from reference.asset_json import ASSET_JSON
 from reference.assets import ASSET_COLUMNS
 from reference.search.query import SortKey, SortOrder
 
@@ -66,7 +65,7 @@ def _page_sql(key: SortKey, order: SortOrder) -> str:
     expr, cast = SORT_EXPRESSIONS[key]
     direction, compare = ("asc", ">") if order is SortOrder.ASC else ("desc", "<")
     return (
-        f"select {ASSET_COLUMNS}, {ASSET_JSON} as item from assets a{SEARCH_WHERE}"  # noqa: S608
+        f"select {ASSET_COLUMNS} from assets a{SEARCH_WHERE}"  # noqa: S608
         f"  and ($11::{cast} is null or ({expr}, a.id) {compare} ($11::{cast}, $12::uuid))\n"
         f"order by {expr} {direction}, a.id {direction}\n"
         "limit $13"
@@ -108,11 +107,11 @@ def _text_page_sql(key: SortKey, order: SortOrder) -> str:
         "from few f cross join lateral (\n"
         # OFFSET 0 keeps the lookup a subquery: one primary-key probe per row of the page,
         # whatever the planner guesses the page's size to be.
-        f"  select {ASSET_COLUMNS}, {ASSET_JSON} as item from assets a\n"
+        f"  select {ASSET_COLUMNS} from assets a\n"
         "  where a.id = f.id and a.type = f.type offset 0\n"
         ") a\n"
         "union all\n"
-        f"(select {ASSET_COLUMNS}, {ASSET_JSON}, {expr}, (select total from counted)\n"
+        f"(select {ASSET_COLUMNS}, {expr}, (select total from counted)\n"
         f"from assets a{WALK_WHERE}"
         f"  and (select total from counted) >= $14 and {after.format(key=expr, id='a.id')}\n"
         f"order by {expr} {direction}, a.id {direction} limit $13)\n"

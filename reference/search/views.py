@@ -7,7 +7,6 @@ from typing import Final
 
 from aiohttp import web
 
-from reference.asset_json import extended
 from reference.search.query import (
     MAX_QUERY_CHARS,
     STATE_SCHEMA,
@@ -115,10 +114,9 @@ async def search(request: web.Request) -> web.Response:
         request.app[POOL], caps, current_user(request), page, settings.search_count_cap
     )
     thumbnails = await request.app[URLS].thumbnail_urls(result.assets)
-    items = [
-        extended(item, thumbnail_url=url)
-        for item, url in zip(result.items, thumbnails, strict=True)
-    ]
+    items = [a.answer() for a in result.assets]
+    for item, thumbnail_url in zip(items, thumbnails, strict=True):
+        item["thumbnail_url"] = thumbnail_url
     return json_response(
         {
             "assets": items,

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Final
 
-from reference.asset_json import asset_json_and
 from reference.assets import ASSET_COLUMNS
 
-_JOB: Final = """case when j.job_type is not null then json_build_object(
-        'quality', j.quality, 'job_type', j.job_type, 'model_type', j.model_type,
-        'metadata', j.metadata) end"""
-#: ``item``: the asset's answer without its URLs, built by PostgreSQL (see asset_json).
-_ITEM: Final = asset_json_and(f"'project_title', p.title, 'job', {_JOB}")
+#: The project's title and the generating job's fields, beside the asset's own columns.
+JOINED_COLUMNS: Final = (
+    "p.title as project_title, j.quality as job_quality, j.job_type, "
+    "j.model_type as job_model_type, j.metadata as job_metadata"
+)
 _SELECT: Final = f"""
-select {ASSET_COLUMNS}, {_ITEM} as item
+select {ASSET_COLUMNS}, {JOINED_COLUMNS}
 from assets a
 left join projects p on p.id = a.project_id
 left join jobs j on j.id = (a.metadata->>'job_id')::uuid

@@ -17,7 +17,6 @@ from uuid import UUID
 import asyncpg
 from aiohttp import web
 
-from reference.asset_json import extended
 from reference.assets import Asset
 from reference.settings import Settings
 from reference.urls.service import URLS, SigningFailed
@@ -112,6 +111,25 @@ def page_statement(user_id: UUID, q: WorkspaceQuery) -> tuple[str, tuple[Any, ..
     return PAGE_ALL_AFTER, (*head, c.created_at, c.id)
 
 
+def workspace_item(record: asyncpg.Record, asset: Asset) -> dict[str, Any]:
+    """An asset of the workspace as answered (URLs are added after): its own fields, the
+    project's title and the generating job, as the plan's select joins them."""
+    item = asset.answer()
+    item["project_title"] = record["project_title"]
+    job_type = record["job_type"]
+    item["job"] = (
+        None
+        if job_type is None
+        else {
+            "quality": record["job_quality"],
+            "job_type": job_type,
+            "model_type": record["job_model_type"],
+            "metadata": record["job_metadata"],
+        }
+    )
+    return item
+
+
 async def fetch_page(pool: asyncpg.Pool, user_id: UUID, q: WorkspaceQuery) -> list[asyncpg.Record]:
     """One page, on the service's generic-plan pool: the page's plan (the user's
     ``(created_at, id)`` index in order, then the two joins by key) is the same for every user
@@ -151,16 +169,12 @@ async def workspace_page(request: web.Request) -> web.Response:
     assets = [Asset.from_record(r) for r in records]
     urls = request.app[URLS]
     thumbnails = await urls.thumbnail_urls(assets)
+    items = [workspace_item(r, a) for r, a in zip(records, assets, strict=True)]
+    for item, thumbnail_url in zip(items, thumbnails, strict=True):
+        item["thumbnail_url"] = thumbnail_url
     if q.high_res:
-        high_res = await urls.high_res_urls(assets)
-        items = [
-            extended(r["item"], thumbnail_url=t, high_res_url=h)
-            for r, t, h in zip(records, thumbnails, high_res, strict=True)
-        ]
-    else:
-        items = [
-            extended(r["item"], thumbnail_url=t) for r, t in zip(records, thumbnails, strict=True)
-        ]
+        for item, high_res_url in zip(items, await urls.high_res_urls(assets), strict=True):
+            item["high_res_url"] = high_res_url
     next_cursor = Cursor(assets[-1].created_at, assets[-1].id).encode() if more else None
     return json_response({"mode": q.mode.value, "assets": items, "next_cursor": next_cursor})
 
@@ -184,9 +198,10 @@ async def get_asset(request: web.Request) -> web.Response:
         high_res_url: str | None = await urls.high_res_url(asset)
     except SigningFailed:
         high_res_url = None
-    return json_response(
-        extended(record["item"], thumbnail_url=thumbnail_url, high_res_url=high_res_url)
-    )
+    item = workspace_item(record, asset)
+    item["thumbnail_url"] = thumbnail_url
+    item["high_res_url"] = high_res_url
+    return json_response(item)
 
 
 FEATURE = Feature("workspace", routes)
