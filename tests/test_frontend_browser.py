@@ -195,6 +195,37 @@ def test_a_failed_high_res_load_is_tried_again(driver, unified, token):
     assert urllib.parse.urlsplit(high.get_attribute("src")).path == high_path
 
 
+def test_a_failed_page_of_the_grid_is_asked_for_again(driver, unified, token):
+    """The grid's next page fails (the browser blocks it, as a dropped connection would): the
+    page says it is trying again and asks again by itself, the user having stopped scrolling;
+    once the requests get through, every asset loads without another scroll."""
+    total = api(unified, token, "/v1/search?limit=1")["total"]
+    open_app(driver, unified, token)
+    # The page asks for the second page as soon as the first is shown: the third is blocked.
+    loaded = wait(
+        driver,
+        "the second page",
+        "return window.__bench.loaded() > 50 ? window.__bench.loaded() : null",
+    )
+    assert loaded < total
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*&cursor=*"]})
+    page.scroll_to(driver, total, 20_000, 3.0)  # past what is loaded: the next page is asked for
+    wait(
+        driver,
+        "the failed page to be tried again",
+        "return document.querySelector('.error[role=alert]')?.textContent"
+        ".includes('trying again') || null",
+    )
+    assert page.bench_value(driver, "__bench.loaded()") == loaded
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+    wait(driver, "the next page", "return window.__bench.loaded() > arguments[0] || null", loaded)
+    assert js(driver, "return document.querySelector('.error[role=alert]')") is None
+    # The user is still at the end of the grid, on placeholders, and scrolls no more: each page
+    # that arrives asks for the next one.
+    assert page.wait_loaded(driver, total, TIMEOUT_S) == total
+
+
 def test_search_with_filters(driver, unified, token):
     open_app(driver, unified, token)
     timing = page.type_search(driver, PROMPT, keystroke_s=0.05, timeout_s=TIMEOUT_S)

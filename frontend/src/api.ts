@@ -97,6 +97,14 @@ export async function request(path: string, init: RequestInit = {}): Promise<Res
   return response;
 }
 
+/** Worth trying again: the request never got an answer, or the server was busy or down. */
+export function transient(error: unknown): boolean {
+  return !(error instanceof ApiError) || error.status >= 500 || error.status === 429;
+}
+
+/** Pauses before each new try of a failed load (ms): four more tries in about 8 s. */
+export const RETRY_MS = [500, 1000, 2000, 4000] as const;
+
 export async function getJson<T>(path: string, init?: RequestInit): Promise<T> {
   return (await (await request(path, init)).json()) as T;
 }

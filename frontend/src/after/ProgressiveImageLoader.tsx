@@ -4,7 +4,7 @@
 // growing pause, so one bad response never leaves the viewer on the thumbnail for good;
 // ``data-high-res`` says where it stands: pending, retrying, failed (given up) or shown.
 import { useEffect, useState } from "react";
-import type { Asset } from "../api";
+import { type Asset, RETRY_MS } from "../api";
 import { imageShown } from "../perf";
 
 interface Props {
@@ -15,9 +15,6 @@ interface Props {
 }
 
 type HighRes = "pending" | "retrying" | "failed" | "shown";
-
-/** Pauses before each new try of a failed high-res load (ms): five tries in about 8 s. */
-export const HIGH_RES_RETRY_MS = [500, 1000, 2000, 4000] as const;
 
 export function ProgressiveImageLoader({ asset, index, priority = false, highResUrl }: Props) {
   const [state, setState] = useState<"loading" | "loaded" | "error">("loading");
@@ -48,7 +45,7 @@ export function ProgressiveImageLoader({ asset, index, priority = false, highRes
         },
         () => {
           if (!live) return;
-          const pause = HIGH_RES_RETRY_MS[failures];
+          const pause = RETRY_MS[failures];
           if (pause === undefined) {
             setHighRes("failed");
             return;

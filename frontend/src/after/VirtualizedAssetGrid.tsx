@@ -2,8 +2,10 @@
 // viewport exist in the DOM. Two changes from the plan's sketch: the cell renderer is a stable
 // component fed through itemData (the plan defines it inside the component, so every render
 // remounts every visible cell), and the grid spans the search's total, with placeholders for
-// rows not loaded yet, asking for the next page when the viewport comes near them.
-import { type CSSProperties, type Ref, memo, useMemo } from "react";
+// rows not loaded yet, asking for the next page when the viewport comes near them, and asking
+// again when a page arrives that still leaves the viewport on placeholders (react-window tells
+// only of a change of the visible rows, and a user who has scrolled to the end sees none).
+import { type CSSProperties, type Ref, memo, useEffect, useMemo, useRef } from "react";
 import { FixedSizeGrid as Grid, areEqual } from "react-window";
 import type { Asset } from "../api";
 import { PlaceholderCard } from "./AssetCard";
@@ -57,11 +59,18 @@ export function VirtualizedAssetGrid(props: Props) {
   const columnCount = columnsFor(containerWidth, itemWidth);
   const columnWidth = Math.floor((containerWidth - SCROLLBAR_PX) / columnCount);
   const rowCount = Math.ceil(Math.max(total, assets.length) / columnCount);
-  const { renderAsset } = props;
+  const { renderAsset, onNeedMore } = props;
   const itemData = useMemo<CellData>(
     () => ({ assets, columnCount, renderAsset }),
     [assets, columnCount, renderAsset],
   );
+  const lastVisibleRow = useRef(0);
+  const askIfNear = (visibleRowStopIndex: number) => {
+    lastVisibleRow.current = visibleRowStopIndex;
+    if ((visibleRowStopIndex + 1 + PREFETCH_ROWS) * columnCount >= assets.length) onNeedMore();
+  };
+  // A page arriving (or assets removed) is the event, whatever the visible rows.
+  useEffect(() => askIfNear(lastVisibleRow.current), [assets.length, columnCount]);
   return (
     <Grid
       ref={props.gridRef}
@@ -75,10 +84,7 @@ export function VirtualizedAssetGrid(props: Props) {
       width={containerWidth}
       itemData={itemData}
       overscanRowCount={2}
-      onItemsRendered={({ visibleRowStopIndex }) => {
-        if ((visibleRowStopIndex + 1 + PREFETCH_ROWS) * columnCount >= assets.length)
-          props.onNeedMore();
-      }}
+      onItemsRendered={({ visibleRowStopIndex }) => askIfNear(visibleRowStopIndex)}
     >
       {Cell}
     </Grid>

@@ -2,7 +2,7 @@
 // the plan's useDebounce), each settled state asks /v1/search for its first page, later pages
 // come as the grid scrolls near the end, and the state is saved for the next visit.
 import { useCallback, useEffect, useRef, useState } from "react";
-import { type Asset, type SearchPage, getJson, query, request } from "../api";
+import { type Asset, RETRY_MS, type SearchPage, getJson, query, request, transient } from "../api";
 import { searchRendered } from "../perf";
 
 export interface SearchState {
@@ -93,6 +93,33 @@ export function useWorkspaceSearch() {
   const [list, setList] = useState<AssetList>(EMPTY);
   const inflight = useRef<AbortController | null>(null);
   const [generation, setGeneration] = useState(0);
+  // Failed loads in a row: a page that fails for a reason worth another try (no answer, a
+  // busy or failing server) is asked for again after RETRY_MS[failures], by a timer (the grid
+  // does not ask once the user has stopped scrolling) that alone asks while it is set (the
+  // grid asks on every scroll frame, which would spend the tries at once).
+  const failures = useRef(0);
+  const retry = useRef<number | undefined>(undefined);
+  const cancelRetry = useCallback(() => {
+    window.clearTimeout(retry.current);
+    retry.current = undefined;
+  }, []);
+  const failed = useCallback(
+    (error: unknown, again: () => void) => {
+      const pause = RETRY_MS[failures.current];
+      const retrying = pause !== undefined && transient(error);
+      const message = `${String(error)}${retrying ? " (trying again)" : ""}`;
+      setList((latest) => ({ ...latest, loading: false, error: message }));
+      cancelRetry();
+      if (!retrying) return;
+      failures.current += 1;
+      retry.current = window.setTimeout(() => {
+        retry.current = undefined;
+        again();
+      }, pause);
+    },
+    [cancelRetry],
+  );
+  useEffect(() => cancelRetry, [cancelRetry]);
 
   useEffect(() => {
     const controller = new AbortController();
@@ -110,11 +137,13 @@ export function useWorkspaceSearch() {
   useEffect(() => {
     if (settled === null) return;
     inflight.current?.abort();
+    cancelRetry();
     const controller = new AbortController();
     inflight.current = controller;
     setList((previous) => ({ ...previous, loading: true, error: null }));
     getJson<SearchPage>(searchPath(settled, FIRST_PAGE, null), { signal: controller.signal })
-      .then((page) =>
+      .then((page) => {
+        failures.current = 0;
         setList({
           search: settled,
           assets: page.assets,
@@ -123,14 +152,13 @@ export function useWorkspaceSearch() {
           next: page.next_cursor,
           loading: false,
           error: null,
-        }),
-      )
+        });
+      })
       .catch((error: unknown) => {
-        if (!controller.signal.aborted)
-          setList((previous) => ({ ...previous, loading: false, error: String(error) }));
+        if (!controller.signal.aborted) failed(error, () => setGeneration((n) => n + 1));
       });
     return () => controller.abort();
-  }, [settled, generation]);
+  }, [settled, generation, failed, cancelRetry]);
 
   const saved = useRef<SearchState | null>(null);
   useEffect(() => {
@@ -152,9 +180,10 @@ export function useWorkspaceSearch() {
 
   const current = useRef(list);
   current.current = list;
-  const loadMore = useCallback(() => {
+  const loadMore = useCallback(function more() {
     const now = current.current;
-    if (now.loading || now.next === null || now.search === null) return;
+    if (now.loading || now.next === null || now.search === null || retry.current !== undefined)
+      return;
     // Marked at once: the grid asks again on every render until the page arrives.
     current.current = { ...now, loading: true };
     setList((latest) => ({ ...latest, loading: true }));
@@ -162,7 +191,8 @@ export function useWorkspaceSearch() {
     const controller = new AbortController();
     inflight.current = controller;
     getJson<SearchPage>(searchPath(search, NEXT_PAGE, now.next), { signal: controller.signal })
-      .then((page) =>
+      .then((page) => {
+        failures.current = 0;
         setList((latest) =>
           latest.search !== search
             ? latest
@@ -173,14 +203,14 @@ export function useWorkspaceSearch() {
                 totalIsExact: page.total_is_exact,
                 next: page.next_cursor,
                 loading: false,
+                error: null,
               },
-        ),
-      )
+        );
+      })
       .catch((error: unknown) => {
-        if (!controller.signal.aborted)
-          setList((latest) => ({ ...latest, loading: false, error: String(error) }));
+        if (!controller.signal.aborted) failed(error, more);
       });
-  }, []);
+  }, [failed]);
 
   const reload = useCallback(() => setGeneration((n) => n + 1), []);
 
