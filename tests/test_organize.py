@@ -81,6 +81,7 @@ async def _all_sets(client: Any, user: uuid.UUID, limit: int = 200) -> list[dict
         cursor = body["next_cursor"]
         if cursor is None:
             assert len(sets) == body["total_sets"]
+            assert sum(len(s["assets"]) for s in sets) == body["total_assets"]
             return sets
 
 

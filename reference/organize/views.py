@@ -112,7 +112,7 @@ async def duplicates(request: web.Request) -> web.Response:
         "threshold": index.threshold,
         "version": index.version,
         "total_sets": len(sets),
-        "total_assets": sum(len(s.members) for s in sets),
+        "total_assets": index.duplicate_assets,
         "sets": page,
         "next_cursor": paging.encode_cursor(keys[start]) if start > 0 else None,
     })  # fmt: skip
@@ -257,7 +257,7 @@ def suggestions_of(index: UserIndex) -> list[dict[str, Any]]:
             "title": "Remove duplicates",
             "description": f"{sets} duplicate sets found",
             "count": sets,
-            "assets_to_dismiss": len(index.redundant()),
+            "assets_to_dismiss": index.duplicate_assets - sets,  # all but the newest of each
             "action": "dismiss_duplicates",
             "see": "/v1/organize/duplicates",
         })  # fmt: skip
