@@ -226,6 +226,33 @@ def test_a_failed_page_of_the_grid_is_asked_for_again(driver, unified, token):
     assert page.wait_loaded(driver, total, TIMEOUT_S) == total
 
 
+def test_a_new_search_has_all_its_tries(driver, unified, token):
+    """Tries spent on one search's pages are not held against the next search: its first page
+    failing too (the service still away) is tried again."""
+    from selenium.webdriver.support.select import Select
+
+    total = api(unified, token, "/v1/search?limit=1")["total"]
+    open_app(driver, unified, token)
+    wait(driver, "the second page", "return window.__bench.loaded() > 50 || null")
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*&cursor=*"]})
+    page.scroll_to(driver, total, 20_000, 3.0)
+    wait(
+        driver,
+        "the tries to run out",
+        "const alert = document.querySelector('.error[role=alert]');"
+        "return alert && !alert.textContent.includes('trying again') || null",
+    )
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*&cursor=*", "*type=image*"]})
+    Select(css(driver, "select[name=type]")).select_by_value("image")
+    wait(
+        driver,
+        "the new search's first page to be tried again",
+        "return document.querySelector('.error[role=alert]')?.textContent"
+        ".includes('trying again') || null",
+    )
+
+
 def test_search_with_filters(driver, unified, token):
     open_app(driver, unified, token)
     timing = page.type_search(driver, PROMPT, keystroke_s=0.05, timeout_s=TIMEOUT_S)

@@ -120,6 +120,10 @@ export function useWorkspaceSearch() {
     [cancelRetry],
   );
   useEffect(() => cancelRetry, [cancelRetry]);
+  // A new search (or a reload asked for by the user) has all its tries.
+  useEffect(() => {
+    failures.current = 0;
+  }, [settled]);
 
   useEffect(() => {
     const controller = new AbortController();
@@ -212,7 +216,10 @@ export function useWorkspaceSearch() {
       });
   }, [failed]);
 
-  const reload = useCallback(() => setGeneration((n) => n + 1), []);
+  const reload = useCallback(() => {
+    failures.current = 0;
+    setGeneration((n) => n + 1);
+  }, []);
 
   const removeLocally = useCallback((ids: Set<string>, jobs: Set<string>) => {
     setList((current) => {
