@@ -14,6 +14,12 @@ whole interval lies above it, *ok* when the whole interval lies below it (*impro
 ``1 - tolerance`` too), *inconclusive* otherwise. Inconclusive benchmarks are measured again,
 in one more pair of runs, within the time budget.
 
+A regression must then be seen again. Dozens of benchmarks are judged at 95% each, and a whole run
+can sit apart from the others (unchanged code once measured 1.29x [1.17, 1.45] slower on one
+benchmark), so the files of the flagged benchmarks run in fresh pairs, and a regression stands
+only when those new runs alone find the head slower (interval above 1) by more than the
+tolerance (median ratio). A chance alarm is unlikely to repeat; a real slowdown does.
+
 The machine's load average is read around every run; a run taken while other work kept the
 cores busy is flagged in the report.
 """
@@ -21,6 +27,7 @@ cores busy is flagged in the report.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -85,8 +92,11 @@ class AbComparison:
     ratio: Estimate
     tolerance: float
     verdict: AbVerdict
+    #: The ratio in the fresh pairs that re-measured a regression (None: not re-measured).
+    confirmation: Estimate | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        again = self.confirmation
         return {
             "benchmark": self.benchmark,
             "group": self.group,
@@ -98,6 +108,9 @@ class AbComparison:
             "runs": self.ratio.n,
             "tolerance": self.tolerance,
             "verdict": self.verdict.value,
+            "confirmation": None
+            if again is None
+            else {"ratio": again.value, "ratio_low": again.low, "ratio_high": again.high},
         }
 
 
@@ -159,6 +172,26 @@ def compare(base: SideRuns, head: SideRuns, tolerance: float) -> list[AbComparis
             )
         )
     return found
+
+
+def confirm(
+    comparisons: Sequence[AbComparison], base: SideRuns, head: SideRuns, tolerance: float
+) -> list[AbComparison]:
+    """Each regression judged again on fresh runs alone: it stands when they find the head
+    slower (interval above 1) by more than the tolerance (median ratio); otherwise it is
+    inconclusive. A regression whose benchmark has no fresh runs (they failed, or the budget
+    ran out) keeps its first verdict."""
+    judged = []
+    for c in comparisons:
+        base_runs, head_runs = base.rounds.get(c.benchmark), head.rounds.get(c.benchmark)
+        if c.verdict is not AbVerdict.REGRESSION or not base_runs or not head_runs:
+            judged.append(c)
+            continue
+        again = hierarchical_ratio(base_runs, head_runs)
+        held = again.low > 1.0 and again.value > 1.0 + c.tolerance
+        verdict = AbVerdict.REGRESSION if held else AbVerdict.INCONCLUSIVE
+        judged.append(dataclasses.replace(c, confirmation=again, verdict=verdict))
+    return judged
 
 
 def load_per_core() -> float:
@@ -261,61 +294,78 @@ def measure(
     tolerance: float,
     budget_s: float,
     head_env: Mapping[str, str] | None = None,
+    confirm_pairs: int = 2,
 ) -> AbResult | None:
     """Run base and head ``pairs`` times each, alternating; one more pair for the inconclusive
-    while the budget lasts. None when a run of the head failed."""
+    while the budget lasts; then ``confirm_pairs`` fresh pairs for the regressions, which stand
+    only if those see them again (:func:`confirm`). None when a run of the head failed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     base, head = SideRuns(), SideRuns()
     deadline = time.monotonic() + budget_s
     with worktree(base_rev) as base_tree:
-        sides = {"base": (base_tree, base, env), "head": (ROOT, head, {**env, **(head_env or {})})}
+        trees = {"base": (base_tree, env), "head": (ROOT, {**env, **(head_env or {})})}
+        sides = {"base": base, "head": head}
 
-        def one(name: str, index: int, args: Sequence[str]) -> bool:
-            tree, runs, side_env = sides[name]
+        def one(name: str, label: str, args: Sequence[str], into: SideRuns) -> bool:
+            tree, side_env = trees[name]
             left = max(60.0, deadline - time.monotonic())
             found, load = run_side(
-                tree, out_dir / f"{name}-{index}.json", args, side_env, timeout_s=left
+                tree, out_dir / f"{name}-{label}.json", args, side_env, timeout_s=left
             )
             if found is None:
                 return False
-            runs.add(found, load)
+            into.add(found, load)
             return True
+
+        def files(comparisons: Sequence[AbComparison], verdict: AbVerdict) -> list[str]:
+            return sorted(
+                {c.benchmark.split("::", 1)[0] for c in comparisons if c.verdict is verdict}
+            )
 
         for i in range(pairs):
             order = ("base", "head") if i % 2 == 0 else ("head", "base")
             for name in order:
-                if one(name, i, pytest_args):
+                if one(name, str(i), pytest_args, sides[name]):
                     continue
                 if name == "head":
                     return None
-                if not one("head", i, pytest_args):
+                if not one("head", str(i), pytest_args, head):
                     return None
                 why = f"the benchmarks of {base_rev} failed to run"
                 print(f"gate: {why}: judging the head on its targets alone", flush=True)
                 return AbResult(base_rev, [], base.loads, head.loads, head.last_json, why)
         comparisons = compare(base, head, tolerance)
-        again = sorted(
-            {
-                c.benchmark.split("::", 1)[0]
-                for c in comparisons
-                if c.verdict is AbVerdict.INCONCLUSIVE
-            }
-        )
+        again = files(comparisons, AbVerdict.INCONCLUSIVE)
         if again and time.monotonic() < deadline:
             print(f"gate: inconclusive benchmarks in {', '.join(again)}: one more pair", flush=True)
             for name in ("head", "base") if pairs % 2 else ("base", "head"):
-                if not one(name, pairs, [*again, *pytest_args]):
+                if not one(name, str(pairs), [*again, *pytest_args], sides[name]):
                     break
             comparisons = compare(base, head, tolerance)
+        flagged = files(comparisons, AbVerdict.REGRESSION)
+        if flagged and confirm_pairs > 0 and time.monotonic() < deadline:
+            print(
+                f"gate: regressions in {', '.join(flagged)}: {confirm_pairs} fresh pair(s) "
+                "must see them again",
+                flush=True,
+            )
+            fresh = {"base": SideRuns(), "head": SideRuns()}
+            for i in range(confirm_pairs):
+                order = ("head", "base") if i % 2 == 0 else ("base", "head")
+                if not all(
+                    one(n, f"confirm{i}", [*flagged, *pytest_args], fresh[n]) for n in order
+                ):
+                    break
+            comparisons = confirm(comparisons, fresh["base"], fresh["head"], tolerance)
     return AbResult(base_rev, comparisons, base.loads, head.loads, head.last_json)
 
 
 def format_table(result: AbResult) -> str:
-    rows = [("benchmark", "base", "head", "ratio", "95% interval", "runs", "verdict")]
+    rows = [("benchmark", "base", "head", "ratio", "95% interval", "runs", "again", "verdict")]
     for c in result.comparisons:
         short = c.benchmark.split("::", 1)[-1]
         if c.verdict is AbVerdict.NEW:
-            rows.append((short, "-", f"{c.head_median * 1e3:.3f} ms", "-", "-", "-", "new"))
+            rows.append((short, "-", f"{c.head_median * 1e3:.3f} ms", "-", "-", "-", "-", "new"))
             continue
         rows.append(
             (
@@ -325,6 +375,10 @@ def format_table(result: AbResult) -> str:
                 f"{c.ratio.value:.3f}",
                 f"[{c.ratio.low:.3f}, {c.ratio.high:.3f}]",
                 str(c.ratio.n),
+                "-"
+                if c.confirmation is None
+                else f"{c.confirmation.value:.3f} [{c.confirmation.low:.3f}, "
+                f"{c.confirmation.high:.3f}]",
                 c.verdict.value,
             )
         )

@@ -197,3 +197,43 @@ def test_the_clients_percentiles_are_checked_against_the_services_histogram():
     impossible = disagreements({"workspace_page": 1.0}, window)["workspace_page"]
     assert impossible["disagree"]
     assert disagreements({"search": 3.0}, window) == {}
+
+
+def test_a_regression_stands_only_when_fresh_runs_see_it_again():
+    from reports.ab import AbComparison, SideRuns, confirm
+
+    rng = np.random.default_rng(5)
+
+    def side(centre: float, name: str = "b.py::t") -> SideRuns:
+        runs = SideRuns()
+        for _ in range(2):
+            runs.add({"benchmarks": [{"fullname": name, "stats": {"data": list(
+                rng.normal(centre, 0.01, 30))}}]}, 0.1)  # fmt: skip
+        return runs
+
+    # The first pairs: one whole head run sat apart, as unchanged code once did in CI.
+    first = [[1.0] * 30, [1.0] * 30, [1.0] * 30]
+    shifted = [[1.3] * 30, [1.3] * 30, [1.28] * 30]
+    ratio = hierarchical_ratio(first, shifted)
+    flagged = AbComparison("b.py::t", "", 1.0, 1.3, ratio, 0.10, judge_ratio(ratio, 0.10))
+    assert flagged.verdict is AbVerdict.REGRESSION
+    ok = AbComparison("b.py::u", "", 1.0, 1.0, ratio, 0.10, AbVerdict.OK)
+
+    # Fresh pairs of unchanged code: the alarm does not repeat, so it is not a regression.
+    unchanged = confirm([flagged, ok], side(1.0), side(1.0), 0.10)
+    assert unchanged[0].verdict is AbVerdict.INCONCLUSIVE
+    assert unchanged[0].confirmation is not None
+    assert 0.95 < unchanged[0].confirmation.value < 1.05
+    assert unchanged[1] == ok  # only regressions are judged again
+    # A real slowdown of 25% repeats and stands, with the fresh ratio beside the first.
+    slower = confirm([flagged], side(1.0), side(1.25), 0.10)[0]
+    assert slower.verdict is AbVerdict.REGRESSION
+    assert slower.confirmation is not None
+    assert slower.confirmation.low > 1.1
+    assert slower.as_dict()["confirmation"]["ratio"] == slower.confirmation.value
+    # Slower, but by less than the tolerance: not confirmed.
+    assert confirm([flagged], side(1.0), side(1.05), 0.10)[0].verdict is AbVerdict.INCONCLUSIVE
+    # No fresh runs of that benchmark (they failed, or time ran out): the first verdict stands.
+    kept = confirm([flagged], side(1.0, "other.py::t"), side(1.25, "other.py::t"), 0.10)[0]
+    assert kept.verdict is AbVerdict.REGRESSION
+    assert kept.confirmation is None
