@@ -41,6 +41,9 @@ ASSET_COLUMNS: Final = (
 )
 
 
+#: How many columns :data:`ASSET_COLUMNS` selects (a row's asset is its first this many).
+ASSET_COLUMN_COUNT: Final = ASSET_COLUMNS.count(",") + 1
+
 #: ``ContentType(value)`` as a dictionary lookup (an enum call costs more than the rest of a row).
 _CONTENT_TYPES: Final = {member.value: member for member in ContentType}
 
@@ -66,20 +69,27 @@ class Asset(NamedTuple):
 
     @classmethod
     def from_record(cls, record: asyncpg.Record) -> Asset:
+        """The asset of a row whose select list starts with :data:`ASSET_COLUMNS`, in that
+        order (every statement that makes assets does; the joined columns come after). Read by
+        position: a lookup by name cost more than the rest of building the asset."""
+        (
+            content_type, id_, user_id, project_id, prompt, status, quality, model_type,
+            storage_path, thumbnail_path, duration_s, metadata, created_at,
+        ) = record[:ASSET_COLUMN_COUNT]  # fmt: skip
         return cls(
-            _CONTENT_TYPES[record["type"]],
-            record["id"],
-            record["user_id"],
-            record["project_id"],
-            record["prompt"],
-            record["status"],
-            record["quality"],
-            record["model_type"],
-            record["storage_path"],
-            record["thumbnail_path"],
-            record["duration_s"],
-            record["metadata"] or {},
-            record["created_at"],
+            _CONTENT_TYPES[content_type],
+            id_,
+            user_id,
+            project_id,
+            prompt,
+            status,
+            quality,
+            model_type,
+            storage_path,
+            thumbnail_path,
+            duration_s,
+            metadata or {},
+            created_at,
         )
 
     @property

@@ -89,3 +89,42 @@ async def test_every_seeded_and_edge_asset_answers_what_its_row_means(seeded_dsn
         assert strict(got) == strict(expected), row["id"]
         edges += row["user_id"] == USER
     assert edges == len(EDGES)
+
+
+def test_an_asset_is_read_by_position_in_the_order_its_columns_are_selected() -> None:
+    """``Asset.from_record`` reads a row's first columns by position: the select list and the
+    tuple's fields must name the same columns in the same order, and every statement that makes
+    assets must start with that list."""
+    from reference.assets import ASSET_COLUMN_COUNT
+    from reference.organize import sql as organize_sql
+    from reference.search.sql import PAGE_SQL, TEXT_PAGE_SQL
+    from reference.workspace import sql as workspace_sql
+    from reference.workspace.sql import JOINED_COLUMN_COUNT, JOINED_COLUMNS
+
+    selected = [c.strip().removeprefix("a.") for c in ASSET_COLUMNS.split(",")]
+    assert selected == list(Asset._fields)
+    assert len(selected) == ASSET_COLUMN_COUNT
+    joined = [c.strip().split(" as ")[-1].split(".")[-1] for c in JOINED_COLUMNS.split(",")]
+    assert joined == ["project_title", "job_quality", "job_type", "job_model_type", "job_metadata"]
+    assert len(joined) == JOINED_COLUMN_COUNT
+    statements = [
+        *PAGE_SQL.values(),
+        workspace_sql.PAGE_ALL,
+        workspace_sql.PAGE_ALL_AFTER,
+        workspace_sql.PAGE_SESSION,
+        workspace_sql.PAGE_SESSION_AFTER,
+        workspace_sql.ONE_ASSET,
+        *(
+            v
+            for k, v in vars(organize_sql).items()
+            if k.isupper() and k != "ASSET_COLUMNS" and ASSET_COLUMNS in str(v)
+        ),
+    ]
+    for sql in statements:
+        assert sql.split("select", 1)[1].lstrip().startswith(ASSET_COLUMNS), sql
+    # A text page's rows are the lookups of its few matches (a.* of a subquery that selects the
+    # asset's columns first) and the walk's, which selects them first too.
+    for sql in TEXT_PAGE_SQL.values():
+        assert "select a.*, f.sort_key," in sql
+        assert f"  select {ASSET_COLUMNS} from assets a\n  where a.id = f.id" in sql
+        assert f"(select {ASSET_COLUMNS}, " in sql

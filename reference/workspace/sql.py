@@ -11,6 +11,7 @@ JOINED_COLUMNS: Final = (
     "p.title as project_title, j.quality as job_quality, j.job_type, "
     "j.model_type as job_model_type, j.metadata as job_metadata"
 )
+JOINED_COLUMN_COUNT: Final = JOINED_COLUMNS.count(",") + 1
 _SELECT: Final = f"""
 select {ASSET_COLUMNS}, {JOINED_COLUMNS}
 from assets a

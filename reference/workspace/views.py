@@ -17,7 +17,7 @@ from uuid import UUID
 import asyncpg
 from aiohttp import web
 
-from reference.assets import Asset
+from reference.assets import ASSET_COLUMN_COUNT, Asset
 from reference.settings import Settings
 from reference.urls.service import URLS, SigningFailed
 from reference.web import inputs, paging
@@ -28,6 +28,7 @@ from reference.web.openapi import ApiRoutes, Param
 from reference.web.schemas import ASSET, CURSOR, NULLABLE_STRING, STRING, array, obj
 from reference.web.typedefs import GENERIC_POOL, SETTINGS
 from reference.workspace.sql import (
+    JOINED_COLUMN_COUNT,
     ONE_ASSET,
     PAGE_ALL,
     PAGE_ALL_AFTER,
@@ -113,18 +114,21 @@ def page_statement(user_id: UUID, q: WorkspaceQuery) -> tuple[str, tuple[Any, ..
 
 def workspace_item(record: asyncpg.Record, asset: Asset) -> dict[str, Any]:
     """An asset of the workspace as answered (URLs are added after): its own fields, the
-    project's title and the generating job, as the plan's select joins them."""
+    project's title and the generating job, as the plan's select joins them (``JOINED_COLUMNS``,
+    read by position after the asset's own)."""
     item = asset.answer()
-    item["project_title"] = record["project_title"]
-    job_type = record["job_type"]
+    project_title, job_quality, job_type, job_model_type, job_metadata = record[
+        ASSET_COLUMN_COUNT : ASSET_COLUMN_COUNT + JOINED_COLUMN_COUNT
+    ]
+    item["project_title"] = project_title
     item["job"] = (
         None
         if job_type is None
         else {
-            "quality": record["job_quality"],
+            "quality": job_quality,
             "job_type": job_type,
-            "model_type": record["job_model_type"],
-            "metadata": record["job_metadata"],
+            "model_type": job_model_type,
+            "metadata": job_metadata,
         }
     )
     return item
