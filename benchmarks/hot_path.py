@@ -228,9 +228,10 @@ async def _floor_statements(
         caps = await detect_capabilities(conn)
     finally:
         await conn.close()
-    # The very statement the service sends for the route (its page carries the capped total).
+    # The very statement the service sends for the route (its page carries the capped total;
+    # the walk, for a search past the cap, is not sent for this one).
     page = Page(parse_query({"q": "knight"}), 51)
-    (text_page,) = search_statements(caps, user, page, Settings.from_env({}).search_count_cap)
+    text_page = search_statements(caps, user, page, Settings.from_env({}).search_count_cap)[0]
     return {
         "workspace": (PAGE_ALL, [user, 51], GENERIC_PLAN_SETTINGS),
         "search": (text_page.sql, text_page.args, SERVER_SETTINGS),

@@ -97,7 +97,7 @@ def test_an_asset_is_read_by_position_in_the_order_its_columns_are_selected() ->
     assets must start with that list."""
     from reference.assets import ASSET_COLUMN_COUNT
     from reference.organize import sql as organize_sql
-    from reference.search.sql import PAGE_SQL, TEXT_PAGE_SQL
+    from reference.search.sql import PAGE_SQL, TEXT_PAGE_SQL, WALK_SQL
     from reference.workspace import sql as workspace_sql
     from reference.workspace.sql import JOINED_COLUMN_COUNT, JOINED_COLUMNS
 
@@ -109,6 +109,7 @@ def test_an_asset_is_read_by_position_in_the_order_its_columns_are_selected() ->
     assert len(joined) == JOINED_COLUMN_COUNT
     statements = [
         *PAGE_SQL.values(),
+        *WALK_SQL.values(),
         workspace_sql.PAGE_ALL,
         workspace_sql.PAGE_ALL_AFTER,
         workspace_sql.PAGE_SESSION,
@@ -122,9 +123,9 @@ def test_an_asset_is_read_by_position_in_the_order_its_columns_are_selected() ->
     ]
     for sql in statements:
         assert sql.split("select", 1)[1].lstrip().startswith(ASSET_COLUMNS), sql
-    # A text page's rows are the lookups of its few matches (a.* of a subquery that selects the
-    # asset's columns first) and the walk's, which selects them first too.
+    # A text page's rows are its matches' (selected with the asset's columns first), then the
+    # total.
     for sql in TEXT_PAGE_SQL.values():
-        assert "select a.*, f.sort_key," in sql
-        assert f"  select {ASSET_COLUMNS} from assets a\n  where a.id = f.id" in sql
-        assert f"(select {ASSET_COLUMNS}, " in sql
+        assert f"select {ASSET_COLUMNS}, " in sql
+        assert "select p.*, c.total from counted c left join lateral (" in sql
+        assert "select m.* from matches m" in sql

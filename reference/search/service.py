@@ -41,7 +41,13 @@ from reference.search.query import (
     TextMode,
     encode_cursor,
 )
-from reference.search.sql import CAPABILITIES_SQL, COUNT_CAPPED_SQL, PAGE_SQL, TEXT_PAGE_SQL
+from reference.search.sql import (
+    CAPABILITIES_SQL,
+    COUNT_CAPPED_SQL,
+    PAGE_SQL,
+    TEXT_PAGE_SQL,
+    WALK_SQL,
+)
 
 
 def like_pattern(q: str) -> str:
@@ -141,15 +147,20 @@ def count_statement(args: list[Any], count_cap: int) -> Statement:
 def search_statements(
     caps: SearchCapabilities, user_id: UUID, page: Page, count_cap: int
 ) -> list[Statement]:
-    """What :func:`search_assets` sends: a text search's page carrying its capped total in one
-    statement; for filters, the page and the capped count (run at once, on two connections).
-    The plan benchmarks and tests explain exactly these."""
+    """What :func:`search_assets` sends: for a prompt query, the statement that counts the
+    matches up to the cap and, below it, answers the page, then the walk (``walk``) that answers
+    the page when the matches reach the cap; for filters, the page and the capped count (run at
+    once, on two connections). The plan benchmarks and tests explain exactly these."""
     query = page.query
     mode = caps.mode_for(query.q)
     args = search_args(user_id, query, mode)
     if mode is not None:
-        sql = TEXT_PAGE_SQL[query.sort, query.order]
-        return [Statement("page", sql, [*args, *_cursor_args(page), count_cap + 1, query.q])]
+        text = TEXT_PAGE_SQL[query.sort, query.order]
+        walk_args = [user_id, query.q, None, *args[3:], *_cursor_args(page)]
+        return [
+            Statement("page", text, [*args, *_cursor_args(page), count_cap + 1]),
+            Statement("walk", WALK_SQL[query.sort, query.order], walk_args),
+        ]
     page_args = [*args, *_cursor_args(page)]
     return [
         Statement("page", PAGE_SQL[query.sort, query.order], page_args),
@@ -172,7 +183,8 @@ async def search_assets(
     pool: asyncpg.Pool, caps: SearchCapabilities, user_id: UUID, page: Page, count_cap: int
 ) -> SearchResult:
     """One page and the total, counted up to ``count_cap`` + 1: for filters on two connections
-    at once, for a prompt query in one statement."""
+    at once; for a prompt query in one statement, and a walk of the sort index for the page
+    when the matches reach the cap."""
     query = page.query
     mode = caps.mode_for(query.q)
     statements = search_statements(caps, user_id, page, count_cap)
@@ -182,13 +194,11 @@ async def search_assets(
         )
     else:
         rows = await _fetch(pool, statements[0])
-        if rows:
-            total = int(rows[0]["total"])
-        elif page.cursor is None:
-            total = 0
-        else:  # past the last page: the total still describes the whole search
-            args = search_args(user_id, query, mode)
-            total = await _fetchval(pool, count_statement(args, count_cap))
+        total = int(rows[0]["total"])  # the statement always answers a row
+        if total > count_cap:
+            rows = await _fetch(pool, statements[1])
+        else:
+            rows = [r for r in rows if r["id"] is not None]
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     assets = [Asset.from_record(r) for r in rows]
