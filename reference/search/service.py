@@ -197,8 +197,8 @@ async def search_assets(
         total = int(rows[0]["total"])  # the statement always answers a row
         if total > count_cap:
             rows = await _fetch(pool, statements[1])
-        else:
-            rows = [r for r in rows if r["id"] is not None]
+        elif rows[0]["id"] is None:  # no page: the one row carries the total alone
+            rows = []
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     assets = [Asset.from_record(r) for r in rows]
