@@ -26,6 +26,7 @@ from urllib.parse import quote
 import aiohttp
 import jwt
 from aiohttp import web
+from prometheus_client import Counter
 
 from reference.assets import Asset
 from reference.settings import Settings, UrlMode
@@ -298,6 +299,11 @@ class UnifiedUrlService(UrlService):
         #: The level the workers share (L2), asked for what this process's cache missed.
         self.shared = shared
         self._label = self.mode.value
+        # The counters every page counts on, found once: prometheus_client's labels() takes a
+        # lock and checks the labels on every call.
+        self._hits = metrics.url_cache_hits.labels(self._label)
+        self._misses = metrics.url_cache_misses.labels(self._label)
+        self._levels: dict[str, tuple[Counter, Counter]] = {}
 
     async def sign_objects(self, objects: Sequence[tuple[str, str]]) -> list[SignResult]:
         """Signed URLs for ``(bucket, path)`` pairs, in order: cache first, then one signing
@@ -326,8 +332,8 @@ class UnifiedUrlService(UrlService):
         """A call's metrics: of ``total`` objects, ``l1_misses`` not in this process's cache
         and ``unsigned`` in no cache level (signed, or failed, now)."""
         self._count_level("l1", total - l1_misses, l1_misses)
-        self.metrics.url_cache_hits.labels(self._label).inc(total - unsigned)
-        self.metrics.url_cache_misses.labels(self._label).inc(unsigned)
+        self._hits.inc(total - unsigned)
+        self._misses.inc(unsigned)
 
     async def _complete(
         self, objects: Sequence[tuple[str, str]], cached: Sequence[str | None], now: float
@@ -387,8 +393,14 @@ class UnifiedUrlService(UrlService):
         self._count_level(shared.level, hits, len(objects) - hits)
 
     def _count_level(self, level: str, hits: int, misses: int) -> None:
-        self.metrics.url_cache_level_hits.labels(self._label, level).inc(hits)
-        self.metrics.url_cache_level_misses.labels(self._label, level).inc(misses)
+        counters = self._levels.get(level)
+        if counters is None:
+            counters = self._levels[level] = (
+                self.metrics.url_cache_level_hits.labels(self._label, level),
+                self.metrics.url_cache_level_misses.labels(self._label, level),
+            )
+        counters[0].inc(hits)
+        counters[1].inc(misses)
 
     async def _sign_bucket(self, bucket: str, paths: list[str]) -> list[SignResult]:
         self.metrics.sign_calls.labels(self._label, "batch").inc()
