@@ -245,10 +245,12 @@ PROFILE_FORMATS: Final = {"flamegraph": "svg", "raw": "txt", "speedscope": "json
 def profiled(pid: int, seconds: float, out: Path, fmt: str) -> subprocess.Popen[bytes]:
     """py-spy sampling the service for ``seconds`` into ``out`` (started beside wrk): a flame
     graph, or collapsed stacks (``raw``) to read as text."""
-    if shutil.which("py-spy") is None:
+    # On PATH, or beside this interpreter (``.venv/bin/pip install py-spy`` without activating).
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if spy is None:
         raise SystemExit("--profile needs py-spy (pip install py-spy)")
     return subprocess.Popen(
-        ["py-spy", "record", "--pid", str(pid), "--duration", f"{seconds:.0f}", "--rate", "250",
+        [spy, "record", "--pid", str(pid), "--duration", f"{seconds:.0f}", "--rate", "250",
          "--nonblocking", "--format", fmt, "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
