@@ -317,14 +317,17 @@ def measure(
             into.add(found, load)
             return True
 
+        def order(index: int) -> tuple[str, str]:
+            """Which side runs first in the pair ``index``: they alternate, pair after pair."""
+            return ("base", "head") if index % 2 == 0 else ("head", "base")
+
         def files(comparisons: Sequence[AbComparison], verdict: AbVerdict) -> list[str]:
             return sorted(
                 {c.benchmark.split("::", 1)[0] for c in comparisons if c.verdict is verdict}
             )
 
         for i in range(pairs):
-            order = ("base", "head") if i % 2 == 0 else ("head", "base")
-            for name in order:
+            for name in order(i):
                 if one(name, str(i), pytest_args, sides[name]):
                     continue
                 if name == "head":
@@ -338,7 +341,7 @@ def measure(
         again = files(comparisons, AbVerdict.INCONCLUSIVE)
         if again and time.monotonic() < deadline:
             print(f"gate: inconclusive benchmarks in {', '.join(again)}: one more pair", flush=True)
-            for name in ("head", "base") if pairs % 2 else ("base", "head"):
+            for name in order(pairs):
                 if not one(name, str(pairs), [*again, *pytest_args], sides[name]):
                     break
             comparisons = compare(base, head, tolerance)
@@ -351,10 +354,8 @@ def measure(
             )
             fresh = {"base": SideRuns(), "head": SideRuns()}
             for i in range(confirm_pairs):
-                order = ("head", "base") if i % 2 == 0 else ("base", "head")
-                if not all(
-                    one(n, f"confirm{i}", [*flagged, *pytest_args], fresh[n]) for n in order
-                ):
+                label = f"confirm{i}"
+                if not all(one(n, label, [*flagged, *pytest_args], fresh[n]) for n in order(i)):
                     break
             comparisons = confirm(comparisons, fresh["base"], fresh["head"], tolerance)
     return AbResult(base_rev, comparisons, base.loads, head.loads, head.last_json)

@@ -26,13 +26,12 @@ from urllib.parse import quote
 import aiohttp
 import jwt
 from aiohttp import web
-from prometheus_client import Counter
 
 from reference.assets import Asset
 from reference.settings import Settings, UrlMode
 from reference.urls.buckets import BUCKETS, UnsafePath, determine_bucket, safe_object_path
 from reference.urls.cache import RedisUrlCache, SharedEntry, SharedUrlCache, open_redis, window_end
-from reference.web.metrics import Metrics
+from reference.web.metrics import Children, Metrics
 
 ALGORITHM: Final = "HS256"
 SIGN_PREFIX: Final = "/storage/v1/object/sign"
@@ -299,11 +298,11 @@ class UnifiedUrlService(UrlService):
         #: The level the workers share (L2), asked for what this process's cache missed.
         self.shared = shared
         self._label = self.mode.value
-        # The counters every page counts on, found once: prometheus_client's labels() takes a
-        # lock and checks the labels on every call.
+        # The counters every page counts on, found once (see Children).
         self._hits = metrics.url_cache_hits.labels(self._label)
         self._misses = metrics.url_cache_misses.labels(self._label)
-        self._levels: dict[str, tuple[Counter, Counter]] = {}
+        self._level_hits = Children(metrics.url_cache_level_hits)
+        self._level_misses = Children(metrics.url_cache_level_misses)
 
     async def sign_objects(self, objects: Sequence[tuple[str, str]]) -> list[SignResult]:
         """Signed URLs for ``(bucket, path)`` pairs, in order: cache first, then one signing
@@ -393,14 +392,8 @@ class UnifiedUrlService(UrlService):
         self._count_level(shared.level, hits, len(objects) - hits)
 
     def _count_level(self, level: str, hits: int, misses: int) -> None:
-        counters = self._levels.get(level)
-        if counters is None:
-            counters = self._levels[level] = (
-                self.metrics.url_cache_level_hits.labels(self._label, level),
-                self.metrics.url_cache_level_misses.labels(self._label, level),
-            )
-        counters[0].inc(hits)
-        counters[1].inc(misses)
+        self._level_hits(self._label, level).inc(hits)
+        self._level_misses(self._label, level).inc(misses)
 
     async def _sign_bucket(self, bucket: str, paths: list[str]) -> list[SignResult]:
         self.metrics.sign_calls.labels(self._label, "batch").inc()

@@ -11,12 +11,13 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 
 from reference.web.errors import CLIENT_CLOSED, client_gone
 from reference.web.typedefs import Handler
@@ -122,11 +123,27 @@ def route_label(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+MetricT = TypeVar("MetricT", bound=MetricWrapperBase)
+
+
+class Children(Generic[MetricT]):
+    """A labelled metric's children, each found once: prometheus_client's ``labels()`` takes a
+    lock and checks the labels on every call, several times a request. The registry keeps every
+    child it made anyway, so this holds no more than it does."""
+
+    def __init__(self, metric: MetricT) -> None:
+        self._metric = metric
+        self._found: dict[tuple[str, ...], MetricT] = {}
+
+    def __call__(self, *labels: str) -> MetricT:
+        child = self._found.get(labels)
+        if child is None:
+            child = self._found[labels] = self._metric.labels(*labels)
+        return child
+
+
 def make_metrics_middleware(metrics: Metrics) -> Middleware:
-    # Each (method, route, status)'s histogram, found once: prometheus_client's labels() takes a
-    # lock and checks the labels on every call. It keeps every child it made anyway, so this
-    # holds no more than the registry does.
-    children: dict[tuple[str, str, str], Histogram] = {}
+    request_seconds = Children(metrics.request_seconds)
 
     @web.middleware
     async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -144,11 +161,9 @@ def make_metrics_middleware(metrics: Metrics) -> Middleware:
                 status = CLIENT_CLOSED
             raise
         finally:
-            key = (request.method, route_label(request), str(status))
-            child = children.get(key)
-            if child is None:
-                child = children[key] = metrics.request_seconds.labels(*key)
-            child.observe(time.perf_counter() - start)
+            request_seconds(request.method, route_label(request), str(status)).observe(
+                time.perf_counter() - start
+            )
 
     return metrics_middleware
 
