@@ -231,17 +231,18 @@ def test_a_regression_stands_only_when_fresh_runs_see_it_again():
     assert slower.confirmation is not None
     assert slower.confirmation.low > 1.1
     assert slower.as_dict()["confirmation"]["ratio"] == slower.confirmation.value
-    # Slower by less than half the tolerance: not confirmed; by more, on runs too noisy for a
-    # tight interval of their own, confirmed.
-    assert confirm([flagged], side(1.0), side(1.02))[0].verdict is AbVerdict.INCONCLUSIVE
+    # Slower, but by less than the tolerance: not confirmed.
+    assert confirm([flagged], side(1.0), side(1.05))[0].verdict is AbVerdict.INCONCLUSIVE
+    # Slower in one fresh head run of two only, as a noisy benchmark's false alarm in CI was
+    # (again 1.11 [0.76, 1.41]): the interval reaches below 1, so not confirmed.
     noisy = SideRuns()
-    for centre in (1.25, 0.98):  # one fresh run of the head slower, one not
+    for centre in (1.25, 0.98):
         noisy.add({"benchmarks": [{"fullname": "b.py::t", "stats": {"data": list(
             rng.normal(centre, 0.01, 30))}}]}, 0.1)  # fmt: skip
     seen = confirm([flagged], side(1.0), noisy)[0]
     assert seen.confirmation is not None
-    assert seen.confirmation.low < 1.0 < 1.05 < seen.confirmation.value
-    assert seen.verdict is AbVerdict.REGRESSION
+    assert seen.confirmation.low < 1.0
+    assert seen.verdict is AbVerdict.INCONCLUSIVE
     # No fresh runs of that benchmark (they failed, or time ran out): the first verdict stands.
     kept = confirm([flagged], side(1.0, "other.py::t"), side(1.25, "other.py::t"))[0]
     assert kept.verdict is AbVerdict.REGRESSION
