@@ -142,19 +142,6 @@ def test_selective_text_search_uses_the_trigram_index(
     assert not walked & set(TRIGRAM_INDEXES)
 
 
-@pytest.mark.parametrize("q", ["zq", "q!", "kx"])
-def test_rare_short_query_uses_the_character_and_pair_index(
-    small_dataset: tuple[str, Any], q: str
-) -> None:
-    """A query without a trigram that few prompts hold: its page comes from the character and
-    pair index (sql/0012), not from testing every row of the user (at 1,000,000 assets ``q=zz``
-    read the whole history, about 1 s)."""
-    dsn, spec = small_dataset
-    plans = asyncio.run(explain_search(dsn, spec, {"q": q}))
-    used = {n.get("Index Name") for n in plan_nodes(plans["page"])}
-    assert "idx_images_user_fold_grams" in used, plans["page"]
-
-
 @pytest.mark.parametrize(
     ("sort", "index"),
     [("prompt", "prompt_c"), ("quality", "quality_c"), ("model", "model_c")],

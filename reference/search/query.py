@@ -26,14 +26,6 @@ PLAIN_MODEL: Final = "none"
 #: Trigram indexes on ``search_fold(prompt)`` (sql/0009), with the user id when btree_gin exists.
 TRIGRAM_INDEXES: Final = ("idx_images_user_fold_trgm", "idx_videos_user_fold_trgm")
 PLAIN_TRIGRAM_INDEXES: Final = ("idx_images_fold_trgm", "idx_videos_fold_trgm")
-#: Character and pair indexes on ``search_grams(search_fold(prompt))`` (sql/0012), for queries
-#: without a trigram; with the user id when btree_gin exists.
-GRAM_INDEXES: Final = (
-    "idx_images_user_fold_grams",
-    "idx_videos_user_fold_grams",
-    "idx_images_fold_grams",
-    "idx_videos_fold_grams",
-)
 
 
 class SortKey(StrEnum):

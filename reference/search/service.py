@@ -6,9 +6,7 @@ the test oracle):
 * ``q``: case-insensitive substring of the prompt (the plan's ``toLowerCase().includes``), with
   ``%``, ``_`` and ``\\`` literal. A query with a run of three letters or digits is answered with
   ``ILIKE`` (the trigram index serves it); a shorter one has no trigram to look up, so it runs as
-  ``strpos(lower(prompt), lower(q))``, over the rows that the character and pair index
-  (sql/0012) finds holding every character and pair of it, or over the user's rows when the
-  planner expects its matches to come soon.
+  ``strpos(lower(prompt), lower(q))`` over the user's rows, which no trigram index is tempted by.
 * ``model=none`` selects the plain model (``model_type`` NULL).
 * ``start`` and ``end`` are inclusive; a date without a time is a whole UTC day (``end=2024-05-01``
   includes all of May 1st); a datetime without an offset is UTC.
@@ -34,7 +32,6 @@ import asyncpg
 
 from reference.assets import Asset
 from reference.search.query import (
-    GRAM_INDEXES,
     MAX_QUERY_CHARS,
     PLAIN_TRIGRAM_INDEXES,
     TRIGRAM_INDEXES,
@@ -63,8 +60,6 @@ class SearchCapabilities:
     pg_trgm: bool
     btree_gin: bool
     trigram_index: str | None  # "user_prompt" (btree_gin composite), "prompt", or None
-    #: The character and pair index (sql/0012) that serves a short needle.
-    gram_index: bool = False
 
     @property
     def text_index(self) -> bool:
@@ -89,7 +84,6 @@ class SearchCapabilities:
             "btree_gin": self.btree_gin,
             "trigram_index": self.trigram_index,
             "text_index": self.text_index,
-            "gram_index": self.gram_index,
             "short_query_chars": 3,
             "max_query_chars": MAX_QUERY_CHARS,
             "collation": "C (code-point order)",
@@ -98,16 +92,14 @@ class SearchCapabilities:
 
 
 async def detect_capabilities(conn: asyncpg.Connection) -> SearchCapabilities:
-    row = await conn.fetchrow(
-        CAPABILITIES_SQL, list(TRIGRAM_INDEXES), list(PLAIN_TRIGRAM_INDEXES), list(GRAM_INDEXES)
-    )
+    row = await conn.fetchrow(CAPABILITIES_SQL, list(TRIGRAM_INDEXES), list(PLAIN_TRIGRAM_INDEXES))
     assert row is not None
     index = None
     if row["user_prompt_indexes"] == len(TRIGRAM_INDEXES):
         index = "user_prompt"
     elif row["prompt_indexes"] == len(PLAIN_TRIGRAM_INDEXES):
         index = "prompt"
-    return SearchCapabilities(row["pg_trgm"], row["btree_gin"], index, row["gram_indexes"] >= 2)
+    return SearchCapabilities(row["pg_trgm"], row["btree_gin"], index)
 
 
 def search_args(user_id: UUID, query: SearchQuery, mode: TextMode | None) -> list[Any]:
@@ -166,7 +158,7 @@ def search_statements(
     args = search_args(user_id, query, mode)
     if mode is not None:
         text, text_args, once = text_page(
-            query.sort, query.order, [*args, *_cursor_args(page), count_cap + 1], caps.gram_index
+            query.sort, query.order, [*args, *_cursor_args(page), count_cap + 1]
         )
         walk_args = [user_id, query.q, None, *args[3:], *_cursor_args(page)]
         return [

@@ -95,7 +95,7 @@ WALK_SQL: Final[Mapping[tuple[SortKey, SortOrder], str]] = {
 TEXT_PAGE_TESTS: Final[tuple[tuple[int, str], ...]] = (
     (1, "a.user_id = {}::uuid"),
     (2, "search_fold(a.prompt) like lower({}::text)"),
-    (3, "strpos(search_fold(a.prompt), lower({0}::text)) > 0"),
+    (3, "strpos(search_fold(a.prompt), lower({}::text)) > 0"),
     (4, "a.type = {}::text"),
     (5, 'a.quality collate "C" = {}::text'),
     (6, "coalesce(a.model_type, '') collate \"C\" = {}::text"),
@@ -103,24 +103,13 @@ TEXT_PAGE_TESTS: Final[tuple[tuple[int, str], ...]] = (
     (8, "a.created_at >= {}::timestamptz"),
     (9, "a.created_at < {}::timestamptz"),
 )
-#: A short needle's test where the character and pair index exists (sql/0012): every character
-#: and pair of the needle is in the prompt (what the index answers), then the exact test.
-GRAMS_NEEDLE_TEST: Final = (
-    "search_grams(search_fold(a.prompt)) @> search_grams(search_fold({0}::text))\n"
-    "    and strpos(search_fold(a.prompt), lower({0}::text)) > 0"
-)
 #: Canonical positions (0-based) of a text page's arguments past the tests.
 _INCLUDE_DISMISSED, _CURSOR_VALUE, _CURSOR_ID, _LIMIT, _CAP = 9, 10, 11, 12, 13
 
 
 @functools.lru_cache(maxsize=1024)
 def _text_page_sql(
-    key: SortKey,
-    order: SortOrder,
-    tests: tuple[int, ...],
-    include_dismissed: bool,
-    cursor: bool,
-    grams: bool,
+    key: SortKey, order: SortOrder, tests: tuple[int, ...], include_dismissed: bool, cursor: bool
 ) -> str:
     """A text search's capped total and, below the cap, its page, in one statement: at most
     cap + 1 matches are collected from the trigram index (the count needs them anyway), whole
@@ -138,8 +127,6 @@ def _text_page_sql(
     expr, cast = SORT_EXPRESSIONS[key]
     direction, compare = ("asc", ">") if order is SortOrder.ASC else ("desc", "<")
     written = dict(TEXT_PAGE_TESTS)
-    if grams:
-        written[3] = GRAMS_NEEDLE_TEST
     where = [written[t].format(f"${n}") for n, t in enumerate(tests, 1)]
     if not include_dismissed:
         where.append(NOT_DISMISSED)
@@ -167,10 +154,8 @@ def _text_page_sql(
 
 
 #: The tests of a text page whose plan is the same for every user and argument: the user's
-#: trigram index (or, for a short needle without the character and pair index, the user's rows)
-#: and a type, which picks a branch of the assets view at the start of execution. A short needle
-#: with that index is planned for its argument: the index for a rare pair, the user's rows (whose
-#: first matches come soon) for a frequent one. A status, quality, model or date test has
+#: trigram index (or, for a short needle, the user's rows) and a type, which picks a branch of
+#: the assets view at the start of execution. A status, quality, model or date test has
 #: indexes of its own; planned once, without its value, PostgreSQL chose one of them (at the
 #: plan's scale ``q=knight&status=completed`` read 1,405 of the user's completed videos for 27
 #: matches, and a rare term at 1,000,000 assets would read them all), so a page with one of
@@ -178,22 +163,17 @@ def _text_page_sql(
 PLANNED_ONCE_TESTS: Final = frozenset({1, 2, 3, 4})
 
 
-def text_page(
-    key: SortKey, order: SortOrder, args: Sequence[Any], grams: bool = False
-) -> tuple[str, list[Any], bool]:
+def text_page(key: SortKey, order: SortOrder, args: Sequence[Any]) -> tuple[str, list[Any], bool]:
     """The text page statement for ``args``, the canonical list (``$1``..``$14`` at the top of
     this module), its own arguments (the given tests', then the rest, in order), and whether it
-    can be planned once (:data:`PLANNED_ONCE_TESTS`). ``grams``: a short needle is looked up in
-    the character and pair index (sql/0012)."""
+    can be planned once (:data:`PLANNED_ONCE_TESTS`)."""
     tests = tuple(p for p, _ in TEXT_PAGE_TESTS if args[p - 1] is not None)
-    grams = grams and 3 in tests
     cursor = args[_CURSOR_VALUE] is not None
-    sql = _text_page_sql(key, order, tests, bool(args[_INCLUDE_DISMISSED]), cursor, grams)
+    sql = _text_page_sql(key, order, tests, bool(args[_INCLUDE_DISMISSED]), cursor)
     own = [args[p - 1] for p in tests]
     if cursor:
         own += [args[_CURSOR_VALUE], args[_CURSOR_ID]]
-    once = not grams and PLANNED_ONCE_TESTS.issuperset(tests)
-    return sql, [*own, args[_LIMIT], args[_CAP]], once
+    return sql, [*own, args[_LIMIT], args[_CAP]], PLANNED_ONCE_TESTS.issuperset(tests)
 
 
 CAPABILITIES_SQL: Final = """
@@ -203,9 +183,7 @@ select
     (select count(*) from pg_index i join pg_class c on c.oid = i.indexrelid
       where c.relname = any($1::text[]) and i.indisvalid) as user_prompt_indexes,
     (select count(*) from pg_index i join pg_class c on c.oid = i.indexrelid
-      where c.relname = any($2::text[]) and i.indisvalid) as prompt_indexes,
-    (select count(*) from pg_index i join pg_class c on c.oid = i.indexrelid
-      where c.relname = any($3::text[]) and i.indisvalid) as gram_indexes
+      where c.relname = any($2::text[]) and i.indisvalid) as prompt_indexes
 """
 
 
