@@ -157,12 +157,12 @@ def search_statements(
     mode = caps.mode_for(query.q)
     args = search_args(user_id, query, mode)
     if mode is not None:
-        text, text_args, once = text_page(
+        text, text_args = text_page(
             query.sort, query.order, [*args, *_cursor_args(page), count_cap + 1]
         )
         walk_args = [user_id, query.q, None, *args[3:], *_cursor_args(page)]
         return [
-            Statement("page", text, text_args, generic=once),
+            Statement("page", text, text_args, generic=True),
             Statement("walk", WALK_SQL[query.sort, query.order], walk_args),
         ]
     page_args = [*args, *_cursor_args(page)]

@@ -121,8 +121,7 @@ def _text_page_sql(
     (when ``cursor``), the limit and the cap + 1. The assets view is named once: every name of
     it is two tables whose dozen indexes each the planner weighs, and planning this statement
     for its arguments cost about as much as running it (plan scale, ``knight``: 0.4 ms planning,
-    0.5 ms execution), so without a filter of its own index it runs on the generic-plan pool,
-    planned once per connection (:func:`text_page`).
+    0.5 ms execution), so it runs on the generic-plan pool, planned once per connection.
     """
     expr, cast = SORT_EXPRESSIONS[key]
     direction, compare = ("asc", ">") if order is SortOrder.ASC else ("desc", "<")
@@ -153,27 +152,16 @@ def _text_page_sql(
     )
 
 
-#: The tests of a text page whose plan is the same for every user and argument: the user's
-#: trigram index (or, for a short needle, the user's rows) and a type, which picks a branch of
-#: the assets view at the start of execution. A status, quality, model or date test has
-#: indexes of its own; planned once, without its value, PostgreSQL chose one of them (at the
-#: plan's scale ``q=knight&status=completed`` read 1,405 of the user's completed videos for 27
-#: matches, and a rare term at 1,000,000 assets would read them all), so a page with one of
-#: them is planned for its arguments.
-PLANNED_ONCE_TESTS: Final = frozenset({1, 2, 3, 4})
-
-
-def text_page(key: SortKey, order: SortOrder, args: Sequence[Any]) -> tuple[str, list[Any], bool]:
+def text_page(key: SortKey, order: SortOrder, args: Sequence[Any]) -> tuple[str, list[Any]]:
     """The text page statement for ``args``, the canonical list (``$1``..``$14`` at the top of
-    this module), its own arguments (the given tests', then the rest, in order), and whether it
-    can be planned once (:data:`PLANNED_ONCE_TESTS`)."""
+    this module), and its own arguments: the given tests' and the rest's, in order."""
     tests = tuple(p for p, _ in TEXT_PAGE_TESTS if args[p - 1] is not None)
     cursor = args[_CURSOR_VALUE] is not None
     sql = _text_page_sql(key, order, tests, bool(args[_INCLUDE_DISMISSED]), cursor)
     own = [args[p - 1] for p in tests]
     if cursor:
         own += [args[_CURSOR_VALUE], args[_CURSOR_ID]]
-    return sql, [*own, args[_LIMIT], args[_CAP]], PLANNED_ONCE_TESTS.issuperset(tests)
+    return sql, [*own, args[_LIMIT], args[_CAP]]
 
 
 CAPABILITIES_SQL: Final = """
