@@ -234,11 +234,7 @@ async def _floor_statements(
     text_page = search_statements(caps, user, page, Settings.from_env({}).search_count_cap)[0]
     return {
         "workspace": (PAGE_ALL, [user, 51], GENERIC_PLAN_SETTINGS),
-        "search": (
-            text_page.sql,
-            text_page.args,
-            GENERIC_PLAN_SETTINGS if text_page.generic else SERVER_SETTINGS,
-        ),
+        "search": (text_page.sql, text_page.args, SERVER_SETTINGS),
     }
 
 

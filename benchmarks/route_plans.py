@@ -17,26 +17,30 @@ import asyncpg
 
 from reference.db.pool import GENERIC_PLAN_SETTINGS, SERVER_SETTINGS, connect
 from reference.search.query import parse_page
-from reference.search.service import Statement, detect_capabilities, search_statements
+from reference.search.service import detect_capabilities, search_statements
 from reference.settings import Settings
 from reference.workspace.views import WorkspaceQuery, page_statement
 
 EXPLAIN: Final = "explain (analyze, buffers) "
 
 
+#: Routes whose statements the service sends on its generic-plan pool.
+GENERIC_ROUTES: Final = frozenset({"/v1/workspace"})
+
+
 def route_statements(
     path: str, user: UUID, settings: Settings, caps: Any
-) -> list[Statement] | None:
-    """The statements ``path`` sends for ``user``, each marked with the pool it is sent on;
-    None: no SQL plan."""
+) -> list[tuple[str, str, list[Any]]] | None:
+    """(name, sql, args) of each statement ``path`` sends for ``user``; None: no SQL plan."""
     parts = urlsplit(path)
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
-    if parts.path == "/v1/workspace":
+    if parts.path in GENERIC_ROUTES:
         sql, args = page_statement(user, WorkspaceQuery.parse(params, settings))
-        return [Statement("page", sql, list(args), generic=True)]
+        return [("page", sql, list(args))]
     if parts.path == "/v1/search":
         page = parse_page(params, set(), settings)
-        return search_statements(caps, user, page, settings.search_count_cap)
+        found = search_statements(caps, user, page, settings.search_count_cap)
+        return [(s.name, s.sql, s.args) for s in found]
     return None
 
 
@@ -76,15 +80,15 @@ async def route_plans(
             statements = route_statements(path, user, settings, caps)
             if statements is None:
                 continue
+            on_generic = urlsplit(path).path in GENERIC_ROUTES
             texts = []
-            for statement in statements:
-                sql, args = statement.sql, statement.args
-                if statement.generic:
+            for name, sql, args in statements:
+                if on_generic:
                     await generic.fetch(sql, *args)
                     plan = await explain_generic(generic, sql, args)
                 else:
                     await conn.fetch(sql, *args)
                     plan = await _explain(conn, sql, args)
-                texts.append(f"-- {statement.name}\n{plan}")
+                texts.append(f"-- {name}\n{plan}")
             plans[route] = "\n\n".join(texts)
     return plans

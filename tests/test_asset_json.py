@@ -97,8 +97,7 @@ def test_an_asset_is_read_by_position_in_the_order_its_columns_are_selected() ->
     assets must start with that list."""
     from reference.assets import ASSET_COLUMN_COUNT
     from reference.organize import sql as organize_sql
-    from reference.search.query import SortKey, SortOrder
-    from reference.search.sql import PAGE_SQL, WALK_SQL, text_page
+    from reference.search.sql import PAGE_SQL, TEXT_PAGE_SQL, WALK_SQL
     from reference.workspace import sql as workspace_sql
     from reference.workspace.sql import JOINED_COLUMN_COUNT, JOINED_COLUMNS
 
@@ -126,11 +125,7 @@ def test_an_asset_is_read_by_position_in_the_order_its_columns_are_selected() ->
         assert sql.split("select", 1)[1].lstrip().startswith(ASSET_COLUMNS), sql
     # A text page's rows are its matches' (selected with the asset's columns first), then the
     # total.
-    everything = ["u", "%k%", None, "image", "high", "", "completed", "t0", "t1", False, "v", "i"]
-    shapes = [["u", "%k%", *[None] * 7, True, None, None], everything]
-    texts = [text_page(k, o, [*a, 51, 1001])[0] for k in SortKey for o in SortOrder for a in shapes]
-    assert len(set(texts)) == len(texts) == 16
-    for sql in texts:
+    for sql in TEXT_PAGE_SQL.values():
         assert f"select {ASSET_COLUMNS}, " in sql
         assert "select p.*, c.total from counted c left join lateral (" in sql
         assert "select m.* from matches m" in sql

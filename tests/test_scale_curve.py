@@ -7,8 +7,8 @@ import uuid
 from benchmarks.route_plans import route_statements
 from benchmarks.scale_curve import PAGED, ROUTES, RouteLatency, figures_of, flatness
 from reference.search.query import SortKey, SortOrder, parse_page
-from reference.search.service import SearchCapabilities, Statement, search_statements
-from reference.search.sql import COUNT_CAPPED_SQL, PAGE_SQL, WALK_SQL
+from reference.search.service import SearchCapabilities, search_statements
+from reference.search.sql import COUNT_CAPPED_SQL, PAGE_SQL, TEXT_PAGE_SQL, WALK_SQL
 from reference.workspace.sql import PAGE_ALL
 from reports import uncertainty
 from reports.uncertainty import Estimate
@@ -68,24 +68,23 @@ def test_route_plans_explain_the_statements_the_service_sends() -> None:
     cap = SETTINGS.search_count_cap
     text = route_statements("/v1/search?q=knight&quality=high&limit=50", user, SETTINGS, caps)
     page = parse_page({"q": "knight", "quality": "high", "limit": "50"}, set(), SETTINGS)
-    assert text == search_statements(caps, user, page, cap)
-    # The page names only the tests given (user, pattern, quality), then limit and cap + 1, and
-    # is planned once; the walk is planned for its arguments.
-    assert [(s.name, s.generic) for s in text] == [("page", True), ("walk", False)]
-    assert text[0].args == [user, "%knight%", "high", 51, cap + 1]
-    assert 'a.quality collate "C" = $3::text' in text[0].sql
-    assert "a.type" not in text[0].sql.split("select p.*")[0].split("from assets a")[1]
-    assert text[1].sql == WALK_SQL[SortKey.DATE, SortOrder.DESC]
-    assert text[1].args[1:3] == ["knight", None]
+    assert text == [(s.name, s.sql, s.args) for s in search_statements(caps, user, page, cap)]
+    assert [(name, sql) for name, sql, _ in text] == [
+        ("page", TEXT_PAGE_SQL[SortKey.DATE, SortOrder.DESC]),
+        ("walk", WALK_SQL[SortKey.DATE, SortOrder.DESC]),
+    ]
+    assert text[0][2][1:3] == ["%knight%", None]
+    assert text[0][2][-1] == cap + 1
+    assert text[1][2][1:3] == ["knight", None]
     filters = route_statements(ROUTES["filters_only"], user, SETTINGS, caps)
     assert filters is not None
-    assert [(s.name, s.sql, s.generic) for s in filters] == [
-        ("page", PAGE_SQL[SortKey.MODEL, SortOrder.DESC], False),
-        ("count", COUNT_CAPPED_SQL, False),
+    assert [(name, sql) for name, sql, _ in filters] == [
+        ("page", PAGE_SQL[SortKey.MODEL, SortOrder.DESC]),
+        ("count", COUNT_CAPPED_SQL),
     ]
-    assert filters[1].args[-1] == cap + 1
+    assert filters[1][2][-1] == cap + 1
     assert route_statements("/v1/workspace?limit=50", user, SETTINGS, caps) == [
-        Statement("page", PAGE_ALL, [user, 51], generic=True)
+        ("page", PAGE_ALL, [user, 51])
     ]
     assert route_statements(ROUTES["duplicates_warm"], user, SETTINGS, caps) is None
 

@@ -78,22 +78,16 @@ def plan_nodes(plan: Any) -> Iterator[dict[str, Any]]:
 async def explain_search(
     dsn: str, spec: Any, params: dict[str, str], *, analyze: bool = False, cap: int = 1_000
 ) -> dict[str, Any]:
-    """The plans of the statements the endpoint sends (``search_statements``), each as its pool
-    runs it: a text search's page (which carries its count) is a generic plan."""
-    async with (
-        connect(dsn, server_settings=SERVER_SETTINGS, json_codecs=True) as conn,
-        connect(dsn, server_settings=GENERIC_PLAN_SETTINGS) as generic,
-    ):
+    """The plans of the statements the endpoint sends (``search_statements``): a text search's
+    page carries its count."""
+    async with connect(dsn, server_settings=SERVER_SETTINGS, json_codecs=True) as conn:
         caps = await detect_capabilities(conn)
         page = Page(parse_query(params), 50)
         statements = search_statements(caps, heavy_user_id(spec), page, cap)
         explain = "explain (analyze, format json) " if analyze else "explain (format json) "
         plans = {}
         for statement in statements:
-            if statement.generic:  # the plan the generic-plan pool runs
-                raw = await explain_generic(generic, statement.sql, statement.args, explain)
-            else:
-                raw = await conn.fetchval(explain + statement.sql, *statement.args)
+            raw = await conn.fetchval(explain + statement.sql, *statement.args)
             plans[statement.name] = orjson.loads(raw) if isinstance(raw, str) else raw
         return plans
 

@@ -45,8 +45,8 @@ from reference.search.sql import (
     CAPABILITIES_SQL,
     COUNT_CAPPED_SQL,
     PAGE_SQL,
+    TEXT_PAGE_SQL,
     WALK_SQL,
-    text_page,
 )
 
 
@@ -138,8 +138,6 @@ class Statement:
     name: str
     sql: str
     args: list[Any]
-    #: Sent on the generic-plan pool (planned once per connection), not planned for its args.
-    generic: bool = False
 
 
 def count_statement(args: list[Any], count_cap: int) -> Statement:
@@ -157,12 +155,10 @@ def search_statements(
     mode = caps.mode_for(query.q)
     args = search_args(user_id, query, mode)
     if mode is not None:
-        text, text_args = text_page(
-            query.sort, query.order, [*args, *_cursor_args(page), count_cap + 1]
-        )
+        text = TEXT_PAGE_SQL[query.sort, query.order]
         walk_args = [user_id, query.q, None, *args[3:], *_cursor_args(page)]
         return [
-            Statement("page", text, text_args, generic=True),
+            Statement("page", text, [*args, *_cursor_args(page), count_cap + 1]),
             Statement("walk", WALK_SQL[query.sort, query.order], walk_args),
         ]
     page_args = [*args, *_cursor_args(page)]
@@ -172,30 +168,19 @@ def search_statements(
     ]
 
 
-@dataclass(frozen=True, slots=True)
-class Pools:
-    """The service's two pools: statements planned for their arguments, and planned once."""
-
-    custom: asyncpg.Pool
-    generic: asyncpg.Pool
-
-    def of(self, statement: Statement) -> asyncpg.Pool:
-        return self.generic if statement.generic else self.custom
-
-
-async def _fetch(pools: Pools, statement: Statement) -> list[asyncpg.Record]:
-    async with pools.of(statement).acquire() as conn:
+async def _fetch(pool: asyncpg.Pool, statement: Statement) -> list[asyncpg.Record]:
+    async with pool.acquire() as conn:
         rows: list[asyncpg.Record] = await conn.fetch(statement.sql, *statement.args)
     return rows
 
 
-async def _fetchval(pools: Pools, statement: Statement) -> int:
-    async with pools.of(statement).acquire() as conn:
+async def _fetchval(pool: asyncpg.Pool, statement: Statement) -> int:
+    async with pool.acquire() as conn:
         return int(await conn.fetchval(statement.sql, *statement.args))
 
 
 async def search_assets(
-    pools: Pools, caps: SearchCapabilities, user_id: UUID, page: Page, count_cap: int
+    pool: asyncpg.Pool, caps: SearchCapabilities, user_id: UUID, page: Page, count_cap: int
 ) -> SearchResult:
     """One page and the total, counted up to ``count_cap`` + 1: for filters on two connections
     at once; for a prompt query in one statement, and a walk of the sort index for the page
@@ -205,13 +190,13 @@ async def search_assets(
     statements = search_statements(caps, user_id, page, count_cap)
     if mode is None:
         rows, total = await asyncio.gather(
-            _fetch(pools, statements[0]), _fetchval(pools, statements[1])
+            _fetch(pool, statements[0]), _fetchval(pool, statements[1])
         )
     else:
-        rows = await _fetch(pools, statements[0])
+        rows = await _fetch(pool, statements[0])
         total = int(rows[0]["total"])  # the statement always answers a row
         if total > count_cap:
-            rows = await _fetch(pools, statements[1])
+            rows = await _fetch(pool, statements[1])
         elif rows[0]["id"] is None:  # no page: the one row carries the total alone
             rows = []
     more = len(rows) > page.limit

@@ -15,12 +15,7 @@ from reference.search.query import (
     parse_page,
     parse_state,
 )
-from reference.search.service import (
-    Pools,
-    SearchCapabilities,
-    detect_capabilities,
-    search_assets,
-)
+from reference.search.service import SearchCapabilities, detect_capabilities, search_assets
 from reference.search.sql import GET_STATE_SQL, PUT_STATE_SQL
 from reference.urls.service import URLS
 from reference.web import inputs, paging
@@ -29,7 +24,7 @@ from reference.web.errors import json_response
 from reference.web.feature import Feature
 from reference.web.openapi import ApiRoutes, Param
 from reference.web.schemas import ASSET, CURSOR, NULLABLE_STRING, array, obj
-from reference.web.typedefs import GENERIC_POOL, POOL, SETTINGS
+from reference.web.typedefs import POOL, SETTINGS
 
 # --- routes -------------------------------------------------------------------------------------
 
@@ -115,9 +110,8 @@ async def search(request: web.Request) -> web.Response:
     repeated = {k for k in request.query if len(request.query.getall(k)) > 1}
     page = parse_page(dict(request.query), repeated, settings)
     caps = request.app[CAPABILITIES]
-    pools = Pools(request.app[POOL], request.app[GENERIC_POOL])
     result = await search_assets(
-        pools, caps, current_user(request), page, settings.search_count_cap
+        request.app[POOL], caps, current_user(request), page, settings.search_count_cap
     )
     thumbnails = await request.app[URLS].thumbnail_urls(result.assets)
     items = [a.answer() for a in result.assets]
