@@ -18,7 +18,9 @@ from reference.web.typedefs import GENERIC_POOL, POOL, SETTINGS
 
 #: ``force_custom_plan``: users differ by orders of magnitude in size, and after five
 #: executions PostgreSQL would switch a prepared statement to a generic plan sized for the
-#: average user, scanning all rows of the heavy one.
+#: average user, scanning all rows of the heavy one. A text search planned once chose the
+#: trigram index on a clean database and the user's rows as soon as dismisses had filled the
+#: index's pending list (tests/test_search_plans.py).
 SERVER_SETTINGS: Final = {
     "plan_cache_mode": "force_custom_plan",
     "jit": "off",
