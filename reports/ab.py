@@ -184,9 +184,8 @@ def confirm(
 ) -> list[AbComparison]:
     """Each regression judged again on fresh runs alone: it stands when they find the head
     slower (interval above 1) by more than the tolerance (median ratio); otherwise it is
-    inconclusive. A
-    regression whose benchmark has no fresh runs (they failed, or the budget ran out) keeps its
-    first verdict."""
+    inconclusive. A regression whose benchmark has no fresh runs (they failed, or the budget ran
+    out) keeps its first verdict."""
     judged = []
     for c in comparisons:
         base_runs, head_runs = base.rounds.get(c.benchmark), head.rounds.get(c.benchmark)
