@@ -105,23 +105,56 @@ async def test_paging_covers_every_asset_once(client, seeded_template):
     assert seen == expected
 
 
-async def test_session_mode_is_today_and_not_dismissed(client, seeded_template):
-    heavy = seeded_template.heavy_user
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    rows = await rows_of(seeded_template.dsn, heavy)
-    expected = [str(r["id"]) for r in rows if r["created_at"] >= today and r["dismissed"] != "true"]
-    assert expected, "the dataset gives the heavy user assets today"
+def start_of_day(moment):
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+async def move_days(dsn, days_from, days_to):
+    """Shift every asset by whole days, so the dataset's day ``days_from`` becomes ``days_to``.
+
+    The seeded template fixes its reference hour when the session starts; a run that crosses
+    midnight UTC would otherwise ask for a "today" the dataset has no assets in.
+    """
+    async with connect(dsn) as conn:
+        for table in ("images", "videos"):
+            await conn.execute(
+                f"update {table} set created_at = created_at + $1", days_to - days_from
+            )
+
+
+async def session_pages(client, user):
     seen, cursor = [], None
     while True:
         params = {"mode": "session", "limit": "200"} | ({"cursor": cursor} if cursor else {})
-        body = await page(client, heavy, **params)
+        body = await page(client, user, **params)
         assert body["mode"] == "session"
         assert all(not a["dismissed"] for a in body["assets"])
         seen += [a["id"] for a in body["assets"]]
         cursor = body["next_cursor"]
         if cursor is None:
+            return seen
+
+
+async def test_session_mode_is_today_and_not_dismissed(make_client, seeded_template, seeded_dsn):
+    heavy = seeded_template.heavy_user
+    client = await make_client(seeded_dsn)
+    data_day = start_of_day(seeded_template.spec.reference_now)
+    # Twice at most: the second pass runs only if midnight UTC fell inside the first.
+    for _ in range(2):
+        today = start_of_day(datetime.now(UTC))
+        await move_days(seeded_dsn, data_day, today)
+        data_day = today
+        rows = await rows_of(seeded_dsn, heavy)
+        expected = [
+            str(r["id"]) for r in rows if r["created_at"] >= today and r["dismissed"] != "true"
+        ]
+        seen = await session_pages(client, heavy)
+        if start_of_day(datetime.now(UTC)) == today:
             break
+    assert expected, "the dataset gives the heavy user assets today"
     assert seen == expected
+    older = [r for r in rows if r["created_at"] < today]
+    assert older, "the heavy user also has assets from before today, which the session hides"
 
 
 async def test_high_res_only_on_request_and_urls_serve(client, seeded_template):
