@@ -376,6 +376,32 @@ async def test_no_match_is_an_exact_zero_and_a_small_page_still_says_at_least(
     assert (first["total"], first["total_is_exact"]) == (5, False)
 
 
+async def test_a_cursor_past_every_match_answers_an_empty_page_and_the_total(
+    make_client: Any, seeded_dsn: str
+) -> None:
+    """The text page counts its matches on the rows it answers; when the matches past a cursor
+    are gone (deleted after the first page), the page is empty and the total still exact."""
+    user = uuid.uuid4()
+    ids = await insert_images(seeded_dsn, user, [f"zebra tail {n}" for n in range(5)])
+    client = await make_client(seeded_dsn)
+    headers = auth_headers(user)
+    first = await (await client.get("/v1/search?q=zebra&limit=3", headers=headers)).json()
+    assert (first["total"], first["total_is_exact"], len(first["assets"])) == (5, True, 3)
+    shown = {a["id"] for a in first["assets"]}
+    async with connect(seeded_dsn) as conn:
+        await conn.execute(
+            "delete from images where id = any($1::uuid[])", [i for i in ids if str(i) not in shown]
+        )
+    resp = await client.get(
+        "/v1/search", params={"q": "zebra", "limit": "3", "cursor": first["next_cursor"]},
+        headers=headers,
+    )  # fmt: skip
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert (body["assets"], body["next_cursor"]) == ([], None)
+    assert (body["total"], body["total_is_exact"]) == (3, True)
+
+
 async def test_results_carry_signed_thumbnail_urls(make_client: Any, seeded_template: Any) -> None:
     client = await make_client(seeded_template.dsn)
     headers = auth_headers(seeded_template.heavy_user)
