@@ -72,7 +72,6 @@ def test_route_plans_explain_the_statements_the_service_sends() -> None:
     assert [(name, sql) for name, sql, _ in text] == [
         ("page", TEXT_PAGE_SQL[SortKey.DATE, SortOrder.DESC]),
         ("walk", WALK_SQL[SortKey.DATE, SortOrder.DESC]),
-        ("count", COUNT_CAPPED_SQL),
     ]
     assert text[0][2][1:3] == ["%knight%", None]
     assert text[0][2][-1] == cap + 1

@@ -149,9 +149,8 @@ def search_statements(
 ) -> list[Statement]:
     """What :func:`search_assets` sends: for a prompt query, the statement that counts the
     matches up to the cap and, below it, answers the page, then the walk (``walk``) that answers
-    the page when the matches reach the cap, and the capped count (``count``) for a cursor past
-    every match; for filters, the page and the capped count (run at once, on two connections).
-    The plan benchmarks and tests explain exactly these."""
+    the page when the matches reach the cap; for filters, the page and the capped count (run at
+    once, on two connections). The plan benchmarks and tests explain exactly these."""
     query = page.query
     mode = caps.mode_for(query.q)
     args = search_args(user_id, query, mode)
@@ -161,7 +160,6 @@ def search_statements(
         return [
             Statement("page", text, [*args, *_cursor_args(page), count_cap + 1]),
             Statement("walk", WALK_SQL[query.sort, query.order], walk_args),
-            count_statement(args, count_cap),
         ]
     page_args = [*args, *_cursor_args(page)]
     return [
@@ -196,14 +194,11 @@ async def search_assets(
         )
     else:
         rows = await _fetch(pool, statements[0])
-        if rows:  # every row carries the total
-            total = int(rows[0]["total"])
-        elif page.cursor is None:  # no row and no cursor: nothing matches
-            total = 0
-        else:  # a cursor past every match (rows went since it was given): count them
-            total = await _fetchval(pool, statements[2])
+        total = int(rows[0]["total"])  # the statement always answers a row
         if total > count_cap:
             rows = await _fetch(pool, statements[1])
+        elif rows[0]["id"] is None:  # no page: the one row carries the total alone
+            rows = []
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     assets = [Asset.from_record(r) for r in rows]
