@@ -6,7 +6,7 @@ import base64
 import dataclasses
 import socket
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC
 
 import aiohttp
 import pytest
@@ -17,6 +17,7 @@ from fixtures.storage_files import write_storage_objects
 from reference.app import create_app
 from reference.db.pool import connect
 from reference.settings import UrlMode
+from reference.workspace.views import start_of_today
 from tests.conftest import SETTINGS, auth_headers
 
 ALL_ASSETS = """
@@ -106,6 +107,7 @@ async def test_paging_covers_every_asset_once(client, seeded_template):
 
 
 def start_of_day(moment):
+    """The UTC day of ``moment``, as the service's session view computes today's."""
     return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
@@ -141,7 +143,7 @@ async def test_session_mode_is_today_and_not_dismissed(make_client, seeded_templ
     data_day = start_of_day(seeded_template.spec.reference_now)
     # Twice at most: the second pass runs only if midnight UTC fell inside the first.
     for _ in range(2):
-        today = start_of_day(datetime.now(UTC))
+        today = start_of_today()
         await move_days(seeded_dsn, data_day, today)
         data_day = today
         rows = await rows_of(seeded_dsn, heavy)
@@ -149,7 +151,7 @@ async def test_session_mode_is_today_and_not_dismissed(make_client, seeded_templ
             str(r["id"]) for r in rows if r["created_at"] >= today and r["dismissed"] != "true"
         ]
         seen = await session_pages(client, heavy)
-        if start_of_day(datetime.now(UTC)) == today:
+        if start_of_today() == today:
             break
     assert expected, "the dataset gives the heavy user assets today"
     assert seen == expected
