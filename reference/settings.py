@@ -229,6 +229,13 @@ class Settings:
         1_000,
         parse=_integer(1),
     )
+    search_serial_scan_ms: int = setting(
+        "SEARCH_SERIAL_SCAN_MS",
+        "a prompt query no index serves scans on one process this long, then again on parallel "
+        "workers (0: on workers at once)",
+        25,
+        parse=_integer(0),
+    )
     batch_inline_max: int = setting(
         "BATCH_INLINE_MAX",
         "larger batch operations run server-side in chunks, with progress",

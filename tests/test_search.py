@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from reference.db.pool import connect
+from reference.db.pool import connect, create_pool
 from reference.search.in_memory import filter_assets, is_dismissed
 from reference.search.query import SearchQuery, parse_query
+from reference.search.service import Statement, fetch_scan
 from tests.conftest import auth_headers
 from tests.search_support import user_assets, walk
 
@@ -106,13 +107,30 @@ async def test_dismissed_left_out_unless_asked(make_client: Any, seeded_template
     assert dismissed <= set(ids)
 
 
-@pytest.mark.parametrize("q", ["a", "X", "8k", "f/", " l", "zq"])
+async def parallel_scans(client: Any) -> float:
+    """``search_parallel_scans_total``, summed over its labels, from ``/metrics``."""
+    text = await (await client.get("/metrics")).text()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("search_parallel_scans_total{")
+    )
+
+
+SHORT_QUERIES = ["a", "X", "8k", "f/", " l", "zq"]
+
+
+@pytest.mark.parametrize("serial_ms", [None, 0], ids=["serial-first", "on-workers"])
+@pytest.mark.parametrize("q", SHORT_QUERIES)
 async def test_short_queries_match_the_oracle(
-    make_client: Any, seeded_template: Any, q: str
+    make_client: Any, seeded_template: Any, q: str, serial_ms: int | None
 ) -> None:
+    """The same answer whether the scan runs on one process (the default budget, which the tiny
+    dataset never outruns) or again with parallel workers (a budget of 0)."""
     user = seeded_template.heavy_user
     assets = await user_assets(seeded_template.dsn, user)
-    client = await make_client(seeded_template.dsn)
+    overrides = {} if serial_ms is None else {"search_serial_scan_ms": serial_ms}
+    client = await make_client(seeded_template.dsn, **overrides)
     resp = await client.get(
         "/v1/search", params={"q": q, "limit": "200"}, headers=auth_headers(user)
     )
@@ -121,6 +139,39 @@ async def test_short_queries_match_the_oracle(
     expected = oracle_ids(assets, q=q)
     assert body["total"] == len(expected)
     assert [a["id"] for a in body["assets"]] == expected[:200]
+    assert await parallel_scans(client) == (0 if serial_ms is None else 1)
+
+
+async def test_a_scan_past_its_budget_runs_again_on_workers(seeded_template: Any) -> None:
+    """The budget is the server's: a statement still running when it ends is cancelled and run
+    again, in a transaction that lets PostgreSQL plan parallel workers; one that ends within it
+    is answered at once, with the server's own costs."""
+    sleep = Statement(
+        "page",
+        "select pg_sleep($1), current_setting('parallel_setup_cost') as setup,"
+        " current_setting('statement_timeout') as timeout",
+        [0.3],
+    )
+    pool = await create_pool(seeded_template.dsn, min_size=1, max_size=1)
+    try:
+        default_setup = await pool.fetchval("select current_setting('parallel_setup_cost')")
+        assert default_setup != "0"
+        rows, parallel = await fetch_scan(pool, sleep, serial_ms=50)
+        assert parallel
+        assert rows[0]["setup"] == "0"
+        assert rows[0]["timeout"] == "0"  # the budget was the first run's alone
+        rows, parallel = await fetch_scan(pool, sleep, serial_ms=5_000)
+        assert not parallel
+        assert rows[0]["setup"] == default_setup
+        assert rows[0]["timeout"] == "5s"
+        # Nothing stays set on the connection after either run.
+        after = await pool.fetchrow(
+            "select current_setting('parallel_setup_cost') as setup,"
+            " current_setting('statement_timeout') as timeout"
+        )
+        assert (after["setup"], after["timeout"]) == (default_setup, "0")
+    finally:
+        await pool.close()
 
 
 async def test_like_wildcards_are_literal(make_client: Any, seeded_dsn: str) -> None:
@@ -234,14 +285,20 @@ async def test_without_pg_trgm_search_is_still_exact_and_says_so(
     caps = await (await client.get("/v1/search/capabilities", headers=headers)).json()
     assert caps["text_index"] is False
     assert "pg_trgm" in caps["limitation"]
+    on_workers = await make_client(seeded_dsn, search_serial_scan_ms=0)
     for q in ("portrait", "light", "Of"):
         resp = await client.get("/v1/search", params={"q": q, "limit": "200"}, headers=headers)
         body = await resp.json()
         assert body["text_index"] is False
         assert body["text_search"] == ("scan" if len(q) >= 3 else "short")
+        params = {"q": q, "limit": "200"}
+        again = await (await on_workers.get("/v1/search", params=params, headers=headers)).json()
+        assert again["total"] == body["total"]
+        assert [a["id"] for a in again["assets"]] == [a["id"] for a in body["assets"]]
         expected = oracle_ids(assets, q=q)
         assert body["total"] == len(expected)
         assert [a["id"] for a in body["assets"]] == expected[:200]
+    assert await parallel_scans(on_workers) == 3
 
 
 STATE = {

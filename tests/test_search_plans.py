@@ -23,6 +23,7 @@ from fixtures.spec import spec_for
 from reference.db.pool import GENERIC_PLAN_SETTINGS, SERVER_SETTINGS, connect
 from reference.search.query import TRIGRAM_INDEXES, Page, parse_query
 from reference.search.service import detect_capabilities, search_statements
+from reference.search.sql import PARALLEL_SCAN_SQL
 from reference.settings import Settings
 from reference.workspace.sql import ONE_ASSET
 from reference.workspace.views import Cursor, WorkspaceMode, WorkspaceQuery, page_statement
@@ -76,19 +77,29 @@ def plan_nodes(plan: Any) -> Iterator[dict[str, Any]]:
 
 
 async def explain_search(
-    dsn: str, spec: Any, params: dict[str, str], *, analyze: bool = False, cap: int = 1_000
+    dsn: str,
+    spec: Any,
+    params: dict[str, str],
+    *,
+    analyze: bool = False,
+    cap: int = 1_000,
+    parallel: bool = False,
 ) -> dict[str, Any]:
     """The plans of the statements the endpoint sends (``search_statements``): a text search's
-    page carries its count."""
+    page carries its count. ``parallel``: as a prompt scan's second run plans them, past its
+    serial budget (``PARALLEL_SCAN_SQL``)."""
     async with connect(dsn, server_settings=SERVER_SETTINGS, json_codecs=True) as conn:
         caps = await detect_capabilities(conn)
         page = Page(parse_query(params), 50)
         statements = search_statements(caps, heavy_user_id(spec), page, cap)
         explain = "explain (analyze, format json) " if analyze else "explain (format json) "
         plans = {}
-        for statement in statements:
-            raw = await conn.fetchval(explain + statement.sql, *statement.args)
-            plans[statement.name] = orjson.loads(raw) if isinstance(raw, str) else raw
+        async with conn.transaction():
+            if parallel:
+                await conn.execute(PARALLEL_SCAN_SQL)
+            for statement in statements:
+                raw = await conn.fetchval(explain + statement.sql, *statement.args)
+                plans[statement.name] = orjson.loads(raw) if isinstance(raw, str) else raw
         return plans
 
 
@@ -134,6 +145,27 @@ def test_selective_text_search_uses_the_trigram_index(
     assert wanted <= used
     walked = {n.get("Index Name") for n in plan_nodes(plans["walk"])}
     assert not walked & set(TRIGRAM_INDEXES)
+
+
+def workers_planned(plan: Any) -> int:
+    return sum(
+        n.get("Workers Planned", 0)
+        for n in plan_nodes(plan)
+        if n["Node Type"] in ("Gather", "Gather Merge")
+    )
+
+
+@pytest.mark.parametrize("q", ["zq", "8k"])
+def test_a_short_query_past_its_serial_budget_is_planned_on_workers(
+    small_dataset: tuple[str, Any], q: str
+) -> None:
+    """A short query's count and page scan the heavy user's rows on one process as the pool
+    plans them, and on parallel workers in the run that follows an exhausted serial budget."""
+    dsn, spec = small_dataset
+    serial = asyncio.run(explain_search(dsn, spec, {"q": q}))
+    assert workers_planned(serial["page"]) == 0
+    parallel = asyncio.run(explain_search(dsn, spec, {"q": q}, parallel=True))
+    assert workers_planned(parallel["page"]) >= 1, parallel["page"]
 
 
 #: sql/0012: the trigram indexes' pending list is flushed past 1 MB (8 kB pages).

@@ -45,6 +45,7 @@ from reference.search.sql import (
     CAPABILITIES_SQL,
     COUNT_CAPPED_SQL,
     PAGE_SQL,
+    PARALLEL_SCAN_SQL,
     TEXT_PAGE_SQL,
     WALK_SQL,
 )
@@ -124,6 +125,8 @@ class SearchResult:
     total: int
     total_is_exact: bool
     mode: TextMode | None
+    #: The prompt scan outran its serial budget and ran again on parallel workers.
+    parallel_scan: bool = False
 
 
 def _cursor_args(page: Page) -> list[Any]:
@@ -174,26 +177,59 @@ async def _fetch(pool: asyncpg.Pool, statement: Statement) -> list[asyncpg.Recor
     return rows
 
 
+async def fetch_scan(
+    pool: asyncpg.Pool, statement: Statement, serial_ms: int
+) -> tuple[list[asyncpg.Record], bool]:
+    """A statement that scans the user's prompts one by one (a prompt query no trigram index
+    serves): on one process for at most ``serial_ms``, which answers a frequent needle (it stops
+    at cap + 1 matches); past that, the needle is rare and the scan reads most of the history,
+    so it runs again with parallel workers (:data:`PARALLEL_SCAN_SQL`). Returns the rows and
+    whether they came from the second run. Both runs are the same statement: the answer is too."""
+    async with pool.acquire() as conn:
+        if serial_ms > 0:
+            try:
+                async with conn.transaction():
+                    await conn.execute(f"set local statement_timeout = {int(serial_ms)}")
+                    rows: list[asyncpg.Record] = await conn.fetch(statement.sql, *statement.args)
+                    return rows, False
+            except asyncpg.QueryCanceledError:
+                pass  # the budget ran out: the same statement again, on workers
+        async with conn.transaction():
+            await conn.execute(PARALLEL_SCAN_SQL)
+            rows = await conn.fetch(statement.sql, *statement.args)
+        return rows, True
+
+
 async def _fetchval(pool: asyncpg.Pool, statement: Statement) -> int:
     async with pool.acquire() as conn:
         return int(await conn.fetchval(statement.sql, *statement.args))
 
 
 async def search_assets(
-    pool: asyncpg.Pool, caps: SearchCapabilities, user_id: UUID, page: Page, count_cap: int
+    pool: asyncpg.Pool,
+    caps: SearchCapabilities,
+    user_id: UUID,
+    page: Page,
+    count_cap: int,
+    serial_scan_ms: int,
 ) -> SearchResult:
     """One page and the total, counted up to ``count_cap`` + 1: for filters on two connections
     at once; for a prompt query in one statement, and a walk of the sort index for the page
-    when the matches reach the cap."""
+    when the matches reach the cap. A prompt query that no trigram index serves scans on one
+    process for ``serial_scan_ms``, then on parallel workers (:func:`fetch_scan`)."""
     query = page.query
     mode = caps.mode_for(query.q)
     statements = search_statements(caps, user_id, page, count_cap)
+    parallel = False
     if mode is None:
         rows, total = await asyncio.gather(
             _fetch(pool, statements[0]), _fetchval(pool, statements[1])
         )
     else:
-        rows = await _fetch(pool, statements[0])
+        if mode is TextMode.TRIGRAM:
+            rows = await _fetch(pool, statements[0])
+        else:
+            rows, parallel = await fetch_scan(pool, statements[0], serial_scan_ms)
         total = int(rows[0]["total"])  # the statement always answers a row
         if total > count_cap:
             rows = await _fetch(pool, statements[1])
@@ -204,4 +240,4 @@ async def search_assets(
     assets = [Asset.from_record(r) for r in rows]
     next_cursor = encode_cursor(query, assets[-1]) if more else None
     exact = total <= count_cap
-    return SearchResult(assets, next_cursor, min(total, count_cap), exact, mode)
+    return SearchResult(assets, next_cursor, min(total, count_cap), exact, mode, parallel)

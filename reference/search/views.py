@@ -22,6 +22,7 @@ from reference.web import inputs, paging
 from reference.web.auth import current_user
 from reference.web.errors import json_response
 from reference.web.feature import Feature
+from reference.web.metrics import METRICS
 from reference.web.openapi import ApiRoutes, Param
 from reference.web.schemas import ASSET, CURSOR, NULLABLE_STRING, array, obj
 from reference.web.typedefs import POOL, SETTINGS
@@ -111,8 +112,15 @@ async def search(request: web.Request) -> web.Response:
     page = parse_page(dict(request.query), repeated, settings)
     caps = request.app[CAPABILITIES]
     result = await search_assets(
-        request.app[POOL], caps, current_user(request), page, settings.search_count_cap
+        request.app[POOL],
+        caps,
+        current_user(request),
+        page,
+        settings.search_count_cap,
+        settings.search_serial_scan_ms,
     )
+    if result.parallel_scan and result.mode is not None:
+        request.app[METRICS].search_parallel_scans.labels(result.mode.value).inc()
     thumbnails = await request.app[URLS].thumbnail_urls(result.assets)
     items = [a.answer() for a in result.assets]
     for item, thumbnail_url in zip(items, thumbnails, strict=True):

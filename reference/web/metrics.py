@@ -96,6 +96,12 @@ class Metrics:
         self.sign_calls = Counter(
             "sign_calls", "Signing calls (a batch counts once)", ["mode", "kind"], registry=r
         )
+        self.search_parallel_scans = Counter(
+            "search_parallel_scans",
+            "Prompt scans that outran SEARCH_SERIAL_SCAN_MS and ran again on parallel workers",
+            ["mode"],
+            registry=r,
+        )
         # Each worker sets its own pool's figures when it answers a scrape: summed over workers.
         self.pool_size = Gauge(
             "db_pool_size", "Connections open in the pool", registry=r, multiprocess_mode="livesum"
