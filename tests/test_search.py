@@ -6,13 +6,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 
-from reference.db.pool import connect, create_pool
+from reference.db.pool import Limits, connect, create_pool
 from reference.search.in_memory import filter_assets, is_dismissed
 from reference.search.query import SearchQuery, parse_query
-from reference.search.service import Statement, fetch_scan
+from reference.search.service import Statement, fetch_scan, serial_budget
 from tests.conftest import auth_headers
+from tests.conftest import test_settings as settings_for
 from tests.search_support import user_assets, walk
 
 INSERT_IMAGE = """
@@ -170,6 +172,35 @@ async def test_a_scan_past_its_budget_runs_again_on_workers(seeded_template: Any
             " current_setting('statement_timeout') as timeout"
         )
         assert (after["setup"], after["timeout"]) == (default_setup, "0")
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("serial_ms", "timeout_ms", "budget"),
+    [(25, 10_000, 25), (0, 10_000, 0), (25, 25, None), (500, 100, None)],
+)
+def test_the_serial_budget_never_raises_the_statement_bound(
+    serial_ms: int, timeout_ms: int, budget: int | None
+) -> None:
+    settings = settings_for(
+        "postgresql://unused", search_serial_scan_ms=serial_ms, db_statement_timeout_ms=timeout_ms
+    )
+    assert serial_budget(settings) == budget
+
+
+async def test_a_scan_without_a_budget_runs_once_under_the_pools_bound(
+    seeded_template: Any,
+) -> None:
+    """With no budget (the statement bound is the shorter), the scan runs once and the bound
+    ends it: a 503 for the caller, not a second run."""
+    sleep = Statement("page", "select pg_sleep($1)", [0.5])
+    pool = await create_pool(seeded_template.dsn, min_size=1, max_size=1, limits=Limits(100))
+    try:
+        with pytest.raises(asyncpg.QueryCanceledError):
+            await fetch_scan(pool, sleep, serial_ms=None)
+        rows, parallel = await fetch_scan(pool, Statement("page", "select 1 as x", []), None)
+        assert (rows[0]["x"], parallel) == (1, False)
     finally:
         await pool.close()
 

@@ -49,6 +49,7 @@ from reference.search.sql import (
     TEXT_PAGE_SQL,
     WALK_SQL,
 )
+from reference.settings import Settings
 
 
 def like_pattern(q: str) -> str:
@@ -177,15 +178,28 @@ async def _fetch(pool: asyncpg.Pool, statement: Statement) -> list[asyncpg.Recor
     return rows
 
 
+def serial_budget(settings: Settings) -> int | None:
+    """A prompt scan's time on one process (``SEARCH_SERIAL_SCAN_MS``); None when the statement's
+    own bound (``DB_STATEMENT_TIMEOUT_MS``) ends it first: the scan then runs once, as the pool
+    plans it, since the budget can never raise that bound and a second run past it would double
+    the wait."""
+    budget = settings.search_serial_scan_ms
+    return budget if budget < settings.db_statement_timeout_ms else None
+
+
 async def fetch_scan(
-    pool: asyncpg.Pool, statement: Statement, serial_ms: int
+    pool: asyncpg.Pool, statement: Statement, serial_ms: int | None
 ) -> tuple[list[asyncpg.Record], bool]:
     """A statement that scans the user's prompts one by one (a prompt query no trigram index
     serves): on one process for at most ``serial_ms``, which answers a frequent needle (it stops
     at cap + 1 matches); past that, the needle is rare and the scan reads most of the history,
-    so it runs again with parallel workers (:data:`PARALLEL_SCAN_SQL`). Returns the rows and
-    whether they came from the second run. Both runs are the same statement: the answer is too."""
+    so it runs again with parallel workers (:data:`PARALLEL_SCAN_SQL`), under the pool's own
+    statement bound. ``serial_ms`` 0: on workers at once; None: once, as the pool plans it.
+    Returns the rows and whether they came from the run on workers. Both runs are the same
+    statement: the answer is too."""
     async with pool.acquire() as conn:
+        if serial_ms is None:
+            return await conn.fetch(statement.sql, *statement.args), False
         if serial_ms > 0:
             try:
                 async with conn.transaction():
@@ -211,12 +225,13 @@ async def search_assets(
     user_id: UUID,
     page: Page,
     count_cap: int,
-    serial_scan_ms: int,
+    serial_scan_ms: int | None,
 ) -> SearchResult:
     """One page and the total, counted up to ``count_cap`` + 1: for filters on two connections
     at once; for a prompt query in one statement, and a walk of the sort index for the page
     when the matches reach the cap. A prompt query that no trigram index serves scans on one
-    process for ``serial_scan_ms``, then on parallel workers (:func:`fetch_scan`)."""
+    process for ``serial_scan_ms``, then on parallel workers (:func:`fetch_scan`,
+    :func:`serial_budget`)."""
     query = page.query
     mode = caps.mode_for(query.q)
     statements = search_statements(caps, user_id, page, count_cap)

@@ -15,7 +15,12 @@ from reference.search.query import (
     parse_page,
     parse_state,
 )
-from reference.search.service import SearchCapabilities, detect_capabilities, search_assets
+from reference.search.service import (
+    SearchCapabilities,
+    detect_capabilities,
+    search_assets,
+    serial_budget,
+)
 from reference.search.sql import GET_STATE_SQL, PUT_STATE_SQL
 from reference.urls.service import URLS
 from reference.web import inputs, paging
@@ -117,7 +122,7 @@ async def search(request: web.Request) -> web.Response:
         current_user(request),
         page,
         settings.search_count_cap,
-        settings.search_serial_scan_ms,
+        serial_budget(settings),
     )
     if result.parallel_scan and result.mode is not None:
         request.app[METRICS].search_parallel_scans.labels(result.mode.value).inc()
