@@ -13,8 +13,7 @@
 -- lower(q)) > 0` is the same test for a literal q. Not STRICT, so the planner inlines it, in
 -- the queries and in the index expressions alike.
 --
--- One transaction, as 0004: the trigram indexes depend on extensions some servers lack. On a
--- live database build the new indexes CONCURRENTLY by hand first.
+-- One transaction, as 0004.
 
 create function search_fold(prompt text) returns text
 language sql immutable parallel safe
@@ -28,22 +27,9 @@ drop index if exists idx_videos_user_prompt_trgm;
 drop index if exists idx_images_prompt_trgm;
 drop index if exists idx_videos_prompt_trgm;
 
-do $$
-begin
-    if exists (select 1 from pg_extension where extname = 'pg_trgm') then
-        if exists (select 1 from pg_extension where extname = 'btree_gin') then
-            create index idx_images_user_fold_trgm
-                on images using gin (user_id, search_fold(prompt) gin_trgm_ops);
-            create index idx_videos_user_fold_trgm
-                on videos using gin (user_id, search_fold(prompt) gin_trgm_ops);
-        else
-            create index idx_images_fold_trgm on images using gin (search_fold(prompt) gin_trgm_ops);
-            create index idx_videos_fold_trgm on videos using gin (search_fold(prompt) gin_trgm_ops);
-        end if;
-    end if;
-end
-$$;
-
--- Statistics of the new index expression, for the planner's estimate of a prompt match.
-analyze images;
-analyze videos;
+-- This file once also built trigram indexes on search_fold(prompt); 0014 stores the folded
+-- prompt as a column and indexes that instead, dropping these. A fresh database no longer builds
+-- them (at 1,000,000 assets they were a long step of the data build, for nothing). Databases that
+-- applied the earlier text are accepted (the checksum below): once 0014 has run, both texts leave
+-- the same schema.
+-- migrate: supersedes 38f6188c4a38266b

@@ -23,9 +23,10 @@ MAX_QUERY_CHARS: Final = 200
 TRIGRAM_RUN: Final = re.compile(r"[^\W_]{3}")
 ALL: Final = "all"
 PLAIN_MODEL: Final = "none"
-#: Trigram indexes on ``search_fold(prompt)`` (sql/0009), with the user id when btree_gin exists.
-TRIGRAM_INDEXES: Final = ("idx_images_user_fold_trgm", "idx_videos_user_fold_trgm")
-PLAIN_TRIGRAM_INDEXES: Final = ("idx_images_fold_trgm", "idx_videos_fold_trgm")
+#: Trigram indexes on ``prompt_fold``, the stored ``search_fold(prompt)`` (sql/0014), with the
+#: user id when btree_gin exists.
+TRIGRAM_INDEXES: Final = ("idx_images_user_prompt_fold_trgm", "idx_videos_user_prompt_fold_trgm")
+PLAIN_TRIGRAM_INDEXES: Final = ("idx_images_prompt_fold_trgm", "idx_videos_prompt_fold_trgm")
 
 
 class SortKey(StrEnum):

@@ -16,15 +16,15 @@ from reference.search.query import SortKey, SortOrder
 # the pool forces custom plans, so PostgreSQL folds ``$n is null`` away and each search gets the
 # plan of its own literal predicate (including the partial index's dismissed predicate).
 #
-# A prompt is matched through ``search_fold`` (sql/0009): ``search_fold(prompt) like lower($2)``
-# is ``prompt ilike $2`` at a tenth of the cost per row, and the trigram index is on the same
-# expression.
+# A prompt is matched through ``search_fold`` (sql/0009), stored as ``prompt_fold`` (sql/0014):
+# ``a.prompt_fold like lower($2)`` is ``prompt ilike $2`` at a tenth of the cost per row (less
+# still read from the row than computed), and the trigram index is on the same column.
 
-PATTERN_MATCH: Final = "($2::text is null or search_fold(a.prompt) like lower($2))"
-NEEDLE_MATCH: Final = "($3::text is null or strpos(search_fold(a.prompt), lower($3)) > 0)"
+PATTERN_MATCH: Final = "($2::text is null or a.prompt_fold like lower($2))"
+NEEDLE_MATCH: Final = "($3::text is null or strpos(a.prompt_fold, lower($3)) > 0)"
 #: The same test as a literal substring of $2 (the query text), which no trigram index serves:
 #: a walk of a sort index.
-WALK_MATCH: Final = "strpos(search_fold(a.prompt), lower($2)) > 0"
+WALK_MATCH: Final = "strpos(a.prompt_fold, lower($2)) > 0"
 
 
 def _where(text: str) -> str:
