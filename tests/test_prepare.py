@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from fixtures.database import run_async
 from fixtures.prepare import ensure_dataset
@@ -62,3 +66,38 @@ def test_prepared_signatures_cover_every_asset_once(fresh_dsn: str, tmp_path: Pa
     assets, signed, unsigned = run_async(counts())
     assert assets == prepared.load.assets
     assert (signed, unsigned) == (assets, 0)
+
+
+def test_signatures_are_stored_before_the_tables_are_rewritten(
+    fresh_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signatures are stored under a SHARE lock on the asset tables, beside the index
+    builds; a migration that rewrites those tables (``REWRITE_VERSION``) needs them alone, and
+    starting it while the storing ran deadlocked at 1,000,000 assets. Here the storing is made
+    to outlast every index build: the rewrite must still start after it."""
+    from fixtures import prepare
+
+    events: list[tuple[str, int | None]] = []
+    store = prepare._store_signatures
+    migrate = prepare.migrate
+
+    async def slow_store(*args: Any, **kwargs: Any) -> Any:
+        found = await store(*args, **kwargs)
+        await asyncio.sleep(1.0)
+        events.append(("signatures stored", None))
+        return found
+
+    async def logged_migrate(dsn: str, target: int | None = None) -> list[int]:
+        applied: list[int] = await migrate(dsn, target=target)
+        events.extend(("migrated", version) for version in applied)
+        return applied
+
+    monkeypatch.setattr(prepare, "_store_signatures", slow_store)
+    monkeypatch.setattr(prepare, "migrate", logged_migrate)
+    prepared = run_async(
+        prepare.prepare_dataset(fresh_dsn, spec_for("tiny", heavy=40), progress=False)
+    )
+    order = [version for _, version in events]
+    stored = events.index(("signatures stored", None))
+    assert prepare.REWRITE_VERSION in order[stored:], events
+    assert "migrate_rewrite" in prepared.steps
