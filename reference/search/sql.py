@@ -123,11 +123,12 @@ TEXT_PAGE_SQL: Final[Mapping[tuple[SortKey, SortOrder], str]] = {
 
 #: A scan of the user's prompts that outran its serial budget runs again with these (one
 #: transaction): PostgreSQL costs a parallel plan with setup and per-row transfer charges that a
-#: scan stopped early at cap + 1 matches never repays, so it plans one worker only. A rare needle
-#: reads the whole history instead, and there the workers halve it (1,000,000 assets, ``q=zz``:
-#: 830 ms on one process, 450 ms with two workers), while a frequent one lost to their start
-#: (``q=dr``: 5 against 12 ms). The server's ``max_parallel_workers_per_gather`` still bounds
-#: them; with no worker free, the leader scans alone, as before.
+#: scan stopped early at cap + 1 matches never repays, so it plans no workers. A rare needle
+#: reads the whole history instead, and there two workers nearly halve it (1,000,000 assets,
+#: ``q=zz``: 465 ms on one process, 283 ms this way), while a frequent one lost to their start
+#: (``q=dr``: 5 against 11 ms with workers at once). The server's
+#: ``max_parallel_workers_per_gather`` still bounds them; with no worker free, the leader scans
+#: alone, as before.
 PARALLEL_SCAN_SQL: Final = (
     "set local parallel_setup_cost = 0; set local parallel_tuple_cost = 0; "
     "set local min_parallel_table_scan_size = 0"
