@@ -73,53 +73,94 @@ create index if not exists idx_images_user_prompt_trgm
 create index if not exists idx_videos_user_prompt_trgm
     on videos using gin (user_id, prompt gin_trgm_ops);
 """
+#: What 0009 built before 0014 moved the trigram indexes to the stored ``prompt_fold``.
+FOLD_EXPRESSION_TRIGRAM = """
+do $$
+begin
+    if exists (select 1 from pg_extension where extname = 'btree_gin') then
+        create index idx_images_user_fold_trgm
+            on images using gin (user_id, search_fold(prompt) gin_trgm_ops);
+        create index idx_videos_user_fold_trgm
+            on videos using gin (user_id, search_fold(prompt) gin_trgm_ops);
+    end if;
+end
+$$;
+"""
 INDEX_DEFINITIONS = (
     "select indexname, indexdef from pg_indexes where schemaname = 'public' order by indexname"
 )
+COLUMN_DEFINITIONS = """
+select table_name, column_name, data_type, generation_expression
+from information_schema.columns where table_schema = 'public'
+order by table_name, column_name
+"""
 
 
-async def _indexes(dsn: str) -> list[tuple[str, str]]:
+async def _schema(dsn: str) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
     async with connect(dsn) as conn:
-        return [tuple(r) for r in await conn.fetch(INDEX_DEFINITIONS)]
+        indexes = [tuple(r) for r in await conn.fetch(INDEX_DEFINITIONS)]
+        columns = [tuple(r) for r in await conn.fetch(COLUMN_DEFINITIONS)]
+    return indexes, columns
 
 
-def _copy_migrations(to: Path) -> Path:
+def _copy_migrations(to: Path, version: int = 4) -> Path:
     for path in SQL_DIR.glob("*.sql"):
         shutil.copy(path, to / path.name)
-    return sorted(to.glob("0004_*.sql"))[0]
+    return sorted(to.glob(f"{version:04d}_*.sql"))[0]
 
 
-def test_0004_lists_the_text_databases_applied_before() -> None:
-    (search,) = [m for m in discover() if m.version == 4]
-    assert search.superseded == {"9f3591bfaae3f12d"}
-    assert search.accepts("9f3591bfaae3f12d")
+@pytest.mark.parametrize(
+    ("version", "earlier_checksum"), [(4, "9f3591bfaae3f12d"), (9, "38f6188c4a38266b")]
+)
+def test_edited_files_list_the_texts_databases_applied_before(
+    version: int, earlier_checksum: str
+) -> None:
+    (search,) = [m for m in discover() if m.version == version]
+    assert search.superseded == {earlier_checksum}
+    assert search.accepts(earlier_checksum)
     assert search.accepts(search.checksum)
     assert not search.accepts("0" * 16)
 
 
+@pytest.mark.parametrize(
+    ("version", "earlier_text", "earlier_target", "earlier_index"),
+    [
+        (4, RAW_PROMPT_TRIGRAM, 4, "idx_images_user_prompt_trgm"),
+        (9, FOLD_EXPRESSION_TRIGRAM, 13, "idx_images_user_fold_trgm"),
+    ],
+    ids=["0004-raw-prompt-index", "0009-fold-expression-index"],
+)
 async def test_a_superseded_text_is_accepted_and_leaves_the_same_schema(
-    fresh_dsn: str, tmp_path: Path
+    fresh_dsn: str,
+    tmp_path: Path,
+    version: int,
+    earlier_text: str,
+    earlier_target: int,
+    earlier_index: str,
 ) -> None:
-    """A database that applied 0004 when it still built the raw-prompt trigram index migrates
-    on, once the file lists that text's checksum, to the very indexes a new database gets."""
+    """A database that applied a file's earlier text (0004 when it still built the raw-prompt
+    trigram index; 0009 when it built the index on the fold expression, which 0012 and 0013
+    then tuned) migrates on, once the file lists that text's checksum, to the very indexes and
+    columns a new database gets."""
     earlier_dir, later_dir = tmp_path / "earlier", tmp_path / "later"
     earlier_dir.mkdir()
     later_dir.mkdir()
-    earlier = _copy_migrations(earlier_dir)
-    earlier.write_text(earlier.read_text() + RAW_PROMPT_TRIGRAM)
-    (old,) = [m for m in discover(earlier_dir) if m.version == 4]
-    later = _copy_migrations(later_dir)
+    earlier = _copy_migrations(earlier_dir, version)
+    earlier.write_text(earlier.read_text() + earlier_text)
+    (old,) = [m for m in discover(earlier_dir) if m.version == version]
+    later = _copy_migrations(later_dir, version)
     later.write_text(f"-- migrate: supersedes {old.checksum}\n" + later.read_text())
-    assert await migrate(fresh_dsn, target=4, sql_dir=earlier_dir) == ALL_VERSIONS[:4]
+    applied_first = [v for v in ALL_VERSIONS if v <= earlier_target]
+    assert await migrate(fresh_dsn, target=earlier_target, sql_dir=earlier_dir) == applied_first
     async with connect(fresh_dsn) as conn:
-        assert await conn.fetchval("select to_regclass('idx_images_user_prompt_trgm')")
-    assert await migrate(fresh_dsn, sql_dir=later_dir) == ALL_VERSIONS[4:]
+        assert await conn.fetchval("select to_regclass($1)", earlier_index)
+    assert await migrate(fresh_dsn, sql_dir=later_dir) == ALL_VERSIONS[len(applied_first) :]
     async with connect(fresh_dsn) as conn:
         await conn.execute("create database wsb_test_fresh_schema")
     fresh = fresh_dsn.rsplit("/", 1)[0] + "/wsb_test_fresh_schema"
     try:
         await migrate(fresh)
-        assert await _indexes(fresh_dsn) == await _indexes(fresh)
+        assert await _schema(fresh_dsn) == await _schema(fresh)
     finally:
         async with connect(fresh_dsn) as conn:
             await conn.execute("drop database wsb_test_fresh_schema with (force)")
