@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from reference.db.pool import Limits, connect, create_pool
+from reference.db.pool import SERVER_SETTINGS, Limits, connect, create_pool
 from reference.search.in_memory import filter_assets, is_dismissed
 from reference.search.query import SearchQuery, parse_query
 from reference.search.service import Statement, fetch_scan, serial_budget
@@ -133,6 +133,7 @@ async def test_short_queries_match_the_oracle(
     assets = await user_assets(seeded_template.dsn, user)
     overrides = {} if serial_ms is None else {"search_serial_scan_ms": serial_ms}
     client = await make_client(seeded_template.dsn, **overrides)
+    scans_before = await parallel_scans(client)
     resp = await client.get(
         "/v1/search", params={"q": q, "limit": "200"}, headers=auth_headers(user)
     )
@@ -141,7 +142,7 @@ async def test_short_queries_match_the_oracle(
     expected = oracle_ids(assets, q=q)
     assert body["total"] == len(expected)
     assert [a["id"] for a in body["assets"]] == expected[:200]
-    assert await parallel_scans(client) == (0 if serial_ms is None else 1)
+    assert await parallel_scans(client) - scans_before == (0 if serial_ms is None else 1)
 
 
 async def test_a_scan_past_its_budget_runs_again_on_workers(seeded_template: Any) -> None:
@@ -154,24 +155,26 @@ async def test_a_scan_past_its_budget_runs_again_on_workers(seeded_template: Any
         " current_setting('statement_timeout') as timeout",
         [0.3],
     )
-    pool = await create_pool(seeded_template.dsn, min_size=1, max_size=1)
+    settings = (
+        "select current_setting('parallel_setup_cost') as setup,"
+        " current_setting('statement_timeout') as timeout"
+    )
+    # The session's own values, whatever the server's configuration says.
+    limits = Limits(60_000, base={**SERVER_SETTINGS, "parallel_setup_cost": "1000"})
+    pool = await create_pool(seeded_template.dsn, min_size=1, max_size=1, limits=limits)
     try:
-        default_setup = await pool.fetchval("select current_setting('parallel_setup_cost')")
-        assert default_setup != "0"
+        default = await pool.fetchrow(settings)
+        assert (default["setup"], default["timeout"]) == ("1000", "1min")
         rows, parallel = await fetch_scan(pool, sleep, serial_ms=50)
         assert parallel
         assert rows[0]["setup"] == "0"
-        assert rows[0]["timeout"] == "0"  # the budget was the first run's alone
+        assert rows[0]["timeout"] == default["timeout"]  # the budget was the first run's alone
         rows, parallel = await fetch_scan(pool, sleep, serial_ms=5_000)
         assert not parallel
-        assert rows[0]["setup"] == default_setup
+        assert rows[0]["setup"] == default["setup"]
         assert rows[0]["timeout"] == "5s"
         # Nothing stays set on the connection after either run.
-        after = await pool.fetchrow(
-            "select current_setting('parallel_setup_cost') as setup,"
-            " current_setting('statement_timeout') as timeout"
-        )
-        assert (after["setup"], after["timeout"]) == (default_setup, "0")
+        assert await pool.fetchrow(settings) == default
     finally:
         await pool.close()
 
@@ -317,6 +320,7 @@ async def test_without_pg_trgm_search_is_still_exact_and_says_so(
     assert caps["text_index"] is False
     assert "pg_trgm" in caps["limitation"]
     on_workers = await make_client(seeded_dsn, search_serial_scan_ms=0)
+    scans_before = await parallel_scans(on_workers)
     for q in ("portrait", "light", "Of"):
         resp = await client.get("/v1/search", params={"q": q, "limit": "200"}, headers=headers)
         body = await resp.json()
@@ -329,7 +333,7 @@ async def test_without_pg_trgm_search_is_still_exact_and_says_so(
         expected = oracle_ids(assets, q=q)
         assert body["total"] == len(expected)
         assert [a["id"] for a in body["assets"]] == expected[:200]
-    assert await parallel_scans(on_workers) == 3
+    assert await parallel_scans(on_workers) - scans_before == 3
 
 
 STATE = {

@@ -97,6 +97,9 @@ async def explain_search(
         async with conn.transaction():
             if parallel:
                 await conn.execute(PARALLEL_SCAN_SQL)
+                # The server's bound on workers is its own (2 by default); a server set to 0
+                # runs the scan on one process, as the service's README says.
+                await conn.execute("set local max_parallel_workers_per_gather = 2")
             for statement in statements:
                 raw = await conn.fetchval(explain + statement.sql, *statement.args)
                 plans[statement.name] = orjson.loads(raw) if isinstance(raw, str) else raw
