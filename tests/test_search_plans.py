@@ -98,7 +98,7 @@ async def explain_search(
             if parallel:
                 await conn.execute(PARALLEL_SCAN_SQL)
                 # The server's bound on workers is its own (2 by default); a server set to 0
-                # runs the scan on one process, as the service's README says.
+                # runs the scan on one process (PARALLEL_SCAN_SQL says so).
                 await conn.execute("set local max_parallel_workers_per_gather = 2")
             for statement in statements:
                 raw = await conn.fetchval(explain + statement.sql, *statement.args)
@@ -209,7 +209,7 @@ def test_text_search_keeps_the_trigram_index_after_a_burst_of_dismisses(
         assert TRIGRAM_INDEXES[0] in used, plans["page"]
 
 
-#: sql/0013, then sql/0014 for the stored column: ten most common values and ten histogram
+#: sql/0013, then sql/0015 for the stored column: ten most common values and ten histogram
 #: buckets (eleven bounds).
 PROMPT_SAMPLE_MAX = 11
 STATISTICS_OF_PROMPT_FOLD = """
@@ -226,7 +226,7 @@ def test_text_search_estimates_read_a_short_sample_of_prompts(
     """Every text search is planned for its arguments, and the estimate of the substring test
     runs the LIKE over the statistics of the folded prompt: with the default 100 values and 100
     buckets (compressed, decompressed at every plan), it was 12% of the database's CPU for
-    ``q=knight`` at the plan's scale. sql/0014 keeps ten of each for ``prompt_fold``, and the
+    ``q=knight`` at the plan's scale. sql/0015 keeps ten of each for ``prompt_fold``, and the
     analysed dataset has them (the plans above are made with them)."""
     dsn, _ = small_dataset
 
