@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -151,11 +151,15 @@ def judge_ratio(ratio: Estimate, tolerance: float) -> AbVerdict:
     return AbVerdict.INCONCLUSIVE
 
 
-def compare(base: SideRuns, head: SideRuns, tolerance: float) -> list[AbComparison]:
+def compare(
+    base: SideRuns, head: SideRuns, tolerance_for: Callable[[str], float]
+) -> list[AbComparison]:
+    """Each benchmark of the head against the base, judged at its group's tolerance."""
     found = []
     for name, head_runs in sorted(head.rounds.items()):
         base_runs = base.rounds.get(name)
         group = head.groups.get(name, "")
+        tolerance = tolerance_for(group)
         head_median = float(np.median(np.concatenate(head_runs)))
         if not base_runs:
             exact = Estimate.exact(math.nan, 0)
@@ -296,7 +300,7 @@ def measure(
     env: Mapping[str, str],
     *,
     pairs: int,
-    tolerance: float,
+    tolerance_for: Callable[[str], float],
     budget_s: float,
     head_env: Mapping[str, str] | None = None,
     confirm_pairs: int = 2,
@@ -342,14 +346,14 @@ def measure(
                 why = f"the benchmarks of {base_rev} failed to run"
                 print(f"gate: {why}: judging the head on its targets alone", flush=True)
                 return AbResult(base_rev, [], base.loads, head.loads, head.last_json, why)
-        comparisons = compare(base, head, tolerance)
+        comparisons = compare(base, head, tolerance_for)
         again = files(comparisons, AbVerdict.INCONCLUSIVE)
         if again and time.monotonic() < deadline:
             print(f"gate: inconclusive benchmarks in {', '.join(again)}: one more pair", flush=True)
             for name in order(pairs):
                 if not one(name, str(pairs), [*again, *pytest_args], sides[name]):
                     break
-            comparisons = compare(base, head, tolerance)
+            comparisons = compare(base, head, tolerance_for)
         flagged = files(comparisons, AbVerdict.REGRESSION)
         if flagged and confirm_pairs > 0 and time.monotonic() < deadline:
             print(

@@ -475,7 +475,7 @@ def _ab(args: argparse.Namespace) -> int:
             args.pytest_args,
             env,
             pairs=args.pairs or settings.ab_pairs,
-            tolerance=settings.ab_tolerance,
+            tolerance_for=settings.ab_tolerance_for,
             budget_s=settings.ab_budget_s,
             head_env=head_env,
         )

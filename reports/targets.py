@@ -175,11 +175,21 @@ class GateSettings:
     ab_pairs: int = 3
     ab_budget_s: float = 1800.0
 
-    def tolerance_for(self, group: str) -> float:
+    def _group_tolerance(self, group: str) -> float | None:
         for prefix, tolerance in self.tolerance_by_group.items():
             if group == prefix or group.startswith(f"{prefix}."):
                 return tolerance
-        return self.tolerance
+        return None
+
+    def tolerance_for(self, group: str) -> float:
+        found = self._group_tolerance(group)
+        return self.tolerance if found is None else found
+
+    def ab_tolerance_for(self, group: str) -> float:
+        """The A/B slowdown that counts for ``group``: ``ab_tolerance``, or the group's own
+        tolerance when it is listed and larger. A group is listed because the same code runs at
+        different speeds from one process to the next, and an A/B pair is two processes."""
+        return max(self.ab_tolerance, self._group_tolerance(group) or 0.0)
 
 
 @dataclass(frozen=True)

@@ -247,3 +247,34 @@ def test_a_regression_stands_only_when_fresh_runs_see_it_again():
     kept = confirm([flagged], side(1.0, "other.py::t"), side(1.25, "other.py::t"))[0]
     assert kept.verdict is AbVerdict.REGRESSION
     assert kept.confirmation is None
+
+
+def test_ab_judges_a_listed_group_at_its_own_larger_tolerance():
+    """A/B compares two processes, so a group listed for its per-process speed levels (http,
+    queries) is judged at that group's tolerance when it is larger than the A/B one: a steady
+    15% slowdown of /healthz is within its bound there, and a regression in an unlisted group."""
+    from reports.ab import SideRuns, compare
+    from reports.targets import GateSettings
+
+    settings = GateSettings(ab_tolerance=0.10, tolerance_by_group={"http": 0.25, "tight": 0.05})
+    assert settings.ab_tolerance_for("http") == 0.25
+    assert settings.ab_tolerance_for("http.sub") == 0.25
+    assert settings.ab_tolerance_for("tight") == 0.10  # never below the A/B tolerance
+    assert settings.ab_tolerance_for("urls") == 0.10
+    rng = np.random.default_rng(7)
+
+    def side(centre: float) -> SideRuns:
+        runs = SideRuns()
+        for _ in range(3):
+            runs.add({"benchmarks": [
+                {"fullname": f"b.py::{group}", "group": group,
+                 "stats": {"data": list(rng.normal(centre, 0.005, 40))}}
+                for group in ("http", "urls")
+            ]}, 0.1)  # fmt: skip
+        return runs
+
+    judged = {c.group: c for c in compare(side(1.0), side(1.15), settings.ab_tolerance_for)}
+    assert judged["urls"].verdict is AbVerdict.REGRESSION
+    assert judged["urls"].tolerance == 0.10
+    assert judged["http"].verdict is AbVerdict.OK
+    assert judged["http"].tolerance == 0.25
