@@ -38,6 +38,7 @@ from fixtures.storage_files import storage_dir_from_env
 from reference.db.pool import GENERIC_PLAN_SETTINGS, SERVER_SETTINGS
 from reference.search.query import Page, parse_query
 from reference.search.service import detect_capabilities, search_statements
+from reference.search.trigrams import load_trigram_frequencies
 from reference.settings import Settings
 from reference.workspace.sql import PAGE_ALL
 from reports.uncertainty import Estimate, median_ci, put
@@ -226,12 +227,14 @@ async def _floor_statements(
     conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
     try:
         caps = await detect_capabilities(conn)
+        trigrams = await load_trigram_frequencies(conn) if caps.text_index else None
     finally:
         await conn.close()
     # The very statement the service sends for the route (its page carries the capped total;
     # the walk, for a search past the cap, is not sent for this one).
     page = Page(parse_query({"q": "knight"}), 51)
-    text_page = search_statements(caps, user, page, Settings.from_env({}).search_count_cap)[0]
+    cap = Settings.from_env({}).search_count_cap
+    text_page = search_statements(caps, user, page, cap, trigrams)[0]
     return {
         "workspace": (PAGE_ALL, [user, 51], GENERIC_PLAN_SETTINGS),
         "search": (text_page.sql, text_page.args, SERVER_SETTINGS),

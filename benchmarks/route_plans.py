@@ -18,6 +18,7 @@ import asyncpg
 from reference.db.pool import GENERIC_PLAN_SETTINGS, SERVER_SETTINGS, connect
 from reference.search.query import parse_page
 from reference.search.service import detect_capabilities, search_statements
+from reference.search.trigrams import TrigramFrequencies, load_trigram_frequencies
 from reference.settings import Settings
 from reference.workspace.views import WorkspaceQuery, page_statement
 
@@ -29,9 +30,14 @@ GENERIC_ROUTES: Final = frozenset({"/v1/workspace"})
 
 
 def route_statements(
-    path: str, user: UUID, settings: Settings, caps: Any
+    path: str,
+    user: UUID,
+    settings: Settings,
+    caps: Any,
+    trigrams: TrigramFrequencies | None = None,
 ) -> list[tuple[str, str, list[Any]]] | None:
-    """(name, sql, args) of each statement ``path`` sends for ``user``; None: no SQL plan."""
+    """(name, sql, args) of each statement ``path`` sends for ``user`` (search: with the
+    trigrams the service would look up from ``trigrams``); None: no SQL plan."""
     parts = urlsplit(path)
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
     if parts.path in GENERIC_ROUTES:
@@ -39,7 +45,7 @@ def route_statements(
         return [("page", sql, list(args))]
     if parts.path == "/v1/search":
         page = parse_page(params, set(), settings)
-        found = search_statements(caps, user, page, settings.search_count_cap)
+        found = search_statements(caps, user, page, settings.search_count_cap, trigrams)
         return [(s.name, s.sql, s.args) for s in found]
     return None
 
@@ -76,8 +82,9 @@ async def route_plans(
         connect(dsn, server_settings=GENERIC_PLAN_SETTINGS, json_codecs=True) as generic,
     ):
         caps = await detect_capabilities(conn)
+        trigrams = await load_trigram_frequencies(conn) if caps.text_index else None
         for route, path in routes.items():
-            statements = route_statements(path, user, settings, caps)
+            statements = route_statements(path, user, settings, caps, trigrams)
             if statements is None:
                 continue
             on_generic = urlsplit(path).path in GENERIC_ROUTES

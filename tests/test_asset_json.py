@@ -97,7 +97,7 @@ def test_an_asset_is_read_by_position_in_the_order_its_columns_are_selected() ->
     assets must start with that list."""
     from reference.assets import ASSET_COLUMN_COUNT
     from reference.organize import sql as organize_sql
-    from reference.search.sql import PAGE_SQL, TEXT_PAGE_SQL, WALK_SQL
+    from reference.search.sql import PAGE_SQL, TEXT_PAGE_SQL
     from reference.workspace import sql as workspace_sql
     from reference.workspace.sql import JOINED_COLUMN_COUNT, JOINED_COLUMNS
 
@@ -109,7 +109,6 @@ def test_an_asset_is_read_by_position_in_the_order_its_columns_are_selected() ->
     assert len(joined) == JOINED_COLUMN_COUNT
     statements = [
         *PAGE_SQL.values(),
-        *WALK_SQL.values(),
         workspace_sql.PAGE_ALL,
         workspace_sql.PAGE_ALL_AFTER,
         workspace_sql.PAGE_SESSION,

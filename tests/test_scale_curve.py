@@ -8,7 +8,7 @@ from benchmarks.route_plans import route_statements
 from benchmarks.scale_curve import PAGED, ROUTES, RouteLatency, figures_of, flatness
 from reference.search.query import SortKey, SortOrder, parse_page
 from reference.search.service import SearchCapabilities, search_statements
-from reference.search.sql import COUNT_CAPPED_SQL, PAGE_SQL, TEXT_PAGE_SQL, WALK_SQL
+from reference.search.sql import COUNT_CAPPED_SQL, PAGE_SQL, TEXT_PAGE_SQL
 from reference.workspace.sql import PAGE_ALL
 from reports import uncertainty
 from reports.uncertainty import Estimate
@@ -71,11 +71,11 @@ def test_route_plans_explain_the_statements_the_service_sends() -> None:
     assert text == [(s.name, s.sql, s.args) for s in search_statements(caps, user, page, cap)]
     assert [(name, sql) for name, sql, _ in text] == [
         ("page", TEXT_PAGE_SQL[SortKey.DATE, SortOrder.DESC]),
-        ("walk", WALK_SQL[SortKey.DATE, SortOrder.DESC]),
+        ("walk", PAGE_SQL[SortKey.DATE, SortOrder.DESC]),
     ]
-    assert text[0][2][1:3] == ["%knight%", None]
+    assert text[0][2][1:3] == [["%knight%"], "knight"]
     assert text[0][2][-1] == cap + 1
-    assert text[1][2][1:3] == ["knight", None]
+    assert text[1][2][1:3] == [None, "knight"]
     filters = route_statements(ROUTES["filters_only"], user, SETTINGS, caps)
     assert filters is not None
     assert [(name, sql) for name, sql, _ in filters] == [

@@ -10,6 +10,7 @@ The workspace's statements run on the generic-plan pool, so their generic plan i
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,8 +23,9 @@ from fixtures.generate import heavy_user_id
 from fixtures.spec import spec_for
 from reference.db.pool import GENERIC_PLAN_SETTINGS, SERVER_SETTINGS, connect
 from reference.search.query import TRIGRAM_INDEXES, Page, parse_query
-from reference.search.service import detect_capabilities, search_statements
+from reference.search.service import detect_capabilities, search_statements, trigram_patterns
 from reference.search.sql import PARALLEL_SCAN_SQL
+from reference.search.trigrams import TrigramFrequencies, load_trigram_frequencies
 from reference.settings import Settings
 from reference.workspace.sql import ONE_ASSET
 from reference.workspace.views import Cursor, WorkspaceMode, WorkspaceQuery, page_statement
@@ -84,14 +86,17 @@ async def explain_search(
     analyze: bool = False,
     cap: int = 1_000,
     parallel: bool = False,
+    trigrams: TrigramFrequencies | None = None,
 ) -> dict[str, Any]:
     """The plans of the statements the endpoint sends (``search_statements``): a text search's
     page carries its count. ``parallel``: as a prompt scan's second run plans them, past its
     serial budget (``PARALLEL_SCAN_SQL``)."""
     async with connect(dsn, server_settings=SERVER_SETTINGS, json_codecs=True) as conn:
         caps = await detect_capabilities(conn)
+        if trigrams is None and caps.text_index:
+            trigrams = await load_trigram_frequencies(conn)
         page = Page(parse_query(params), 50)
-        statements = search_statements(caps, heavy_user_id(spec), page, cap)
+        statements = search_statements(caps, heavy_user_id(spec), page, cap, trigrams)
         explain = "explain (analyze, format json) " if analyze else "explain (format json) "
         plans = {}
         async with conn.transaction():
@@ -148,6 +153,33 @@ def test_selective_text_search_uses_the_trigram_index(
     assert wanted <= used
     walked = {n.get("Index Name") for n in plan_nodes(plans["walk"])}
     assert not walked & set(TRIGRAM_INDEXES)
+
+
+async def whole_sample(dsn: str) -> TrigramFrequencies:
+    async with connect(dsn) as conn:
+        return await load_trigram_frequencies(conn, sample_rows=10**9)
+
+
+@pytest.mark.parametrize("q", ["knight", "golden hour", "Cinematic"])
+def test_the_trigram_index_is_asked_for_the_rarest_trigrams_alone(
+    small_dataset: tuple[str, Any], q: str
+) -> None:
+    """The page's trigram index condition is the sample's rarest trigram of each word (one LIKE
+    pattern of three letters each), not the query's whole pattern: every trigram of that is a
+    posting list read in full."""
+    dsn, spec = small_dataset
+    frequencies = asyncio.run(whole_sample(dsn))
+    patterns = trigram_patterns(q, frequencies)
+    assert patterns
+    assert all(len(p) == len("%abc%") for p in patterns)
+    plans = asyncio.run(explain_search(dsn, spec, {"q": q}, trigrams=frequencies))
+    conditions = [
+        n["Index Cond"] for n in plan_nodes(plans["page"]) if n.get("Index Name") in TRIGRAM_INDEXES
+    ]
+    assert conditions, plans["page"]
+    for condition in conditions:
+        looked_up = re.findall(r"~~ '([^']*)'", condition)
+        assert sorted(looked_up) == sorted(p.lower() for p in patterns), condition
 
 
 def workers_planned(plan: Any) -> int:

@@ -44,8 +44,8 @@ class SortOrder(StrEnum):
 class TextMode(StrEnum):
     """How a prompt query is answered (reported in every response that has one)."""
 
-    TRIGRAM = "trigram"  # ILIKE, served by a trigram index
-    SCAN = "scan"  # ILIKE without a trigram index (pg_trgm unavailable): correct, slower
+    TRIGRAM = "trigram"  # candidates from a trigram index, each tested with the whole query
+    SCAN = "scan"  # no trigram index (pg_trgm unavailable): the test on every row, correct, slower
     SHORT = "short"  # fewer than three letters in a row: strpos over the user's rows
 
 

@@ -4,9 +4,10 @@ Semantics (the in-memory port, :mod:`reference.search.in_memory`, implements the
 the test oracle):
 
 * ``q``: case-insensitive substring of the prompt (the plan's ``toLowerCase().includes``), with
-  ``%``, ``_`` and ``\\`` literal. A query with a run of three letters or digits is answered with
-  ``ILIKE`` (the trigram index serves it); a shorter one has no trigram to look up, so it runs as
-  ``strpos(lower(prompt), lower(q))`` over the user's rows, which no trigram index is tempted by.
+  ``%``, ``_`` and ``\\`` literal: ``strpos(lower(prompt), lower(q)) > 0``. A query with a run of
+  three letters or digits asks the trigram index for candidates (through its rarest trigrams,
+  :mod:`reference.search.trigrams`); a shorter one has no trigram to look up, so the test runs
+  over the user's rows.
 * ``model=none`` selects the plain model (``model_type`` NULL).
 * ``start`` and ``end`` are inclusive; a date without a time is a whole UTC day (``end=2024-05-01``
   includes all of May 1st); a datetime without an offset is UTC.
@@ -47,8 +48,8 @@ from reference.search.sql import (
     PAGE_SQL,
     PARALLEL_SCAN_SQL,
     TEXT_PAGE_SQL,
-    WALK_SQL,
 )
+from reference.search.trigrams import TrigramFrequencies
 from reference.settings import Settings
 
 
@@ -104,11 +105,24 @@ async def detect_capabilities(conn: asyncpg.Connection) -> SearchCapabilities:
     return SearchCapabilities(row["pg_trgm"], row["btree_gin"], index)
 
 
-def search_args(user_id: UUID, query: SearchQuery, mode: TextMode | None) -> list[Any]:
+def trigram_patterns(q: str, trigrams: TrigramFrequencies | None) -> list[str]:
+    """The LIKE patterns through which the trigram index is asked for ``q``'s candidates: its
+    rarest trigrams (:meth:`TrigramFrequencies.windows`), or its whole pattern without a sample
+    or when it has no run of ASCII letters or digits."""
+    windows = None if trigrams is None else trigrams.windows(q)
+    return [like_pattern(q)] if windows is None else [f"%{w}%" for w in windows]
+
+
+def search_args(
+    user_id: UUID,
+    query: SearchQuery,
+    mode: TextMode | None,
+    trigrams: TrigramFrequencies | None = None,
+) -> list[Any]:
     return [
         user_id,
-        like_pattern(query.q) if mode in (TextMode.TRIGRAM, TextMode.SCAN) else None,
-        query.q if mode is TextMode.SHORT else None,
+        trigram_patterns(query.q, trigrams) if mode is TextMode.TRIGRAM else None,
+        query.q if mode is not None else None,
         None if query.type is None else query.type.value,
         None if query.quality is None else query.quality.value,
         query.model,
@@ -149,23 +163,28 @@ def count_statement(args: list[Any], count_cap: int) -> Statement:
 
 
 def search_statements(
-    caps: SearchCapabilities, user_id: UUID, page: Page, count_cap: int
+    caps: SearchCapabilities,
+    user_id: UUID,
+    page: Page,
+    count_cap: int,
+    trigrams: TrigramFrequencies | None = None,
 ) -> list[Statement]:
     """What :func:`search_assets` sends: for a prompt query, the statement that counts the
-    matches up to the cap and, below it, answers the page, then the walk (``walk``) that answers
-    the page when the matches reach the cap; for filters, the page and the capped count (run at
-    once, on two connections). The plan benchmarks and tests explain exactly these."""
+    matches up to the cap and, below it, answers the page, then the walk (``walk``: the page
+    statement without trigram patterns) that answers the page when the matches reach the cap;
+    for filters, the page and the capped count (run at once, on two connections). The plan
+    benchmarks and tests explain exactly these."""
     query = page.query
     mode = caps.mode_for(query.q)
-    args = search_args(user_id, query, mode)
+    args = search_args(user_id, query, mode, trigrams)
+    page_args = [*args, *_cursor_args(page)]
     if mode is not None:
         text = TEXT_PAGE_SQL[query.sort, query.order]
-        walk_args = [user_id, query.q, None, *args[3:], *_cursor_args(page)]
+        walk_args = [user_id, None, *page_args[2:]]
         return [
-            Statement("page", text, [*args, *_cursor_args(page), count_cap + 1]),
-            Statement("walk", WALK_SQL[query.sort, query.order], walk_args),
+            Statement("page", text, [*page_args, count_cap + 1]),
+            Statement("walk", PAGE_SQL[query.sort, query.order], walk_args),
         ]
-    page_args = [*args, *_cursor_args(page)]
     return [
         Statement("page", PAGE_SQL[query.sort, query.order], page_args),
         count_statement(args, count_cap),
@@ -226,15 +245,17 @@ async def search_assets(
     page: Page,
     count_cap: int,
     serial_scan_ms: int | None,
+    trigrams: TrigramFrequencies | None = None,
 ) -> SearchResult:
     """One page and the total, counted up to ``count_cap`` + 1: for filters on two connections
     at once; for a prompt query in one statement, and a walk of the sort index for the page
-    when the matches reach the cap. A prompt query that no trigram index serves scans on one
+    when the matches reach the cap (the index asked for the rarest trigrams in ``trigrams``'
+    sample). A prompt query that no trigram index serves scans on one
     process for ``serial_scan_ms``, then on parallel workers (:func:`fetch_scan`,
     :func:`serial_budget`)."""
     query = page.query
     mode = caps.mode_for(query.q)
-    statements = search_statements(caps, user_id, page, count_cap)
+    statements = search_statements(caps, user_id, page, count_cap, trigrams)
     parallel = False
     if mode is None:
         rows, total = await asyncio.gather(

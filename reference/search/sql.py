@@ -9,22 +9,26 @@ from reference.assets import ASSET_COLUMNS
 from reference.search.query import SortKey, SortOrder
 
 # --- SQL ----------------------------------------------------------------------------------------
-# Parameters: $1 user, $2 ILIKE pattern, $3 short needle, $4 type, $5 quality, $6 model ('' is
-# the plain model), $7 status, $8 start_at, $9 end_before, $10 include_dismissed; page queries add
-# $11/$12 (cursor value, id) and $13 (limit); a text page adds $14 (count cap + 1). A walk (the
-# page of a text search past the cap) takes the query text itself as $2. Absent filters are NULL:
-# the pool forces custom plans, so PostgreSQL folds ``$n is null`` away and each search gets the
-# plan of its own literal predicate (including the partial index's dismissed predicate).
+# Parameters: $1 user, $2 trigram patterns (text[], see below), $3 the query text (needle), $4
+# type, $5 quality, $6 model ('' is the plain model), $7 status, $8 start_at, $9 end_before, $10
+# include_dismissed; page queries add $11/$12 (cursor value, id) and $13 (limit); a text page adds
+# $14 (count cap + 1). Absent filters are NULL: the pool forces custom plans, so PostgreSQL folds
+# ``$n is null`` (and ``$2[2]``) away and each search gets the plan of its own literal predicate
+# (including the partial index's dismissed predicate).
 #
 # A prompt is matched through ``search_fold`` (sql/0009), stored as ``prompt_fold`` (sql/0014):
-# ``a.prompt_fold like lower($2)`` is ``prompt ilike $2`` at a tenth of the cost per row (less
-# still read from the row than computed), and the trigram index is on the same column.
+# ``strpos(a.prompt_fold, lower(q)) > 0`` is ``prompt ilike '%q%'`` with q literal, at a tenth of
+# the cost per row (less still read from the row than computed). No index serves ``strpos``: the
+# trigram index is asked through $2, one or two LIKE patterns, each a necessary condition of the
+# match (``%kni%`` for ``knight``: :mod:`reference.search.trigrams` says which), or the query's
+# whole pattern. Without $2 (short queries, no trigram index, and the walk) the needle is tested
+# row by row.
 
-PATTERN_MATCH: Final = "($2::text is null or a.prompt_fold like lower($2))"
+PATTERN_MATCH: Final = (
+    "($2::text[] is null or (a.prompt_fold like lower($2[1])"
+    " and ($2[2] is null or a.prompt_fold like lower($2[2]))))"
+)
 NEEDLE_MATCH: Final = "($3::text is null or strpos(a.prompt_fold, lower($3)) > 0)"
-#: The same test as a literal substring of $2 (the query text), which no trigram index serves:
-#: a walk of a sort index.
-WALK_MATCH: Final = "strpos(a.prompt_fold, lower($2)) > 0"
 
 
 def _where(text: str) -> str:
@@ -42,7 +46,6 @@ where a.user_id = $1
 
 
 SEARCH_WHERE: Final = _where(f"{PATTERN_MATCH}\n  and {NEEDLE_MATCH}")
-WALK_WHERE: Final = _where(f"{WALK_MATCH}\n  and {NEEDLE_MATCH}")
 
 #: The total: at most $11 (the count cap + 1) matching rows are counted, so its cost does not
 #: grow with the user's history (filters only: an index-only scan of the covering partial index).
@@ -61,28 +64,24 @@ SORT_EXPRESSIONS: Final[Mapping[SortKey, tuple[str, str]]] = {
 }
 
 
-def _page_sql(key: SortKey, order: SortOrder, where: str = SEARCH_WHERE) -> str:
+def _page_sql(key: SortKey, order: SortOrder) -> str:
     # Only literal fragments of this module are joined here; every value is a bound parameter.
     expr, cast = SORT_EXPRESSIONS[key]
     direction, compare = ("asc", ">") if order is SortOrder.ASC else ("desc", "<")
     return (
-        f"select {ASSET_COLUMNS} from assets a{where}"  # noqa: S608
+        f"select {ASSET_COLUMNS} from assets a{SEARCH_WHERE}"  # noqa: S608
         f"  and ($11::{cast} is null or ({expr}, a.id) {compare} ($11::{cast}, $12::uuid))\n"
         f"order by {expr} {direction}, a.id {direction}\n"
         "limit $13"
     )
 
 
+#: A page of filters, and a text search's page past the count cap (the walk: no trigram
+#: patterns, the needle tested on each row of the sort index in order). The planner, which cannot
+#: know how many rows match, never sorts every match of a frequent term (at 1,000,000 assets
+#: ``knight`` matches 12,700 rows; its page is found within about 3,500 rows of the date index).
 PAGE_SQL: Final[Mapping[tuple[SortKey, SortOrder], str]] = {
     (key, order): _page_sql(key, order) for key in SortKey for order in SortOrder
-}
-
-#: A text search's page past the count cap: the sort index walked in order, each row tested with
-#: the substring form of the match (``WALK_MATCH``). The planner, which cannot know how many rows
-#: match, never sorts every match of a frequent term (at 1,000,000 assets ``knight`` matches
-#: 12,700 rows; its page is found within about 3,500 rows of the date index).
-WALK_SQL: Final[Mapping[tuple[SortKey, SortOrder], str]] = {
-    (key, order): _page_sql(key, order, WALK_WHERE) for key in SortKey for order in SortOrder
 }
 
 
@@ -91,7 +90,8 @@ def _text_page_sql(key: SortKey, order: SortOrder) -> str:
     cap + 1): at most $14 matches are collected from the trigram index (the count needs them
     anyway), whole rows; when that is all of them, the page is the top of those, sorted. The
     statement always answers one row at least: with no page, one row of NULLs carrying the total.
-    At the cap, the page is :data:`WALK_SQL`'s, a second statement.
+    At the cap, the page is the walk's (:data:`PAGE_SQL` without trigram patterns), a second
+    statement.
 
     The assets view is named once: every name of it is two tables whose dozen indexes each the
     planner weighs, for every search (custom plans). A lookup of the page's rows by key and the
@@ -151,4 +151,32 @@ PUT_STATE_SQL: Final = """
 insert into search_state (user_id, state, updated_at) values ($1, $2, now())
 on conflict (user_id) do update set state = excluded.state, updated_at = excluded.updated_at
 returning updated_at
+"""
+
+
+#: The ``tablesample system`` percent that reads about $1 rows of the asset tables (all of them
+#: while they are smaller, or never analysed).
+TRIGRAM_SAMPLE_PERCENT_SQL: Final = """
+select least(100.0, $1 * 100.0 / greatest(1.0, sum(greatest(c.reltuples, 0))))::float8
+from pg_class c
+where c.oid in ('images'::regclass, 'videos'::regclass)
+"""
+
+#: How many sampled prompts hold each trigram of three ASCII letters or digits (pg_trgm's
+#: ``show_trgm``, as the index stores them), and how many prompts were sampled ($1: percent). One
+#: row with a NULL trigram when the sample holds none.
+TRIGRAM_FREQUENCIES_SQL: Final = """
+with sampled as materialized (
+    select prompt_fold from images tablesample system ($1::real)
+    union all
+    select prompt_fold from videos tablesample system ($1::real)
+)
+select (select count(*) from sampled) as sampled, g.trigram, g.n
+from (select 1) one
+left join (
+    select trigram, count(*) as n
+    from sampled s, unnest(show_trgm(s.prompt_fold)) as trigram
+    where trigram collate "C" ~ '^[a-z0-9]{3}$'
+    group by trigram
+) g on true
 """

@@ -22,6 +22,7 @@ from reference.search.service import (
     serial_budget,
 )
 from reference.search.sql import GET_STATE_SQL, PUT_STATE_SQL
+from reference.search.trigrams import TrigramStatistics
 from reference.urls.service import URLS
 from reference.web import inputs, paging
 from reference.web.auth import current_user
@@ -35,6 +36,7 @@ from reference.web.typedefs import POOL, SETTINGS
 # --- routes -------------------------------------------------------------------------------------
 
 CAPABILITIES = web.AppKey("search_capabilities", SearchCapabilities)
+TRIGRAMS = web.AppKey("search_trigrams", TrigramStatistics)
 routes = ApiRoutes(tag="search")
 SAVED_STATE: Final = obj({"state": {"type": "object"}, "updated_at": NULLABLE_STRING})
 
@@ -123,6 +125,7 @@ async def search(request: web.Request) -> web.Response:
         page,
         settings.search_count_cap,
         serial_budget(settings),
+        request.app[TRIGRAMS].current,
     )
     if result.parallel_scan and result.mode is not None:
         request.app[METRICS].search_parallel_scans.labels(result.mode.value).inc()
@@ -179,9 +182,17 @@ async def put_state(request: web.Request) -> web.Response:
 
 
 async def capabilities_context(app: web.Application) -> AsyncIterator[None]:
+    """What the database can index, and (with a trigram index) the sample of trigram counts
+    that picks which trigrams of a query it looks up, refreshed while the service runs."""
     async with app[POOL].acquire() as conn:
-        app[CAPABILITIES] = await detect_capabilities(conn)
-    yield
+        caps = await detect_capabilities(conn)
+    app[CAPABILITIES] = caps
+    app[TRIGRAMS] = statistics = TrigramStatistics()
+    if not caps.text_index:
+        yield
+        return
+    async with statistics.refreshing(app[POOL]):
+        yield
 
 
 FEATURE = Feature("search", routes, contexts=(capabilities_context,))

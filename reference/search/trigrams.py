@@ -1,0 +1,122 @@
+"""Which trigrams of a prompt query the trigram index looks up.
+
+A GIN index answers ``prompt_fold like '%knight%'`` by reading the posting list of every trigram
+of the pattern (``kni``, ``nig``, ``igh``, ``ght``) and intersecting them, before a row is read.
+The lists of common trigrams grow with the history: at 1,000,000 assets ``igh`` and ``ght`` hold
+about 500,000 rows each, ``kni`` 14,450, and the four together cost 7 ms where ``kni`` alone costs
+1 to 4. Any substring of the query is a necessary condition of a match, so the index is asked for
+the rarest trigram of each word of the query (at most :data:`MAX_WINDOWS`), and every candidate
+is then tested against the whole query (``strpos``) as before. Which trigrams are chosen changes
+what a search costs, never what it answers.
+
+Rarity comes from a sample of the prompts (:func:`load_trigram_frequencies`, about
+:data:`SAMPLE_ROWS` rows), taken when the service starts and again every
+:data:`REFRESH_SECONDS`: a stale sample can only choose a less rare trigram.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import asyncpg
+
+from reference.search.sql import TRIGRAM_FREQUENCIES_SQL, TRIGRAM_SAMPLE_PERCENT_SQL
+
+log = logging.getLogger(__name__)
+
+#: Runs of ASCII letters and digits: a window of one is a trigram pg_trgm stores for every prompt
+#: that contains it, and lowercases the same way under every collation's ASCII.
+ASCII_RUN: Final = re.compile(r"[A-Za-z0-9]{3,}")
+#: Trigrams looked up per query: the rarest of the rarest word, then of the next word while it is
+#: itself rare (a second list narrows the candidates of a two-word query; a common one costs more
+#: to intersect than it saves).
+MAX_WINDOWS: Final = 2
+SECOND_WINDOW_MAX_SHARE: Final = 0.10
+SAMPLE_ROWS: Final = 3_000
+REFRESH_SECONDS: Final = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrigramFrequencies:
+    """How many sampled prompts hold each trigram (lowercase ASCII), out of ``rows``."""
+
+    counts: Mapping[str, int] = field(default_factory=dict)
+    rows: int = 0
+
+    def share(self, trigram: str) -> float:
+        return self.counts.get(trigram, 0) / self.rows if self.rows else 0.0
+
+    def windows(self, q: str) -> list[str] | None:
+        """The substrings of ``q`` (three ASCII letters or digits each, as written) whose trigrams
+        the index looks up, rarest first; None when ``q`` has no such run (the whole pattern is
+        looked up then, as pg_trgm extracts it)."""
+        picks: list[tuple[int, int, str]] = []
+        for order, run in enumerate(ASCII_RUN.finditer(q)):
+            text = run.group()
+            windows = [text[i : i + 3] for i in range(len(text) - 2)]
+            rarest = min(windows, key=lambda w: self.counts.get(w.lower(), 0))
+            picks.append((self.counts.get(rarest.lower(), 0), order, rarest))
+        if not picks:
+            return None
+        picks.sort()
+        chosen = [picks[0][2]]
+        for _count, _order, window in picks[1:MAX_WINDOWS]:
+            if self.share(window.lower()) <= SECOND_WINDOW_MAX_SHARE:
+                chosen.append(window)
+        return chosen
+
+
+async def load_trigram_frequencies(
+    conn: asyncpg.Connection, sample_rows: int = SAMPLE_ROWS
+) -> TrigramFrequencies:
+    """Trigram counts over about ``sample_rows`` prompts of the asset tables (pages sampled at
+    random, ``tablesample system``; every row while the tables are smaller). Needs pg_trgm."""
+    percent = await conn.fetchval(TRIGRAM_SAMPLE_PERCENT_SQL, float(sample_rows))
+    rows = await conn.fetch(TRIGRAM_FREQUENCIES_SQL, float(percent))
+    sampled = int(rows[0]["sampled"]) if rows else 0
+    counts = {r["trigram"]: int(r["n"]) for r in rows if r["trigram"] is not None}
+    return TrigramFrequencies(counts, sampled)
+
+
+class TrigramStatistics:
+    """The service's current :class:`TrigramFrequencies`, refreshed in the background."""
+
+    def __init__(self, frequencies: TrigramFrequencies | None = None) -> None:
+        self.current = frequencies if frequencies is not None else TrigramFrequencies()
+
+    async def refresh(self, pool: asyncpg.Pool) -> None:
+        async with pool.acquire() as conn:
+            self.current = await load_trigram_frequencies(conn)
+
+    @contextlib.asynccontextmanager
+    async def refreshing(
+        self, pool: asyncpg.Pool, every: float = REFRESH_SECONDS
+    ) -> AsyncIterator[None]:
+        """Loads a sample now, then again every ``every`` seconds until the block ends. A failed
+        load keeps the last sample (it only steers the choice of trigrams) and is logged."""
+
+        async def load() -> None:
+            try:
+                await self.refresh(pool)
+            except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
+                log.warning("trigram sample not loaded: %s", exc)
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(every)
+                await load()
+
+        await load()
+        task = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
