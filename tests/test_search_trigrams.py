@@ -3,6 +3,7 @@ choice never changes an answer."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from typing import Any
@@ -57,8 +58,12 @@ def test_at_most_two_trigrams_and_none_without_an_ascii_run() -> None:
     assert trigram_patterns("dark knight", None) == ["%dark knight%"]
 
 
-def test_an_empty_sample_picks_the_first_trigram_of_the_first_word() -> None:
-    assert TrigramFrequencies().windows("dark knight") == ["dar", "kni"]
+def test_without_a_sample_the_whole_pattern_is_looked_up() -> None:
+    """No sample (not taken, or an empty database): nothing says which trigram is rare."""
+    assert TrigramFrequencies().windows("dark knight") is None
+    assert trigram_patterns("dark knight", TrigramFrequencies()) == ["%dark knight%"]
+    # A sample that never saw a trigram counts it 0: the first of each word, first word first.
+    assert TrigramFrequencies({"zzz": 1}, rows=1).windows("dark knight") == ["dar", "kni"]
 
 
 async def test_the_sample_counts_each_prompt_once_per_trigram(seeded_template: Any) -> None:
@@ -94,6 +99,23 @@ async def test_the_service_loads_the_sample_at_start(
     statistics: TrigramStatistics = client.server.app[TRIGRAMS]
     assert statistics.current.rows > 0
     assert statistics.current.counts
+
+
+async def test_a_sample_that_cannot_be_taken_keeps_the_last_one(seeded_template: Any) -> None:
+    """The sample steers cost only: a database gone away (here, a closed pool) is logged and the
+    last sample kept, and the service goes on."""
+    statistics = TrigramStatistics(FREQUENCIES)
+    pool = await create_pool(seeded_template.dsn, min_size=1, max_size=1)
+    await pool.close()
+    async with statistics.refreshing(pool, every=0.01):
+        await asyncio.sleep(0.05)  # a few refreshes, each failing
+    assert statistics.current is FREQUENCIES
+    live = await create_pool(seeded_template.dsn, min_size=1, max_size=1)
+    try:
+        async with statistics.refreshing(live, every=60):
+            assert statistics.current.rows > 0  # loaded before the block starts
+    finally:
+        await live.close()
 
 
 def _forcing(q: str, window: str) -> TrigramFrequencies:

@@ -54,8 +54,11 @@ class TrigramFrequencies:
 
     def windows(self, q: str) -> list[str] | None:
         """The substrings of ``q`` (three ASCII letters or digits each, as written) whose trigrams
-        the index looks up, rarest first; None when ``q`` has no such run (the whole pattern is
-        looked up then, as pg_trgm extracts it)."""
+        the index looks up, rarest first; None when ``q`` has no such run, or the sample is empty
+        (not taken, or nothing to take): the whole pattern is looked up then, as pg_trgm extracts
+        it."""
+        if not self.rows:
+            return None
         picks: list[tuple[int, int, str]] = []
         for order, run in enumerate(ASCII_RUN.finditer(q)):
             text = run.group()
@@ -104,7 +107,7 @@ class TrigramStatistics:
         async def load() -> None:
             try:
                 await self.refresh(pool)
-            except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
+            except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 log.warning("trigram sample not loaded: %s", exc)
 
         async def loop() -> None:
