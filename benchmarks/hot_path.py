@@ -37,8 +37,7 @@ from fixtures.spec import spec_for
 from fixtures.storage_files import storage_dir_from_env
 from reference.db.pool import GENERIC_PLAN_SETTINGS, SERVER_SETTINGS
 from reference.search.query import Page, parse_query
-from reference.search.service import detect_capabilities, search_statements
-from reference.search.trigrams import load_trigram_frequencies
+from reference.search.service import search_setup, search_statements
 from reference.settings import Settings
 from reference.workspace.sql import PAGE_ALL
 from reports.uncertainty import Estimate, median_ci, put
@@ -226,8 +225,7 @@ async def _floor_statements(
 ) -> dict[str, tuple[str, list[Any], dict[str, str]]]:
     conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
     try:
-        caps = await detect_capabilities(conn)
-        trigrams = await load_trigram_frequencies(conn) if caps.text_index else None
+        caps, trigrams = await search_setup(conn)
     finally:
         await conn.close()
     # The very statement the service sends for the route (its page carries the capped total;

@@ -17,8 +17,8 @@ import asyncpg
 
 from reference.db.pool import GENERIC_PLAN_SETTINGS, SERVER_SETTINGS, connect
 from reference.search.query import parse_page
-from reference.search.service import detect_capabilities, search_statements
-from reference.search.trigrams import TrigramFrequencies, load_trigram_frequencies
+from reference.search.service import search_setup, search_statements
+from reference.search.trigrams import TrigramFrequencies
 from reference.settings import Settings
 from reference.workspace.views import WorkspaceQuery, page_statement
 
@@ -81,8 +81,7 @@ async def route_plans(
         connect(dsn, server_settings=SERVER_SETTINGS, json_codecs=True) as conn,
         connect(dsn, server_settings=GENERIC_PLAN_SETTINGS, json_codecs=True) as generic,
     ):
-        caps = await detect_capabilities(conn)
-        trigrams = await load_trigram_frequencies(conn) if caps.text_index else None
+        caps, trigrams = await search_setup(conn)
         for route, path in routes.items():
             statements = route_statements(path, user, settings, caps, trigrams)
             if statements is None:

@@ -8,8 +8,15 @@ from uuid import UUID
 
 from reference.assets import ASSET_COLUMNS, Asset
 from reference.db.pool import connect
+from reference.search.in_memory import filter_assets
+from reference.search.query import parse_query
 
 USER_ASSETS_SQL = f"select {ASSET_COLUMNS} from assets a where a.user_id = $1"
+
+
+def oracle_ids(assets: list[Any], **params: str) -> list[str]:
+    """The in-memory port's answer: the ids of ``assets`` that match ``params``, in order."""
+    return [str(a.id) for a in filter_assets(assets, parse_query(params))]
 
 
 async def user_assets(dsn: str, user_id: UUID) -> list[Asset]:

@@ -10,12 +10,12 @@ import asyncpg
 import pytest
 
 from reference.db.pool import SERVER_SETTINGS, Limits, connect, create_pool
-from reference.search.in_memory import filter_assets, is_dismissed
-from reference.search.query import SearchQuery, parse_query
+from reference.search.in_memory import is_dismissed
+from reference.search.query import SearchQuery
 from reference.search.service import Statement, fetch_scan, serial_budget
 from tests.conftest import auth_headers
 from tests.conftest import test_settings as settings_for
-from tests.search_support import user_assets, walk
+from tests.search_support import oracle_ids, user_assets, walk
 
 INSERT_IMAGE = """
 insert into images (id, user_id, prompt, status, quality, model_type, storage_path,
@@ -33,10 +33,6 @@ async def insert_images(dsn: str, user_id: uuid.UUID, prompts: list[str]) -> lis
             [(i, user_id, p, None, now) for i, p in zip(ids, prompts, strict=True)],
         )
     return ids
-
-
-def oracle_ids(assets: list[Any], **params: str) -> list[str]:
-    return [str(a.id) for a in filter_assets(assets, parse_query(params))]
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from fixtures.generate import heavy_user_id
 from fixtures.spec import spec_for
 from reference.db.pool import GENERIC_PLAN_SETTINGS, SERVER_SETTINGS, connect
 from reference.search.query import TRIGRAM_INDEXES, Page, parse_query
-from reference.search.service import detect_capabilities, search_statements, trigram_patterns
+from reference.search.service import search_setup, search_statements, trigram_patterns
 from reference.search.sql import PARALLEL_SCAN_SQL
 from reference.search.trigrams import TrigramFrequencies, load_trigram_frequencies
 from reference.settings import Settings
@@ -92,9 +92,8 @@ async def explain_search(
     page carries its count. ``parallel``: as a prompt scan's second run plans them, past its
     serial budget (``PARALLEL_SCAN_SQL``)."""
     async with connect(dsn, server_settings=SERVER_SETTINGS, json_codecs=True) as conn:
-        caps = await detect_capabilities(conn)
-        if trigrams is None and caps.text_index:
-            trigrams = await load_trigram_frequencies(conn)
+        caps, sampled = await search_setup(conn)
+        trigrams = trigrams or sampled
         page = Page(parse_query(params), 50)
         statements = search_statements(caps, heavy_user_id(spec), page, cap, trigrams)
         explain = "explain (analyze, format json) " if analyze else "explain (format json) "

@@ -24,8 +24,7 @@ from reference.search.trigrams import (
     TrigramStatistics,
     load_trigram_frequencies,
 )
-from tests.search_support import user_assets
-from tests.test_search import oracle_ids
+from tests.search_support import oracle_ids, user_assets
 
 COUNTS = {"kni": 10, "nig": 40, "igh": 500, "ght": 480, "dar": 30, "ark": 60, "the": 700}
 FREQUENCIES = TrigramFrequencies(COUNTS, rows=1_000)

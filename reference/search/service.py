@@ -49,7 +49,7 @@ from reference.search.sql import (
     PARALLEL_SCAN_SQL,
     TEXT_PAGE_SQL,
 )
-from reference.search.trigrams import TrigramFrequencies
+from reference.search.trigrams import TrigramFrequencies, load_trigram_frequencies
 from reference.settings import Settings
 
 
@@ -103,6 +103,15 @@ async def detect_capabilities(conn: asyncpg.Connection) -> SearchCapabilities:
     elif row["prompt_indexes"] == len(PLAIN_TRIGRAM_INDEXES):
         index = "prompt"
     return SearchCapabilities(row["pg_trgm"], row["btree_gin"], index)
+
+
+async def search_setup(
+    conn: asyncpg.Connection,
+) -> tuple[SearchCapabilities, TrigramFrequencies | None]:
+    """What searches are built from, as the service has them: the database's capabilities and,
+    with a trigram index, a sample of trigram counts (the service refreshes its own)."""
+    caps = await detect_capabilities(conn)
+    return caps, await load_trigram_frequencies(conn) if caps.text_index else None
 
 
 def trigram_patterns(q: str, trigrams: TrigramFrequencies | None) -> list[str]:

@@ -31,10 +31,10 @@ PATTERN_MATCH: Final = (
 NEEDLE_MATCH: Final = "($3::text is null or strpos(a.prompt_fold, lower($3)) > 0)"
 
 
-def _where(text: str) -> str:
-    return f"""
+SEARCH_WHERE: Final = f"""
 where a.user_id = $1
-  and {text}
+  and {PATTERN_MATCH}
+  and {NEEDLE_MATCH}
   and ($4::text is null or a.type = $4)
   and ($5::text is null or a.quality collate "C" = $5)
   and ($6::text is null or coalesce(a.model_type, '') collate "C" = $6)
@@ -43,9 +43,6 @@ where a.user_id = $1
   and ($9::timestamptz is null or a.created_at < $9)
   and ($10::boolean or (a.metadata->>'workspace_dismissed') is distinct from 'true')
 """
-
-
-SEARCH_WHERE: Final = _where(f"{PATTERN_MATCH}\n  and {NEEDLE_MATCH}")
 
 #: The total: at most $11 (the count cap + 1) matching rows are counted, so its cost does not
 #: grow with the user's history (filters only: an index-only scan of the covering partial index).

@@ -27,6 +27,7 @@ from typing import Final
 import asyncpg
 
 from reference.search.sql import TRIGRAM_FREQUENCIES_SQL, TRIGRAM_SAMPLE_PERCENT_SQL
+from reference.web.errors import dependency_failure
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,9 @@ class TrigramFrequencies:
     counts: Mapping[str, int] = field(default_factory=dict)
     rows: int = 0
 
-    def share(self, trigram: str) -> float:
-        return self.counts.get(trigram, 0) / self.rows if self.rows else 0.0
+    def count(self, window: str) -> int:
+        """Sampled prompts holding ``window``'s trigram (as written: looked up lowercased)."""
+        return self.counts.get(window.lower(), 0)
 
     def windows(self, q: str) -> list[str] | None:
         """The substrings of ``q`` (three ASCII letters or digits each, as written) whose trigrams
@@ -59,18 +61,17 @@ class TrigramFrequencies:
         it."""
         if not self.rows:
             return None
-        picks: list[tuple[int, int, str]] = []
+        picks: list[tuple[int, int, str]] = []  # (count, word's place, window)
         for order, run in enumerate(ASCII_RUN.finditer(q)):
             text = run.group()
-            windows = [text[i : i + 3] for i in range(len(text) - 2)]
-            rarest = min(windows, key=lambda w: self.counts.get(w.lower(), 0))
-            picks.append((self.counts.get(rarest.lower(), 0), order, rarest))
+            rarest = min((text[i : i + 3] for i in range(len(text) - 2)), key=self.count)
+            picks.append((self.count(rarest), order, rarest))
         if not picks:
             return None
         picks.sort()
         chosen = [picks[0][2]]
         for _count, _order, window in picks[1:MAX_WINDOWS]:
-            if self.share(window.lower()) <= SECOND_WINDOW_MAX_SHARE:
+            if self.count(window) <= SECOND_WINDOW_MAX_SHARE * self.rows:
                 chosen.append(window)
         return chosen
 
@@ -102,13 +103,21 @@ class TrigramStatistics:
         self, pool: asyncpg.Pool, every: float = REFRESH_SECONDS
     ) -> AsyncIterator[None]:
         """Loads a sample now, then again every ``every`` seconds until the block ends. A failed
-        load keeps the last sample (it only steers the choice of trigrams) and is logged."""
+        load keeps the last sample (it only steers the choice of trigrams) and is logged, as the
+        batch feature's trash worker logs its passes: a warning for a database down or too slow,
+        the traceback for anything else."""
 
         async def load() -> None:
             try:
                 await self.refresh(pool)
-            except (TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                log.warning("trigram sample not loaded: %s", exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # as the trash worker: the next load may succeed
+                failure = dependency_failure(exc)
+                if failure is None:
+                    log.exception("trigram sample not loaded; next in %ss", every)
+                else:
+                    log.warning("trigram sample not loaded (%s); next in %ss", failure, every)
 
         async def loop() -> None:
             while True:
