@@ -48,7 +48,8 @@ SORT_KEYS: Final[dict[SortKey, Callable[[Asset], Any]]] = {
 }
 
 
-def filter_assets(assets: Iterable[Asset], search: SearchQuery) -> list[Asset]:
+def asset_filter(search: SearchQuery) -> Callable[[Asset], bool]:
+    """Whether an asset matches ``search``'s query and filters."""
     needle = search.q.lower()
 
     def keep(asset: Asset) -> bool:
@@ -68,6 +69,11 @@ def filter_assets(assets: Iterable[Asset], search: SearchQuery) -> list[Asset]:
             return False
         return search.include_dismissed or not is_dismissed(asset)
 
+    return keep
+
+
+def filter_assets(assets: Iterable[Asset], search: SearchQuery) -> list[Asset]:
+    keep = asset_filter(search)
     key = SORT_KEYS[search.sort]
     return sorted(
         (a for a in assets if keep(a)),

@@ -25,6 +25,7 @@ the test oracle):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -181,19 +182,23 @@ def search_statements(
     """What :func:`search_assets` sends: for a prompt query, the statement that counts the
     matches up to the cap and, below it, answers the page, then the walk (``walk``: the page
     statement without trigram patterns) that answers the page when the matches reach the cap;
-    for filters, the page and the capped count (run at once, on two connections). The plan
-    benchmarks and tests explain exactly these."""
+    for filters, the page and the capped count (run at once, on two connections). A prompt
+    query that the trigram sample expects past the cap (:meth:`TrigramFrequencies.past_cap`)
+    starts with the capped count alone (``count``), sent with the walk at once; its text page
+    comes last, for when the count falls short after all. The plan benchmarks and tests explain
+    exactly these."""
     query = page.query
     mode = caps.mode_for(query.q)
     args = search_args(user_id, query, mode, trigrams)
     page_args = [*args, *_cursor_args(page)]
     if mode is not None:
-        text = TEXT_PAGE_SQL[query.sort, query.order]
+        text_sql = TEXT_PAGE_SQL[query.sort, query.order]
+        text = Statement("page", text_sql, [*page_args, count_cap + 1])
         walk_args = [user_id, None, *page_args[2:]]
-        return [
-            Statement("page", text, [*page_args, count_cap + 1]),
-            Statement("walk", PAGE_SQL[query.sort, query.order], walk_args),
-        ]
+        walk = Statement("walk", PAGE_SQL[query.sort, query.order], walk_args)
+        if mode is TextMode.TRIGRAM and trigrams and trigrams.past_cap(user_id, query, count_cap):
+            return [count_statement(args, count_cap), walk, text]
+        return [text, walk]
     return [
         Statement("page", PAGE_SQL[query.sort, query.order], page_args),
         count_statement(args, count_cap),
@@ -247,6 +252,33 @@ async def _fetchval(pool: asyncpg.Pool, statement: Statement) -> int:
         return int(await conn.fetchval(statement.sql, *statement.args))
 
 
+async def _cancelled(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task  # its failure, if any, is not this search's: the answer comes from elsewhere
+
+
+async def count_and_walk(
+    pool: asyncpg.Pool, statements: list[Statement], count_cap: int
+) -> tuple[list[asyncpg.Record], int]:
+    """A prompt query expected past the cap (``count``, ``walk``, ``page``): the capped count
+    and the walk at once, on two connections. Past the cap, the walk's rows are the page. Short
+    of it (the estimate was wrong), the walk, which may read the whole history for a rare needle,
+    is cancelled unless it is done, and the text page answers as it would have."""
+    count, walk, text = statements
+    walking = asyncio.ensure_future(_fetch(pool, walk))
+    try:
+        total = await _fetchval(pool, count)
+    except BaseException:
+        await _cancelled(walking)
+        raise
+    if total > count_cap or (walking.done() and walking.exception() is None):
+        return await walking, total
+    await _cancelled(walking)
+    rows = await _fetch(pool, text)
+    return rows, int(rows[0]["total"])
+
+
 async def search_assets(
     pool: asyncpg.Pool,
     caps: SearchCapabilities,
@@ -270,6 +302,8 @@ async def search_assets(
         rows, total = await asyncio.gather(
             _fetch(pool, statements[0]), _fetchval(pool, statements[1])
         )
+    elif statements[0].name == "count":
+        rows, total = await count_and_walk(pool, statements, count_cap)
     else:
         if mode is TextMode.TRIGRAM:
             rows = await _fetch(pool, statements[0])
@@ -278,8 +312,8 @@ async def search_assets(
         total = int(rows[0]["total"])  # the statement always answers a row
         if total > count_cap:
             rows = await _fetch(pool, statements[1])
-        elif rows[0]["id"] is None:  # no page: the one row carries the total alone
-            rows = []
+    if rows and rows[0]["id"] is None:  # no page: the text page's one row carries the total
+        rows = []
     more = len(rows) > page.limit
     rows = rows[: page.limit]
     assets = [Asset.from_record(r) for r in rows]

@@ -151,7 +151,7 @@ returning updated_at
 """
 
 
-#: The ``tablesample system`` percent that reads about $1 rows of the asset tables (all of them
+#: The ``tablesample bernoulli`` percent that keeps about $1 rows of the asset tables (all of them
 #: while they are smaller, or never analysed).
 TRIGRAM_SAMPLE_PERCENT_SQL: Final = """
 select least(100.0, $1 * 100.0 / greatest(1.0, sum(greatest(c.reltuples, 0))))::float8
@@ -159,21 +159,19 @@ from pg_class c
 where c.oid in ('images'::regclass, 'videos'::regclass)
 """
 
-#: How many sampled prompts hold each trigram of three ASCII letters or digits (pg_trgm's
-#: ``show_trgm``, as the index stores them), and how many prompts were sampled ($1: percent). One
-#: row with a NULL trigram when the sample holds none.
-TRIGRAM_FREQUENCIES_SQL: Final = """
-with sampled as materialized (
-    select prompt_fold from images tablesample system ($1::real)
+#: The sampled rows ($1: percent, each row kept at random): what a search filters on, and each
+#: prompt's ASCII trigrams (pg_trgm's ``show_trgm``, as the index stores them).
+TRIGRAM_SAMPLE_SQL: Final = """
+select s.*, array(
+    select t from unnest(show_trgm(s.prompt_fold)) as t where t collate "C" ~ '^[a-z0-9]{3}$'
+) as trigrams
+from (
+    select 'image'::text as type, id, user_id, prompt_fold, status, quality, model_type,
+           created_at, metadata->>'workspace_dismissed' as dismissed
+    from images tablesample bernoulli ($1::real)
     union all
-    select prompt_fold from videos tablesample system ($1::real)
-)
-select (select count(*) from sampled) as sampled, g.trigram, g.n
-from (select 1) one
-left join (
-    select trigram, count(*) as n
-    from sampled s, unnest(show_trgm(s.prompt_fold)) as trigram
-    where trigram collate "C" ~ '^[a-z0-9]{3}$'
-    group by trigram
-) g on true
+    select 'video'::text, id, user_id, prompt_fold, status, quality, model_type,
+           created_at, metadata->>'workspace_dismissed'
+    from videos tablesample bernoulli ($1::real)
+) s
 """
