@@ -291,7 +291,8 @@ async def search_assets(
     """One page and the total, counted up to ``count_cap`` + 1: for filters on two connections
     at once; for a prompt query in one statement, and a walk of the sort index for the page
     when the matches reach the cap (the index asked for the rarest trigrams in ``trigrams``'
-    sample). A prompt query that no trigram index serves scans on one
+    sample), or the count and the walk at once when the sample expects the cap reached
+    (:func:`count_and_walk`). A prompt query that no trigram index serves scans on one
     process for ``serial_scan_ms``, then on parallel workers (:func:`fetch_scan`,
     :func:`serial_budget`)."""
     query = page.query
