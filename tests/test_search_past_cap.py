@@ -21,7 +21,6 @@ from reference.search.trigrams import (
     ASCII_RUN,
     PAST_CAP_MIN_HITS,
     TrigramFrequencies,
-    UserSample,
     load_trigram_frequencies,
 )
 from tests.search_support import oracle_ids, user_assets
@@ -46,11 +45,11 @@ def sample_of(assets: list[Asset], fraction: float) -> TrigramFrequencies:
     counts: Counter[str] = Counter()
     holding: dict[str, list[Asset]] = {}
     for asset in assets:
-        counts.update(trigrams_of(asset.prompt))
-        for trigram in trigrams_of(asset.prompt):
+        trigrams = trigrams_of(asset.prompt)
+        counts.update(trigrams)
+        for trigram in trigrams:
             holding.setdefault(trigram, []).append(asset)
-    users = {assets[0].user_id: UserSample(holding)}
-    return TrigramFrequencies(dict(counts), len(assets), users, fraction)
+    return TrigramFrequencies(dict(counts), len(assets), {assets[0].user_id: holding}, fraction)
 
 
 # 40 sampled rows of the user, 1% of the tables: each sampled row stands for 100. With a cap of
@@ -89,7 +88,7 @@ async def test_the_sample_keeps_each_users_rows(seeded_template: Any) -> None:
     async with connect(seeded_template.dsn) as conn:
         frequencies = await load_trigram_frequencies(conn, sample_rows=10**9)
     assert frequencies.fraction == 1.0
-    holding = frequencies.users[user].holding
+    holding = frequencies.users[user]
     expected: dict[str, list[UUID]] = {}
     for asset in assets.values():
         for trigram in trigrams_of(asset.prompt):
