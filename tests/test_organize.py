@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -457,3 +458,67 @@ async def test_the_snapshot_is_read_in_batches_and_whole(
     assert len(rows) > 7
     assert sorted(index.ids) == sorted(r["id"] for r in rows)
     assert _id_sets(index) == {frozenset(uuid.UUID(i) for i in s) for s in _exact_sets(list(rows))}
+
+
+#: Lock requests of a session (``$1``) that wait: any table, or the asset tables only.
+LOCK_WAITERS_ANY = "select count(*) from pg_locks where pid = $1 and not granted"
+LOCK_WAITERS = """
+select count(*) from pg_locks l join pg_class c on c.oid = l.relation
+where l.pid = $1 and not l.granted and c.relname in ('images', 'videos')
+"""
+
+
+async def _until(conn: asyncpg.Connection, query: str, pid: int, seconds: float) -> bool:
+    """Poll ``query`` (a count for ``pid``) until it is positive, for at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if await conn.fetchval(query, pid):
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_storing_signatures_beside_a_concurrent_index_build_cannot_deadlock(
+    seeded_dsn: str,
+) -> None:
+    """A fresh load stores the signatures while the later migrations build indexes, some with
+    ``CREATE INDEX CONCURRENTLY``. Such a build holds its table's lock for its whole run and
+    waits, near its end, for every session with an older snapshot, which a session waiting for a
+    table lock holds: storing that waited in ``LOCK TABLE`` for the build deadlocked with it (a
+    100k scale-curve build died so). Here a writer holds the build in its first wait while the
+    storing starts; once the writer ends, both must finish."""
+    async with (
+        connect(seeded_dsn) as writer,
+        connect(seeded_dsn) as builder,
+        connect(seeded_dsn) as storer,
+        connect(seeded_dsn) as watcher,
+    ):
+        total = await watcher.fetchval("select count(*) from assets")
+        writing = writer.transaction()
+        await writing.start()
+        await writer.execute("lock table images in row exclusive mode")
+        build = asyncio.create_task(
+            builder.execute("create index concurrently wsb_beside on images (created_at)")
+        )
+        assert await _until(watcher, LOCK_WAITERS_ANY, builder.get_server_pid(), 10.0)
+        storing = asyncio.create_task(store_signatures(storer, progress=False))
+        # The storing either waits in the lock queue behind the build (the deadlock's first
+        # half) or keeps out of it; a second is long enough to see which.
+        await _until(watcher, LOCK_WAITERS, storer.get_server_pid(), 1.0)
+        await writing.commit()
+        stored, _ = await asyncio.wait_for(asyncio.gather(storing, build), timeout=60)
+        assert stored == total
+        valid = await watcher.fetchval(
+            "select i.indisvalid from pg_index i where i.indexrelid = 'wsb_beside'::regclass"
+        )
+        assert valid is True
+
+
+async def test_storing_signatures_gives_up_on_a_lock_held_too_long(seeded_dsn: str) -> None:
+    async with connect(seeded_dsn) as holder, connect(seeded_dsn) as storer:
+        async with holder.transaction():
+            await holder.execute("lock table videos in exclusive mode")
+            with pytest.raises(TimeoutError, match="stayed locked"):
+                await store_signatures(storer, progress=False, lock_wait_s=0.3)
+        assert await storer.fetchval("select count(*) from asset_signatures") == 0
+        assert await store_signatures(storer, progress=False) > 0

@@ -22,6 +22,7 @@ unreachable costs only that sharing: the index is then built in memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter, OrderedDict, defaultdict
@@ -43,7 +44,7 @@ from reference.organize import dedup
 from reference.organize.sql import (
     COUNT_MISSING,
     INSERT_SIGNATURES,
-    LOCK_PROMPTS,
+    LOCK_PROMPTS_NOWAIT,
     SELECT_DISTINCT_PROMPTS,
     SELECT_INDEX_ROWS,
     SELECT_MISSING,
@@ -54,6 +55,11 @@ from reference.web.errors import Unavailable
 from reference.web.typedefs import POOL, SETTINGS
 
 SIGNATURE_BATCH: Final = 10_000
+#: Seconds the bulk backfill waits for the assets' prompts to be free of other locks (an index
+#: build beside it holds them for its whole run: about a minute at 1,000,000 assets), and how
+#: often it asks.
+SIGNATURES_LOCK_WAIT_S: Final = 600.0
+LOCK_RETRY_S: Final = 0.1
 #: Rows per fetch of the index snapshot's cursor.
 SNAPSHOT_BATCH: Final = 20_000
 #: Seconds a client is told to wait while its index is being built.
@@ -109,16 +115,54 @@ async def distinct_prompt_signatures(
     return pool
 
 
+@contextlib.asynccontextmanager
+async def _prompts_locked(conn: asyncpg.Connection, wait_s: float) -> AsyncIterator[None]:
+    """A transaction holding the assets' prompts against change (SHARE on both tables).
+
+    The lock is asked for without waiting, again every ``LOCK_RETRY_S`` in a new transaction:
+    a session queued for a table lock holds a snapshot, and a ``CREATE INDEX CONCURRENTLY`` that
+    holds the table waits, near its end, for every older snapshot, so queuing behind one
+    deadlocks with it (as a fresh load, which stores signatures beside the index migrations,
+    did). Past ``wait_s`` seconds without the lock: :class:`TimeoutError`.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await conn.execute(LOCK_PROMPTS_NOWAIT)
+        except asyncpg.LockNotAvailableError:
+            await transaction.rollback()
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"images and videos stayed locked for {wait_s:.0f} s: signatures not stored"
+                ) from None
+            await asyncio.sleep(LOCK_RETRY_S)
+            continue
+        except BaseException:
+            await transaction.rollback()
+            raise
+        break
+    try:
+        yield
+    except BaseException:
+        await transaction.rollback()
+        raise
+    await transaction.commit()
+
+
 async def store_signatures(
     conn: asyncpg.Connection,
     *,
     progress: bool = True,
     known: PromptSignatures | None = None,
+    lock_wait_s: float = SIGNATURES_LOCK_WAIT_S,
 ) -> int:
     """Compute and store a signature for every asset that lacks one; returns how many.
 
     Each distinct prompt is hashed once (``known`` may hold some already), and the rows are
-    written with COPY while the assets' prompts are locked against change.
+    written with COPY while the assets' prompts are locked against change (waiting at most
+    ``lock_wait_s`` for that lock).
     """
     missing: int = await conn.fetchval(COUNT_MISSING)
     pool: PromptSignatures = dict(known or {})
@@ -126,8 +170,7 @@ async def store_signatures(
     bar = tqdm(total=missing, unit="asset", unit_scale=True, desc="signatures",
                disable=not progress)  # fmt: skip
     try:
-        async with conn.transaction():
-            await conn.execute(LOCK_PROMPTS)
+        async with _prompts_locked(conn, lock_wait_s):
             cursor = await conn.cursor(SELECT_MISSING)
             while rows := await cursor.fetch(SIGNATURE_BATCH):
                 new = list({r["prompt"] for r in rows if r["prompt"] not in pool})

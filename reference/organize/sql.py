@@ -30,7 +30,8 @@ where not exists (select 1 from asset_signatures s where s.asset_id = a.id)
 #: indexes are built (the tables, not the view: it may not exist yet).
 SELECT_DISTINCT_PROMPTS: Final = "select prompt from images union select prompt from videos"
 #: For the bulk backfill: prompts cannot change between the read and the COPY (readers go on).
-LOCK_PROMPTS: Final = "lock table images, videos in share mode"
+#: Asked without waiting, and again until it is free (see ``store_signatures``).
+LOCK_PROMPTS_NOWAIT: Final = "lock table images, videos in share mode nowait"
 SIGNATURE_COLUMNS: Final = ("asset_id", "user_id", "text_key", "signature")
 SELECT_PROMPTS: Final = "select a.id, a.prompt from assets a where a.id = any($1::uuid[])"
 
