@@ -227,23 +227,25 @@ async def floor(
 
 async def _floor_statements(dsn: str, user: Any) -> dict[str, FloorStatements]:
     """The very statements the service sends for each route: for search, its text page (which
-    carries the capped total) and, past the cap, the walk; or, for a search the trigram sample
-    expects past the cap, the count and the walk (sent at once by the service)."""
+    carries the capped total) and, when that did not read every match, the walk; or, for a
+    search the trigram sample expects past the cap, the count and the walk (sent at once by the
+    service)."""
     page = Page(parse_query({"q": "knight"}), 51)
     cap = Settings.from_env({}).search_count_cap
     conn = await asyncpg.connect(dsn, server_settings=SERVER_SETTINGS)
     try:
         caps, trigrams = await search_setup(conn)
         first, walk, *_ = search_statements(caps, user, page, cap, trigrams)
-        past_cap = first.name == "count"
-        if not past_cap:
-            past_cap = (await conn.fetch(first.sql, *first.args))[0]["total"] > cap
+        walks = first.name == "count"
+        if not walks:
+            read = (await conn.fetch(first.sql, *first.args))[0]["total"]
+            walks = read >= first.args[-1]
     finally:
         await conn.close()
     search = [(first.sql, first.args), (walk.sql, walk.args)]
     return {
         "workspace": ([(PAGE_ALL, [user, 51])], GENERIC_PLAN_SETTINGS),
-        "search": (search if past_cap else search[:1], SERVER_SETTINGS),
+        "search": (search if walks else search[:1], SERVER_SETTINGS),
     }
 
 

@@ -74,7 +74,7 @@ def test_route_plans_explain_the_statements_the_service_sends() -> None:
         ("walk", PAGE_SQL[SortKey.DATE, SortOrder.DESC]),
     ]
     assert text[0][2][1:3] == [["%knight%"], "knight"]
-    assert text[0][2][-1] == cap + 1
+    assert text[0][2][-1] == cap + 1  # by date: the walk costs less than reading all
     assert text[1][2][1:3] == [None, "knight"]
     filters = route_statements(ROUTES["filters_only"], user, SETTINGS, caps)
     assert filters is not None

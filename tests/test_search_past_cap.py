@@ -14,9 +14,15 @@ import pytest
 
 from reference.assets import Asset, ContentType
 from reference.db.pool import connect, create_pool
+from reference.search import service
 from reference.search.in_memory import is_dismissed
 from reference.search.query import Page, decode_cursor, parse_query
-from reference.search.service import detect_capabilities, search_assets, search_statements
+from reference.search.service import (
+    READ_ALL_FACTOR,
+    detect_capabilities,
+    search_assets,
+    search_statements,
+)
 from reference.search.trigrams import (
     ASCII_RUN,
     PAST_CAP_MIN_HITS,
@@ -179,3 +185,55 @@ async def test_a_wrong_estimate_still_answers_exactly(seeded_template: Any, rare
             assert [str(a.id) for a in plain.assets] == oracle_ids(assets, q=word)[:50]
     finally:
         await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("share", "sort", "within"),
+    [((2, 3), "prompt", True), ((1, 4), "prompt", False), ((2, 3), "date", False)],
+    ids=["read-all", "walk", "by-date"],
+)
+async def test_matches_past_the_cap_within_the_read_bound_answer_in_one_statement(
+    seeded_template: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    share: tuple[int, int],
+    sort: str,
+    within: bool,
+) -> None:
+    """A text search through the trigram index sorted by other than date reads up to
+    READ_ALL_FACTOR times the cap of its matches: past the cap but within that, its page is the
+    top of them, with no walk of a sort index; beyond it, or by date, the walk answers the page.
+    Every page is the oracle's either way."""
+    user = seeded_template.heavy_user
+    assets = await user_assets(seeded_template.dsn, user)
+    word = _frequent_word(assets)
+    expected = oracle_ids(assets, q=word, sort=sort, order="asc")
+    cap = len(expected) * share[0] // share[1]
+    assert cap < len(expected) < 2 * cap or share == (1, 4)  # not expected past twice the cap
+    assert (len(expected) < READ_ALL_FACTOR * cap + 1) == (share == (2, 3))
+    sent: list[str] = []
+    fetch = service._fetch
+
+    async def spied(pool: Any, statement: Any) -> Any:
+        sent.append(statement.name)
+        return await fetch(pool, statement)
+
+    monkeypatch.setattr(service, "_fetch", spied)
+    async with connect(seeded_template.dsn) as conn:
+        caps = await detect_capabilities(conn)
+    query = parse_query({"q": word, "sort": sort, "order": "asc"})
+    pool = await create_pool(seeded_template.dsn, min_size=1, max_size=2)
+    try:
+        got: list[str] = []
+        page = Page(query, 20)
+        while True:
+            sent.clear()
+            result = await search_assets(pool, caps, user, page, cap, None)
+            assert sent == (["page"] if within else ["page", "walk"])
+            assert (result.total, result.total_is_exact) == (cap, False)
+            got += [str(a.id) for a in result.assets]
+            if result.next_cursor is None:
+                break
+            page = Page(query, 20, decode_cursor(result.next_cursor, query))
+    finally:
+        await pool.close()
+    assert got == expected

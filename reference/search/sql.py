@@ -12,9 +12,9 @@ from reference.search.query import SortKey, SortOrder
 # Parameters: $1 user, $2 trigram patterns (text[], see below), $3 the query text (needle), $4
 # type, $5 quality, $6 model ('' is the plain model), $7 status, $8 start_at, $9 end_before, $10
 # include_dismissed; page queries add $11/$12 (cursor value, id) and $13 (limit); a text page adds
-# $14 (count cap + 1). Absent filters are NULL: the pool forces custom plans, so PostgreSQL folds
-# ``$n is null`` (and ``$2[2]``) away and each search gets the plan of its own literal predicate
-# (including the partial index's dismissed predicate).
+# $14 (how many matches it reads at most, past the count cap). Absent filters are NULL: the pool
+# forces custom plans, so PostgreSQL folds ``$n is null`` (and ``$2[2]``) away and each search
+# gets the plan of its own literal predicate (including the partial index's dismissed predicate).
 #
 # A prompt is matched through ``search_fold`` (sql/0009), stored as ``prompt_fold`` (sql/0014):
 # ``strpos(a.prompt_fold, lower(q)) > 0`` is ``prompt ilike '%q%'`` with q literal, at a tenth of
@@ -83,12 +83,12 @@ PAGE_SQL: Final[Mapping[tuple[SortKey, SortOrder], str]] = {
 
 
 def _text_page_sql(key: SortKey, order: SortOrder) -> str:
-    """A text search's capped total and, below the cap, its page, in one statement ($14 = count
-    cap + 1): at most $14 matches are collected from the trigram index (the count needs them
-    anyway), whole rows; when that is all of them, the page is the top of those, sorted. The
+    """A text search's total and, when it read every match, its page, in one statement: at most
+    $14 matches (more than the count cap) are collected from the trigram index (the count needs
+    them anyway), whole rows; when that is all of them, the page is the top of those, sorted. The
     statement always answers one row at least: with no page, one row of NULLs carrying the total.
-    At the cap, the page is the walk's (:data:`PAGE_SQL` without trigram patterns), a second
-    statement.
+    With $14 matches or more, the page is the walk's (:data:`PAGE_SQL` without trigram
+    patterns), a second statement.
 
     The assets view is named once: every name of it is two tables whose dozen indexes each the
     planner weighs, for every search (custom plans). A lookup of the page's rows by key and the
