@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -80,6 +81,12 @@ insert into organize_versions as v (user_id, version) values ($1, 1)
 on conflict (user_id) do update set version = v.version + 1
 """
 COLD_POLL_S: Final = 0.05
+#: While the cold routes rebuild, another client's light request (``/healthz``) every this
+#: many seconds: what a build costs the rest of its process's requests.
+PROBE_EVERY_S: Final = 0.02
+PROBES: Final[dict[str, str]] = {
+    "healthz_during_build": "GET /healthz every 20 ms while duplicates_cold rebuilds the index",
+}
 COLD_BUDGET_S: Final = 180.0
 COLD_MIN_ROUNDS: Final = 3
 ROUTES: Final[dict[str, str]] = {
@@ -248,12 +255,46 @@ async def _sample(
     return timings, failures
 
 
-async def _cold_sample(
-    session: aiohttp.ClientSession, url: str, dsn: str, user: UUID, rounds: int
+async def _probe(
+    session: aiohttp.ClientSession, until: asyncio.Event
 ) -> tuple[list[float], dict[int, int]]:
+    """``/healthz`` every :data:`PROBE_EVERY_S` until ``until`` is set: its latencies (ms)."""
+    timings: list[float] = []
+    failures: dict[int, int] = {}
+    while not until.is_set():
+        started = time.perf_counter()
+        async with session.get("/healthz") as response:
+            await response.read()
+        if response.status == 200:
+            timings.append((time.perf_counter() - started) * 1000)
+        else:
+            failures[response.status] = failures.get(response.status, 0) + 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(until.wait(), PROBE_EVERY_S)
+    return timings, failures
+
+
+async def _cold_sample(
+    session: aiohttp.ClientSession, base_url: str, url: str, dsn: str, user: UUID, rounds: int
+) -> tuple[tuple[list[float], dict[int, int]], tuple[list[float], dict[int, int]]]:
     """Seconds from the first request after a version bump to the rebuilt index's answer, in
     ms; 503 ``organize_index_building`` answers are the build going on, anything else fails.
-    At least ``COLD_MIN_ROUNDS`` rounds, then as many of ``rounds`` as ``COLD_BUDGET_S`` allows."""
+    At least ``COLD_MIN_ROUNDS`` rounds, then as many of ``rounds`` as ``COLD_BUDGET_S`` allows.
+    Second, the latencies of :func:`_probe`, from another client, during the rounds."""
+    done = asyncio.Event()
+    async with aiohttp.ClientSession(base_url, timeout=session.timeout) as other:
+        probing = asyncio.ensure_future(_probe(other, done))
+        try:
+            rebuilt = await _cold_rounds(session, url, dsn, user, rounds)
+        finally:
+            done.set()
+            probed = await probing
+    return rebuilt, probed
+
+
+async def _cold_rounds(
+    session: aiohttp.ClientSession, url: str, dsn: str, user: UUID, rounds: int
+) -> tuple[list[float], dict[int, int]]:
     timings: list[float] = []
     failures: dict[int, int] = {}
     spent = 0.0
@@ -349,7 +390,9 @@ async def measure_routes(
     async with aiohttp.ClientSession(base_url, headers=headers, timeout=timeout) as session:
         for route, path in tqdm(routes.items(), desc="routes", unit=" route"):
             if route in COLD_ROUTES:
-                samples[route] = await _cold_sample(session, path, *cold)
+                samples[route], samples["healthz_during_build"] = await _cold_sample(
+                    session, base_url, path, *cold
+                )
             else:
                 samples[route] = await _sample(session, path, requests, warmup)
         dsn, user, _ = cold
@@ -439,7 +482,7 @@ def table(results: Sequence[RouteLatency], scales: Sequence[str]) -> str:
     cells = {(r.route, r.scale): r for r in results}
     lines = ["| route | " + " | ".join(f"{s} p50 / p95 ms [95% of p95]" for s in scales) + " |"]
     lines.append("|---" * (len(scales) + 1) + "|")
-    for route in [*ROUTES, "workspace_deep", *MUTATIONS]:
+    for route in [*ROUTES, "workspace_deep", *MUTATIONS, *PROBES]:
         row = []
         for scale in scales:
             row.append(_cell(cells.get((route, scale))))
@@ -491,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
             **ROUTES,
             "workspace_deep": "/v1/workspace?limit=50&cursor=<middle>",
             **MUTATIONS,
+            **PROBES,
         },
         "paged": sorted(PAGED),
         "measured_at": started.isoformat(timespec="seconds"),

@@ -123,3 +123,37 @@ async def test_the_batch_routes_are_timed_to_their_end_and_each_round_undone(
         assert len(timings) == (3 if route == "workspace_first" else 2), route
     async with connect(seeded_dsn) as conn:
         assert await conn.fetchval(DISMISSED) == before
+
+
+async def test_a_cold_route_is_one_rebuild_a_round_with_another_clients_probe_beside(
+    aiohttp_server, seeded_template, seeded_dsn, tmp_path
+) -> None:
+    """Each round of ``duplicates_cold`` bumps the user's organize version and times the
+    rebuilt index's answer; ``/healthz`` is probed from another client for as long."""
+    from benchmarks.scale_curve import PROBES, measure_routes
+    from fixtures.storage_files import write_storage_objects_in_child
+    from reference.app import create_app
+    from reference.organize.index import ORGANIZE
+    from tests.conftest import auth_headers
+    from tests.conftest import test_settings as settings_for
+
+    await write_storage_objects_in_child(seeded_dsn, tmp_path, progress=False)
+    app = create_app(settings_for(seeded_dsn, storage_dir=tmp_path))
+    server = await aiohttp_server(app)
+    user = seeded_template.heavy_user
+    samples = await measure_routes(
+        str(server.make_url("")),
+        {"duplicates_cold": ROUTES["duplicates_cold"]},
+        auth_headers(user),
+        3,
+        1,
+        (seeded_dsn, user, 3),
+        1,
+    )
+    rebuilt, failures = samples["duplicates_cold"]
+    assert (len(rebuilt), failures) == (3, {})
+    assert app[ORGANIZE].builds == 3
+    probed, probe_failures = samples["healthz_during_build"]
+    assert set(PROBES) == {"healthz_during_build"}
+    assert probed
+    assert probe_failures == {}
