@@ -37,7 +37,7 @@ from fixtures.spec import spec_for
 from fixtures.storage_files import storage_dir_from_env
 from reference.db.pool import GENERIC_PLAN_SETTINGS, SERVER_SETTINGS
 from reference.search.query import Page, parse_query
-from reference.search.service import search_setup, search_statements
+from reference.search.service import search_setup, search_statements, walk_needed
 from reference.settings import Settings
 from reference.workspace.sql import PAGE_ALL
 from reports.uncertainty import Estimate, median_ci, put
@@ -236,10 +236,9 @@ async def _floor_statements(dsn: str, user: Any) -> dict[str, FloorStatements]:
     try:
         caps, trigrams = await search_setup(conn)
         first, walk, *_ = search_statements(caps, user, page, cap, trigrams)
-        walks = first.name == "count"
-        if not walks:
-            read = (await conn.fetch(first.sql, *first.args))[0]["total"]
-            walks = read >= first.args[-1]
+        walks = first.name == "count" or walk_needed(
+            first, (await conn.fetch(first.sql, *first.args))[0]["total"]
+        )
     finally:
         await conn.close()
     search = [(first.sql, first.args), (walk.sql, walk.args)]

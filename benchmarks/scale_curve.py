@@ -84,8 +84,9 @@ COLD_POLL_S: Final = 0.05
 #: While the cold routes rebuild, another client's light request (``/healthz``) every this
 #: many seconds: what a build costs the rest of its process's requests.
 PROBE_EVERY_S: Final = 0.02
+PROBE: Final = "healthz_during_build"
 PROBES: Final[dict[str, str]] = {
-    "healthz_during_build": "GET /healthz every 20 ms while duplicates_cold rebuilds the index",
+    PROBE: "GET /healthz every 20 ms while duplicates_cold rebuilds the index",
 }
 COLD_BUDGET_S: Final = 180.0
 COLD_MIN_ROUNDS: Final = 3
@@ -245,14 +246,20 @@ async def _sample(
     timings: list[float] = []
     failures: dict[int, int] = {}
     for index in range(warmup + requests):
-        started = time.perf_counter()
-        async with session.get(url) as response:
-            await response.read()
-        if response.status != 200:
-            failures[response.status] = failures.get(response.status, 0) + 1
+        status, ms = await _timed_get(session, url)
+        if status != 200:
+            failures[status] = failures.get(status, 0) + 1
         elif index >= warmup:
-            timings.append((time.perf_counter() - started) * 1000)
+            timings.append(ms)
     return timings, failures
+
+
+async def _timed_get(session: aiohttp.ClientSession, url: str) -> tuple[int, float]:
+    """One GET read to its end: its status and milliseconds."""
+    started = time.perf_counter()
+    async with session.get(url) as response:
+        await response.read()
+    return response.status, (time.perf_counter() - started) * 1000
 
 
 async def _probe(
@@ -262,13 +269,11 @@ async def _probe(
     timings: list[float] = []
     failures: dict[int, int] = {}
     while not until.is_set():
-        started = time.perf_counter()
-        async with session.get("/healthz") as response:
-            await response.read()
-        if response.status == 200:
-            timings.append((time.perf_counter() - started) * 1000)
+        status, ms = await _timed_get(session, "/healthz")
+        if status == 200:
+            timings.append(ms)
         else:
-            failures[response.status] = failures.get(response.status, 0) + 1
+            failures[status] = failures.get(status, 0) + 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(until.wait(), PROBE_EVERY_S)
     return timings, failures
@@ -390,9 +395,7 @@ async def measure_routes(
     async with aiohttp.ClientSession(base_url, headers=headers, timeout=timeout) as session:
         for route, path in tqdm(routes.items(), desc="routes", unit=" route"):
             if route in COLD_ROUTES:
-                samples[route], samples["healthz_during_build"] = await _cold_sample(
-                    session, base_url, path, *cold
-                )
+                samples[route], samples[PROBE] = await _cold_sample(session, base_url, path, *cold)
             else:
                 samples[route] = await _sample(session, path, requests, warmup)
         dsn, user, _ = cold

@@ -127,28 +127,21 @@ async def _prompts_locked(conn: asyncpg.Connection, wait_s: float) -> AsyncItera
     """
     deadline = time.monotonic() + wait_s
     while True:
-        transaction = conn.transaction()
-        await transaction.start()
+        locked = False
         try:
-            await conn.execute(LOCK_PROMPTS_NOWAIT)
+            async with conn.transaction():
+                await conn.execute(LOCK_PROMPTS_NOWAIT)
+                locked = True
+                yield
+            return
         except asyncpg.LockNotAvailableError:
-            await transaction.rollback()
+            if locked:
+                raise  # the work's own, not the lock's
             if time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"images and videos stayed locked for {wait_s:.0f} s: signatures not stored"
                 ) from None
-            await asyncio.sleep(LOCK_RETRY_S)
-            continue
-        except BaseException:
-            await transaction.rollback()
-            raise
-        break
-    try:
-        yield
-    except BaseException:
-        await transaction.rollback()
-        raise
-    await transaction.commit()
+        await asyncio.sleep(LOCK_RETRY_S)
 
 
 async def store_signatures(

@@ -185,6 +185,12 @@ class Statement:
     args: list[Any]
 
 
+def walk_needed(text: Statement, total: int) -> bool:
+    """Whether a text page statement that counted ``total`` matches did not read them all
+    (its ``$14``), so that its page is the walk's."""
+    return total >= int(text.args[-1])
+
+
 def count_statement(args: list[Any], count_cap: int) -> Statement:
     return Statement("count", COUNT_CAPPED_SQL, [*args, count_cap + 1])
 
@@ -331,7 +337,7 @@ async def search_assets(
         else:
             rows, parallel = await fetch_scan(pool, statements[0], serial_scan_ms)
         total = int(rows[0]["total"])  # the statement always answers a row
-        if total >= statements[0].args[-1]:  # not every match read: the walk has the page
+        if walk_needed(statements[0], total):
             rows = await _fetch(pool, statements[1])
     if rows and rows[0]["id"] is None:  # no page: the text page's one row carries the total
         rows = []
