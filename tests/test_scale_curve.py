@@ -70,7 +70,7 @@ def test_route_plans_explain_the_statements_the_service_sends() -> None:
     page = parse_page({"q": "knight", "quality": "high", "limit": "50"}, set(), SETTINGS)
     assert text == [(s.name, s.sql, s.args) for s in search_statements(caps, user, page, cap)]
     assert [(name, sql) for name, sql, _ in text] == [
-        ("page", TEXT_PAGE_SQL[SortKey.DATE, SortOrder.DESC]),
+        ("page", TEXT_PAGE_SQL[SortKey.DATE, SortOrder.DESC, True]),
         ("walk", PAGE_SQL[SortKey.DATE, SortOrder.DESC]),
     ]
     assert text[0][2][1:3] == [["%knight%"], "knight"]
@@ -80,7 +80,7 @@ def test_route_plans_explain_the_statements_the_service_sends() -> None:
     assert filters is not None
     assert [(name, sql) for name, sql, _ in filters] == [
         ("page", PAGE_SQL[SortKey.MODEL, SortOrder.DESC]),
-        ("count", COUNT_CAPPED_SQL),
+        ("count", COUNT_CAPPED_SQL[True]),
     ]
     assert filters[1][2][-1] == cap + 1
     assert route_statements("/v1/workspace?limit=50", user, SETTINGS, caps) == [

@@ -191,8 +191,8 @@ def walk_needed(text: Statement, total: int) -> bool:
     return total >= int(text.args[-1])
 
 
-def count_statement(args: list[Any], count_cap: int) -> Statement:
-    return Statement("count", COUNT_CAPPED_SQL, [*args, count_cap + 1])
+def count_statement(args: list[Any], count_cap: int, keyed: bool = True) -> Statement:
+    return Statement("count", COUNT_CAPPED_SQL[keyed], [*args, count_cap + 1])
 
 
 def search_statements(
@@ -207,7 +207,10 @@ def search_statements(
     other than date, else the cap, plus one) and, when it read every one, answers the page,
     then the walk (``walk``: the page statement without trigram patterns) that answers the page
     when it did not; for filters, the page and the capped count (run at once, on two
-    connections). A prompt query that the trigram sample expects past the cap
+    connections). Statements through the trigram index test the owner as a key of it, or row by
+    row for a user who owns most of the tables (:data:`~reference.search.sql.OWNER_TESTS`,
+    :meth:`TrigramFrequencies.owns_most`); the walk and the filters' statements always as a key.
+    A prompt query that the trigram sample expects past the cap
     (:meth:`TrigramFrequencies.past_cap`) starts with the capped count alone (``count``), sent
     with the walk at once; its text page comes last, for when the count falls short after all.
     The plan benchmarks and tests explain exactly these."""
@@ -216,14 +219,15 @@ def search_statements(
     args = search_args(user_id, query, mode, trigrams)
     page_args = [*args, *_cursor_args(page)]
     if mode is not None:
-        text_sql = TEXT_PAGE_SQL[query.sort, query.order]
+        keyed = not (mode is TextMode.TRIGRAM and trigrams and trigrams.owns_most(user_id))
+        text_sql = TEXT_PAGE_SQL[query.sort, query.order, keyed]
         read_all = mode is TextMode.TRIGRAM and query.sort is not SortKey.DATE
         reads = count_cap * (READ_ALL_FACTOR if read_all else 1) + 1
         text = Statement("page", text_sql, [*page_args, reads])
         walk_args = [user_id, None, *page_args[2:]]
         walk = Statement("walk", PAGE_SQL[query.sort, query.order], walk_args)
         if mode is TextMode.TRIGRAM and trigrams and trigrams.past_cap(user_id, query, count_cap):
-            return [count_statement(args, count_cap), walk, text]
+            return [count_statement(args, count_cap, keyed), walk, text]
         return [text, walk]
     return [
         Statement("page", PAGE_SQL[query.sort, query.order], page_args),

@@ -57,6 +57,12 @@ REFRESH_SECONDS: Final = 600.0
 #: times the cap, from at least :data:`PAST_CAP_MIN_HITS` sampled rows (fewer say too little).
 PAST_CAP_MARGIN: Final = 2.0
 PAST_CAP_MIN_HITS: Final = 5
+#: A user who owns at least this share of the sampled rows has the trigram index read without
+#: the user id (:data:`reference.search.sql.OWNER_TESTS`). Measured on the heavy user's capped
+#: count of ``knight``: at 91% (1,000,000 assets) half the time through the key; at 50% (the
+#: plan's scale) the same for ``knight``, and a third more for needles whose candidates lie
+#: mostly with other users (``dragon``); so the cut lies between the two.
+OWNS_MOST_SHARE: Final = 0.75
 
 
 #: One user's sampled rows, listed under each ASCII trigram of their prompts: assets with what a
@@ -75,6 +81,12 @@ class TrigramFrequencies:
     rows: int = 0
     users: Mapping[UUID, UserSample] = field(default_factory=dict)
     fraction: float = 1.0
+    #: Sampled rows by user (every row, with or without trigrams).
+    owned: Mapping[UUID, int] = field(default_factory=dict)
+
+    def owns_most(self, user: UUID) -> bool:
+        """Whether ``user`` owns at least :data:`OWNS_MOST_SHARE` of the sampled rows."""
+        return self.rows > 0 and self.owned.get(user, 0) >= OWNS_MOST_SHARE * self.rows
 
     def count(self, window: str) -> int:
         """Sampled prompts holding ``window``'s trigram (as written: looked up lowercased)."""
@@ -143,13 +155,14 @@ async def load_trigram_frequencies(
 
 def _frequencies(rows: list[asyncpg.Record], percent: float) -> TrigramFrequencies:
     counts = Counter(chain.from_iterable(r["trigrams"] for r in rows))
+    owned = Counter(r["user_id"] for r in rows)
     holding: dict[UUID, dict[str, list[Asset]]] = {}
     for r in rows:
         asset = _sampled_asset(r)
         mine = holding.setdefault(asset.user_id, {})
         for trigram in r["trigrams"]:
             mine.setdefault(trigram, []).append(asset)
-    return TrigramFrequencies(dict(counts), len(rows), holding, percent / 100.0)
+    return TrigramFrequencies(dict(counts), len(rows), holding, percent / 100.0, dict(owned))
 
 
 class TrigramStatistics:
