@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from uuid import UUID
 
 from reference.assets import ASSET_COLUMNS, Asset
-from reference.db.pool import connect
+from reference.db.pool import connect, create_pool
 from reference.search.in_memory import filter_assets
-from reference.search.query import parse_query
+from reference.search.query import Page, decode_cursor, parse_query
+from reference.search.service import SearchCapabilities, SearchResult, search_assets
+from reference.search.trigrams import TrigramFrequencies
 
 USER_ASSETS_SQL = f"select {ASSET_COLUMNS} from assets a where a.user_id = $1"
 
@@ -51,3 +53,26 @@ async def walk(
         if cursor is None:
             return ids, total, True
     return ids, total, False
+
+
+async def search_pages(
+    dsn: str,
+    caps: SearchCapabilities,
+    user: UUID,
+    first: Page,
+    cap: int,
+    trigrams: TrigramFrequencies | None = None,
+) -> AsyncIterator[tuple[Page, SearchResult]]:
+    """Every page of ``first``'s search by cursor, each with the page asked for, one at a time
+    (a test can check what each page sent before the next is asked for)."""
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        page: Page | None = first
+        while page is not None:
+            result = await search_assets(pool, caps, user, page, cap, None, trigrams)
+            yield page, result
+            cursor = result.next_cursor
+            query = page.query
+            page = None if cursor is None else Page(query, page.limit, decode_cursor(cursor, query))
+    finally:
+        await pool.close()

@@ -6,19 +6,17 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID, uuid4
 
 import orjson
 import pytest
 
-from reference.db.pool import SERVER_SETTINGS, connect, create_pool
-from reference.search.query import Page, SortKey, SortOrder, decode_cursor, parse_query
+from reference.db.pool import SERVER_SETTINGS, connect
+from reference.search.query import Page, SortKey, SortOrder, parse_query
 from reference.search.service import (
     SearchCapabilities,
     detect_capabilities,
-    search_assets,
     search_statements,
 )
 from reference.search.sql import COUNT_CAPPED_SQL, OWNER_TESTS, PAGE_SQL, TEXT_PAGE_SQL
@@ -27,7 +25,7 @@ from reference.search.trigrams import (
     TrigramFrequencies,
     load_trigram_frequencies,
 )
-from tests.search_support import oracle_ids, user_assets
+from tests.search_support import oracle_ids, search_pages, user_assets
 from tests.test_search_past_cap import sampled, trigrams_of
 from tests.test_search_plans import plan_nodes
 
@@ -77,11 +75,6 @@ def test_only_the_trigram_statements_of_such_a_user_test_the_owner_by_row() -> N
         assert by_row not in statement.sql
 
 
-def _pages(result_pages: list[Any]) -> Iterator[str]:
-    for result in result_pages:
-        yield from (str(a.id) for a in result.assets)
-
-
 async def _other_users_matches(dsn: str, user: UUID, q: str) -> int:
     async with connect(dsn) as conn:
         return int(
@@ -109,38 +102,27 @@ async def test_the_owner_tested_by_row_answers_as_the_key(seeded_template: Any, 
     assert caps.text_index
     assert not sample.owns_most(user)
     owner = dataclasses.replace(sample, owned={user: sample.rows})
-    pool = await create_pool(dsn, min_size=1, max_size=2)
-    try:
-        frequent = max(words, key=lambda w: (words[w], w))
-        middle = max((w for w, n in words.items() if 10 <= n <= 300), key=words.__getitem__)
-        for q, cap in ((frequent, words[frequent] // 4), (middle, 1_000)):
-            assert await _other_users_matches(dsn, user, q) > 0
-            expected = oracle_ids(assets, q=q, sort=sort, order="asc")
-            query = parse_query({"q": q, "sort": sort, "order": "asc"})
-            results = []
-            page: Page | None = Page(query, 40)
-            while page is not None:
-                statements = search_statements(caps, user, page, cap, owner)
-                assert OWNER_TESTS[False] in statements[0].sql
-                result = await search_assets(pool, caps, user, page, cap, None, owner)
-                results.append(result)
-                assert (result.total, result.total_is_exact) == (
-                    min(len(expected), cap),
-                    len(expected) <= cap,
-                )
-                cursor = result.next_cursor
-                page = None if cursor is None else Page(query, 40, decode_cursor(cursor, query))
-            assert list(_pages(results)) == expected, q
-        async with pool.acquire() as conn, conn.transaction():
-            # The tiny dataset's tables are read whole more cheaply than through any index.
-            await conn.execute("set local enable_seqscan = off")
-            first = Page(parse_query({"q": middle}), 50)
-            for sample_of, keyed in ((owner, False), (sample, True)):
-                statement = search_statements(caps, user, first, 1_000, sample_of)[0]
-                raw = await conn.fetchval("explain (format json) " + statement.sql, *statement.args)
-                plan = orjson.loads(raw) if isinstance(raw, str) else raw
-                conds = [n.get("Index Cond", "") for n in plan_nodes(plan) if "Index Name" in n]
-                assert conds, orjson.dumps(plan).decode()
-                assert any("user_id" in c for c in conds) == keyed, conds
-    finally:
-        await pool.close()
+    frequent = max(words, key=lambda w: (words[w], w))
+    middle = max((w for w, n in words.items() if 10 <= n <= 300), key=words.__getitem__)
+    for q, cap in ((frequent, words[frequent] // 4), (middle, 1_000)):
+        assert await _other_users_matches(dsn, user, q) > 0
+        expected = oracle_ids(assets, q=q, sort=sort, order="asc")
+        first = Page(parse_query({"q": q, "sort": sort, "order": "asc"}), 40)
+        got: list[str] = []
+        async for page, result in search_pages(dsn, caps, user, first, cap, owner):
+            assert OWNER_TESTS[False] in search_statements(caps, user, page, cap, owner)[0].sql
+            exact = len(expected) <= cap
+            assert (result.total, result.total_is_exact) == (min(len(expected), cap), exact)
+            got += [str(a.id) for a in result.assets]
+        assert got == expected, q
+    async with connect(dsn, server_settings=SERVER_SETTINGS) as conn, conn.transaction():
+        # The tiny dataset's tables are read whole more cheaply than through any index.
+        await conn.execute("set local enable_seqscan = off")
+        first = Page(parse_query({"q": middle}), 50)
+        for sample_of, keyed in ((owner, False), (sample, True)):
+            statement = search_statements(caps, user, first, 1_000, sample_of)[0]
+            raw = await conn.fetchval("explain (format json) " + statement.sql, *statement.args)
+            plan = orjson.loads(raw) if isinstance(raw, str) else raw
+            conds = [n.get("Index Cond", "") for n in plan_nodes(plan) if "Index Name" in n]
+            assert conds, orjson.dumps(plan).decode()
+            assert any("user_id" in c for c in conds) == keyed, conds

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -17,11 +16,9 @@ from reference.assets import Asset, ContentType
 from reference.db.pool import connect, create_pool
 from reference.search import service
 from reference.search.in_memory import is_dismissed
-from reference.search.query import Page, decode_cursor, parse_query
+from reference.search.query import Page, parse_query
 from reference.search.service import (
     READ_ALL_FACTOR,
-    SearchCapabilities,
-    SearchResult,
     detect_capabilities,
     search_assets,
     search_statements,
@@ -32,7 +29,7 @@ from reference.search.trigrams import (
     TrigramFrequencies,
     load_trigram_frequencies,
 )
-from tests.search_support import oracle_ids, user_assets
+from tests.search_support import oracle_ids, search_pages, user_assets
 
 USER = uuid4()
 
@@ -114,28 +111,6 @@ async def test_the_sample_keeps_each_users_rows(seeded_template: Any) -> None:
         assert is_dismissed(got) == is_dismissed(real)
 
 
-async def _pages(
-    dsn: str,
-    caps: SearchCapabilities,
-    user: UUID,
-    first: Page,
-    cap: int,
-    trigrams: TrigramFrequencies | None = None,
-) -> AsyncIterator[tuple[Page, SearchResult]]:
-    """Every page of ``first``'s search by cursor, each with the page asked for."""
-    pool = await create_pool(dsn, min_size=1, max_size=2)
-    try:
-        page: Page | None = first
-        while page is not None:
-            result = await search_assets(pool, caps, user, page, cap, None, trigrams)
-            yield page, result
-            cursor = result.next_cursor
-            query = page.query
-            page = None if cursor is None else Page(query, page.limit, decode_cursor(cursor, query))
-    finally:
-        await pool.close()
-
-
 def _word_counts(assets: list[Asset]) -> Counter[str]:
     """How many of ``assets``' prompts hold each word of five ASCII letters or more."""
     return Counter(w for a in assets for w in set(re.findall(r"[a-z]{5,}", a.prompt.lower())))
@@ -159,7 +134,7 @@ async def test_a_search_past_the_cap_counts_and_walks_at_once(seeded_template: A
         trigrams = await load_trigram_frequencies(conn, sample_rows=10**9)
     query = parse_query({"q": word, "sort": "prompt", "order": "asc"})
     got: list[str] = []
-    async for page, result in _pages(
+    async for page, result in search_pages(
         seeded_template.dsn, caps, user, Page(query, 50), cap, trigrams
     ):
         statements = search_statements(caps, user, page, cap, trigrams)
@@ -240,7 +215,7 @@ async def test_matches_past_the_cap_within_the_read_bound_answer_in_one_statemen
         caps = await detect_capabilities(conn)
     query = parse_query({"q": word, "sort": sort, "order": "asc"})
     got: list[str] = []
-    async for _, result in _pages(seeded_template.dsn, caps, user, Page(query, 20), cap):
+    async for _, result in search_pages(seeded_template.dsn, caps, user, Page(query, 20), cap):
         assert sent == (["page"] if within else ["page", "walk"])
         sent.clear()
         assert (result.total, result.total_is_exact) == (cap, False)

@@ -219,14 +219,16 @@ def search_statements(
     args = search_args(user_id, query, mode, trigrams)
     page_args = [*args, *_cursor_args(page)]
     if mode is not None:
-        keyed = not (mode is TextMode.TRIGRAM and trigrams and trigrams.owns_most(user_id))
+        # The sample steers only searches through the trigram index.
+        sampled = trigrams if mode is TextMode.TRIGRAM else None
+        keyed = not (sampled and sampled.owns_most(user_id))
         text_sql = TEXT_PAGE_SQL[query.sort, query.order, keyed]
         read_all = mode is TextMode.TRIGRAM and query.sort is not SortKey.DATE
         reads = count_cap * (READ_ALL_FACTOR if read_all else 1) + 1
         text = Statement("page", text_sql, [*page_args, reads])
         walk_args = [user_id, None, *page_args[2:]]
         walk = Statement("walk", PAGE_SQL[query.sort, query.order], walk_args)
-        if mode is TextMode.TRIGRAM and trigrams and trigrams.past_cap(user_id, query, count_cap):
+        if sampled and sampled.past_cap(user_id, query, count_cap):
             return [count_statement(args, count_cap, keyed), walk, text]
         return [text, walk]
     return [
